@@ -1,0 +1,52 @@
+"""``plmkit info`` and ``plmkit presets``: look at model folders and the preset table."""
+
+from __future__ import annotations
+
+import json
+
+from . import common_parent
+
+
+def register(sub) -> None:
+    p = sub.add_parser("info", parents=[common_parent()], help="describe a model folder (plmkit or Hugging Face)")
+    p.add_argument("model", help="model folder with config.json and model.safetensors")
+    p.set_defaults(func=run_info)
+    p = sub.add_parser("presets", parents=[common_parent()], help="list the named model presets")
+    p.add_argument("--json", action="store_true", help="print the full preset table as JSON")
+    p.set_defaults(func=run_presets)
+
+
+def run_info(args) -> int:
+    from ..models import from_pretrained
+
+    model = from_pretrained(args.model)
+    c = getattr(model, "config", None)
+    info = {
+        "folder": args.model,
+        "model_type": c.model_type,
+        "task": getattr(model, "task", None),
+        "heads": list(getattr(model, "heads", {}).keys()),
+        "parameters": model.num_parameters(),
+        "config": {k: v for k, v in c.to_dict().items() if k != "hf_extra"},
+    }
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def run_presets(args) -> int:
+    from ..config import PRESETS, model_config_from_preset
+
+    if args.json:
+        print(json.dumps(PRESETS, indent=2))
+        return 0
+    print(f"{'preset':<16} {'type':<8} {'layers':>6} {'hidden':>6} {'heads':>5} {'emb':>5}  objective")
+    for name in sorted(PRESETS):
+        entry = PRESETS[name]
+        if "model" not in entry:
+            continue
+        c = model_config_from_preset(name)
+        d = entry.get("data", {})
+        objective = "+".join(x for x in (d.get("objective"), d.get("pair")) if x and x != "none")
+        print(f"{name:<16} {c.model_type:<8} {c.num_hidden_layers:>6} {c.hidden_size:>6} {c.num_attention_heads:>5} "
+              f"{c.embed_dim:>5}  {objective} ({d.get('masking', '-')} masking, {d.get('packing', '-')})")
+    return 0

@@ -1,0 +1,549 @@
+"""Hugging Face checkpoints in and out: config keys and parameter names for bert, roberta, albert, gpt2.
+
+A plmkit model folder *is* a Hugging Face folder (DESIGN §3): ``config.json`` with HF keys (plmkit
+extras under ``"plmkit"``), ``model.safetensors`` with HF parameter names, and the tokenizer files.
+``transformers.AutoModel*.from_pretrained`` opens what plmkit writes, and plmkit opens what
+transformers writes, losing nothing: tensors plmkit does not use (old ``position_ids`` buffers,
+GPT-2's causal-mask buffers, unknown heads) are carried through and written back unchanged.
+
+Layout differences handled here:
+
+* plmkit fuses query/key/value into one ``qkv`` projection; HF BERT-family checkpoints store them
+  separately (split / concatenated along dim 0, bit-exact).
+* GPT-2 stores linear layers as ``Conv1D`` (weight transposed).
+* Tied decoders (``cls.predictions.decoder``, ``lm_head``) are not stored, as transformers does.
+
+Weights are read only through safetensors; nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from ..config import ModelConfig
+from ..errors import CheckpointError, ConfigError
+from .model import PlmModel, normalize_task, task_heads
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+# ----------------------------------------------------------------------------- config.json
+_COMMON_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings",
+                "type_vocab_size", "layer_norm_eps", "initializer_range", "pad_token_id", "bos_token_id",
+                "eos_token_id", "problem_type")
+_GPT2_KEYS = {"n_embd": "hidden_size", "n_layer": "num_hidden_layers", "n_head": "num_attention_heads",
+              "n_inner": "intermediate_size", "activation_function": "hidden_act", "resid_pdrop": "hidden_dropout_prob",
+              "attn_pdrop": "attention_probs_dropout_prob", "n_positions": "max_position_embeddings",
+              "layer_norm_epsilon": "layer_norm_eps", "initializer_range": "initializer_range",
+              "vocab_size": "vocab_size", "pad_token_id": "pad_token_id", "bos_token_id": "bos_token_id",
+              "eos_token_id": "eos_token_id", "problem_type": "problem_type"}
+# Keys transformers writes that carry no information plmkit needs to keep.
+_DROP_KEYS = {"architectures", "transformers_version", "model_type", "torch_dtype", "dtype", "_name_or_path",
+              "id2label", "label2id", "num_labels", "plmkit", "classifier_dropout", "classifier_dropout_prob",
+              "embedding_size", "num_hidden_groups", "inner_group_num", "position_embedding_type",
+              "embd_pdrop", "tie_word_embeddings", "scale_attn_weights", "scale_attn_by_inverse_layer_idx",
+              "reorder_and_upcast_attn", "is_decoder", "add_cross_attention", "use_cache", "gradient_checkpointing"}
+# plmkit fields that the model_type already implies; written under "plmkit" only when they differ.
+_VARIANT_FIELDS = ("embedding_size", "share_layers", "causal", "pre_norm", "position_offset", "type_vocab_size")
+
+
+def _variant_defaults(model_type: str, pad_token_id: int | None) -> dict[str, Any]:
+    return {
+        "bert": dict(share_layers=False, causal=False, pre_norm=False, position_offset=0),
+        "roberta": dict(share_layers=False, causal=False, pre_norm=False, position_offset=(pad_token_id or 0) + 1),
+        "albert": dict(share_layers=True, causal=False, pre_norm=False, position_offset=0),
+        "gpt2": dict(share_layers=False, causal=True, pre_norm=True, position_offset=0, type_vocab_size=0),
+    }[model_type]
+
+
+def config_from_hf(d: dict[str, Any], source: str = CONFIG_NAME) -> ModelConfig:
+    """A transformers ``config.json`` dict → :class:`ModelConfig`."""
+    model_type = d.get("model_type")
+    if model_type not in ("bert", "roberta", "albert", "gpt2"):
+        raise CheckpointError(
+            f"{source}: unknown model_type {model_type!r}; plmkit loads bert, roberta, albert and gpt2 "
+            "folders (and its own elmo folders)" + ("" if model_type else " — the key is missing")
+        )
+    kw: dict[str, Any] = {"model_type": model_type}
+    if model_type == "gpt2":
+        for hf, ours in _GPT2_KEYS.items():
+            if d.get(hf) is not None or hf in ("pad_token_id", "bos_token_id", "eos_token_id", "problem_type"):
+                if hf in d:
+                    kw[ours] = d[hf]
+        if kw.get("intermediate_size") is None:
+            kw["intermediate_size"] = 4 * int(d.get("n_embd", 768))
+        if not d.get("scale_attn_weights", True) or d.get("scale_attn_by_inverse_layer_idx", False):
+            raise CheckpointError(f"{source}: GPT-2 attention scaling variants (scale_attn_weights=false or "
+                                  "scale_attn_by_inverse_layer_idx=true) are not supported")
+        extra_keys = set(d) - set(_GPT2_KEYS) - _DROP_KEYS
+    else:
+        for key in _COMMON_KEYS:
+            if key in d:
+                kw[key] = d[key]
+        if d.get("position_embedding_type", "absolute") != "absolute":
+            raise CheckpointError(f"{source}: position_embedding_type={d['position_embedding_type']!r} is not "
+                                  "supported; plmkit uses learned absolute positions")
+        if model_type == "albert":
+            if d.get("num_hidden_groups", 1) != 1 or d.get("inner_group_num", 1) != 1:
+                raise CheckpointError(f"{source}: ALBERT with num_hidden_groups or inner_group_num other than 1 "
+                                      "is not supported (all published ALBERT models use 1)")
+            kw["embedding_size"] = d.get("embedding_size", 128)
+            if d.get("classifier_dropout_prob") is not None:
+                kw["classifier_dropout"] = d["classifier_dropout_prob"]
+        elif d.get("classifier_dropout") is not None:
+            kw["classifier_dropout"] = d["classifier_dropout"]
+        extra_keys = set(d) - set(_COMMON_KEYS) - _DROP_KEYS
+    kw.update(_variant_defaults(model_type, kw.get("pad_token_id")))
+    if "id2label" in d:
+        kw["id2label"] = {int(k): v for k, v in d["id2label"].items()}
+        kw["num_labels"] = len(d["id2label"])
+    elif "num_labels" in d:
+        kw["num_labels"] = d["num_labels"]
+    kw["hf_extra"] = {k: d[k] for k in sorted(extra_keys)}
+    plm = d.get("plmkit") or {}
+    for key, value in (plm.get("model") or {}).items():
+        if key not in _VARIANT_FIELDS:
+            raise ConfigError(f"{source}: unknown key plmkit.model.{key}")
+        kw[key] = value
+    return ModelConfig.from_dict(kw, source=source)
+
+
+def config_to_hf(config: ModelConfig, architecture: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """:class:`ModelConfig` → a transformers ``config.json`` dict (plus plmkit extras)."""
+    c = config
+    d: dict[str, Any] = {"architectures": [architecture], "model_type": c.model_type}
+    if c.model_type == "gpt2":
+        for hf, ours in _GPT2_KEYS.items():
+            d[hf] = getattr(c, ours)
+        d["embd_pdrop"] = c.hidden_dropout_prob
+        d["scale_attn_weights"] = True
+    else:
+        for key in _COMMON_KEYS:
+            d[key] = getattr(c, key)
+        d["position_embedding_type"] = "absolute"
+        if c.model_type == "albert":
+            d.update(embedding_size=c.embed_dim, num_hidden_groups=1, inner_group_num=1,
+                     classifier_dropout_prob=c.classifier_dropout if c.classifier_dropout is not None else 0.1)
+        else:
+            d["classifier_dropout"] = c.classifier_dropout
+    if c.id2label is not None or c.num_labels != 2:
+        labels = c.id2label or {i: f"LABEL_{i}" for i in range(c.num_labels)}
+        d["id2label"] = {str(i): v for i, v in labels.items()}
+        d["label2id"] = {v: i for i, v in labels.items()}
+    d["tie_word_embeddings"] = True
+    d.update(c.hf_extra)
+    defaults = _variant_defaults(c.model_type, c.pad_token_id)
+    variant = {k: getattr(c, k) for k in _VARIANT_FIELDS
+               if k in defaults and getattr(c, k) != defaults[k]}
+    if c.model_type != "albert" and c.embedding_size not in (None, c.hidden_size):
+        variant["embedding_size"] = c.embedding_size
+    plm: dict[str, Any] = {"format": 1}
+    if variant:
+        plm["model"] = variant
+        warnings.warn(f"config fields {sorted(variant)} differ from what model_type={c.model_type!r} implies; "
+                      "plmkit reloads them exactly but transformers will not", stacklevel=3)
+    if extra:
+        plm.update(extra)
+    d["plmkit"] = plm
+    return d
+
+
+# ----------------------------------------------------------------------------- tasks ↔ classes
+_CLASS_PREFIX = {"bert": "Bert", "roberta": "Roberta", "albert": "Albert", "gpt2": "GPT2"}
+_TASK_SUFFIX = {None: "Model", "pretraining": "ForPreTraining", "masked-lm": "ForMaskedLM",
+                "sequence-classification": "ForSequenceClassification", "question-answering": "ForQuestionAnswering",
+                "multiple-choice": "ForMultipleChoice", "token-classification": "ForTokenClassification"}
+
+
+def architecture_for(config: ModelConfig, task: str | None) -> str:
+    prefix = _CLASS_PREFIX[config.model_type]
+    if config.model_type == "gpt2" and task in ("causal-lm", "pretraining"):
+        return "GPT2LMHeadModel"
+    if config.model_type == "roberta" and task == "pretraining":
+        return "RobertaForMaskedLM"  # RoBERTa has no NSP: its pretraining model is the MLM
+    return prefix + _TASK_SUFFIX.get(task, "Model")
+
+
+def task_for_architecture(arch: str | None) -> str | None:
+    if not arch:
+        return None
+    if arch.endswith("LMHeadModel"):
+        return "causal-lm"
+    for task, suffix in _TASK_SUFFIX.items():
+        if task is not None and arch.endswith(suffix):
+            return task
+    return None
+
+
+# ----------------------------------------------------------------------------- parameter names
+@dataclass(frozen=True)
+class Rule:
+    """One plmkit tensor ↔ one or more HF tensors. op: copy | T (transpose) | cat (dim 0)."""
+
+    ours: str
+    theirs: tuple[str, ...]
+    op: str = "copy"
+
+
+def _lin(ours: str, theirs: str, bias: bool = True, op: str = "copy") -> list[Rule]:
+    rules = [Rule(f"{ours}.weight", (f"{theirs}.weight",), op)]
+    if bias:
+        rules.append(Rule(f"{ours}.bias", (f"{theirs}.bias",)))
+    return rules
+
+
+_LN = _lin  # LayerNorm has weight + bias too
+
+
+def body_prefix(model_type: str) -> str:
+    return {"bert": "bert.", "roberta": "roberta.", "albert": "albert.", "gpt2": "transformer."}[model_type]
+
+
+def body_rules(model: PlmModel) -> list[Rule]:
+    """Rules for the encoder body (plmkit names under ``body.``), HF names *without* the body prefix."""
+    return [Rule("body." + r.ours, r.theirs, r.op) for r in _body_rules(model)]
+
+
+def _body_rules(model: PlmModel) -> list[Rule]:
+    c = model.config
+    body = model.body
+    rules: list[Rule] = []
+    if c.model_type == "gpt2":
+        rules += [Rule("embeddings.word.weight", ("wte.weight",)), Rule("embeddings.position.weight", ("wpe.weight",))]
+        for i in range(len(body.layers)):
+            o, t = f"layers.{i}", f"h.{i}"
+            rules += _LN(f"{o}.norm1", f"{t}.ln_1") + _LN(f"{o}.norm2", f"{t}.ln_2")
+            rules += _lin(f"{o}.attn.qkv", f"{t}.attn.c_attn", op="T") + _lin(f"{o}.attn.out", f"{t}.attn.c_proj", op="T")
+            rules += _lin(f"{o}.ffn.fc1", f"{t}.mlp.c_fc", op="T") + _lin(f"{o}.ffn.fc2", f"{t}.mlp.c_proj", op="T")
+        if body.final_norm is not None:
+            rules += _LN("final_norm", "ln_f")
+        return rules
+    rules += [Rule("embeddings.word.weight", ("embeddings.word_embeddings.weight",)),
+              Rule("embeddings.position.weight", ("embeddings.position_embeddings.weight",))]
+    if body.embeddings.token_type is not None:
+        rules.append(Rule("embeddings.token_type.weight", ("embeddings.token_type_embeddings.weight",)))
+    rules += _LN("embeddings.norm", "embeddings.LayerNorm")
+    if c.model_type == "albert":
+        if body.embed_proj is not None:
+            rules += _lin("embed_proj", "encoder.embedding_hidden_mapping_in")
+        t = "encoder.albert_layer_groups.0.albert_layers.0"
+        if len(body.layers) != 1:
+            raise CheckpointError("ALBERT checkpoints share one layer; this model has unshared layers "
+                                  "(share_layers=false) and cannot be written in the ALBERT layout")
+        o = "layers.0"
+        qkv = tuple(f"{t}.attention.{n}" for n in ("query", "key", "value"))
+        rules += [Rule(f"{o}.attn.qkv.weight", tuple(f"{n}.weight" for n in qkv), "cat"),
+                  Rule(f"{o}.attn.qkv.bias", tuple(f"{n}.bias" for n in qkv), "cat")]
+        rules += _lin(f"{o}.attn.out", f"{t}.attention.dense") + _LN(f"{o}.norm1", f"{t}.attention.LayerNorm")
+        rules += _lin(f"{o}.ffn.fc1", f"{t}.ffn") + _lin(f"{o}.ffn.fc2", f"{t}.ffn_output")
+        rules += _LN(f"{o}.norm2", f"{t}.full_layer_layer_norm")
+        if body.pooler is not None:
+            rules += _lin("pooler", "pooler")
+        return rules
+    if body.embed_proj is not None:
+        raise CheckpointError(f"{c.model_type} checkpoints have no embedding projection; embedding_size must "
+                              "equal hidden_size (use model_type albert for factorized embeddings)")
+    if len(body.layers) != c.num_hidden_layers:
+        raise CheckpointError(f"{c.model_type} checkpoints do not share layers; share_layers must be false "
+                              "(use model_type albert for cross-layer sharing)")
+    for i in range(len(body.layers)):
+        o, t = f"layers.{i}", f"encoder.layer.{i}"
+        qkv = tuple(f"{t}.attention.self.{n}" for n in ("query", "key", "value"))
+        rules += [Rule(f"{o}.attn.qkv.weight", tuple(f"{n}.weight" for n in qkv), "cat"),
+                  Rule(f"{o}.attn.qkv.bias", tuple(f"{n}.bias" for n in qkv), "cat")]
+        rules += _lin(f"{o}.attn.out", f"{t}.attention.output.dense")
+        rules += _LN(f"{o}.norm1", f"{t}.attention.output.LayerNorm")
+        rules += _lin(f"{o}.ffn.fc1", f"{t}.intermediate.dense") + _lin(f"{o}.ffn.fc2", f"{t}.output.dense")
+        rules += _LN(f"{o}.norm2", f"{t}.output.LayerNorm")
+    if body.pooler is not None:
+        rules += _lin("pooler", "pooler.dense")
+    return rules
+
+
+def head_rules(model_type: str, kind: str, head) -> list[Rule]:
+    """Rules for one head, HF names as stored at the top level of the checkpoint."""
+    if kind == "mlm":
+        base = {"bert": "cls.predictions", "roberta": "lm_head", "albert": "predictions"}.get(model_type)
+        if base is None:
+            raise CheckpointError(f"{model_type} has no masked-LM head in the Hugging Face layout")
+        dense = f"{base}.transform.dense" if model_type == "bert" else f"{base}.dense"
+        norm = {"bert": f"{base}.transform.LayerNorm", "roberta": f"{base}.layer_norm",
+                "albert": f"{base}.LayerNorm"}[model_type]
+        return _lin(f"heads.mlm.dense", dense) + _LN("heads.mlm.norm", norm) + [Rule("heads.mlm.bias", (f"{base}.bias",))]
+    if kind == "nsp":
+        return _lin("heads.nsp.classifier", "cls.seq_relationship")
+    if kind == "sop":
+        return _lin("heads.sop.classifier", "sop_classifier.classifier")
+    if kind == "qa":
+        return _lin("heads.qa.out", "qa_outputs")
+    if kind in ("choice", "tagger"):
+        return _lin(f"heads.{kind}.out", "classifier")
+    if kind == "classifier":
+        if model_type == "roberta":
+            return _lin("heads.classifier.dense", "classifier.dense") + _lin("heads.classifier.out", "classifier.out_proj")
+        if model_type == "gpt2":
+            return _lin("heads.classifier.out", "score", bias=False)
+        return _lin("heads.classifier.out", "classifier")
+    if kind == "lm":
+        return []  # tied to the input embeddings
+    raise ValueError(kind)
+
+
+# Tied copies transformers may store; recomputed from the embeddings, never read.
+_TIED = ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias", "lm_head.decoder.weight",
+         "lm_head.decoder.bias", "predictions.decoder.weight", "predictions.decoder.bias", "lm_head.weight")
+
+# Signature tensors that tell which heads a checkpoint has.
+_HEAD_SIGNATURES = {
+    "mlm": ("cls.predictions.bias", "lm_head.bias", "predictions.bias"),
+    "nsp": ("cls.seq_relationship.weight",),
+    "sop": ("sop_classifier.classifier.weight",),
+    "qa": ("qa_outputs.weight",),
+    "classifier": ("classifier.out_proj.weight", "score.weight"),
+}
+
+
+def _heads_in_checkpoint(keys: set[str], model_type: str, arch_task: str | None) -> list[str]:
+    heads = [k for k, sigs in _HEAD_SIGNATURES.items() if any(s in keys for s in sigs)]
+    if "classifier.weight" in keys:  # shared by three HF heads; the architecture tells which
+        heads.append({"multiple-choice": "choice", "token-classification": "tagger"}.get(arch_task or "", "classifier"))
+    if model_type == "gpt2" and arch_task == "causal-lm":
+        heads.append("lm")
+    return list(dict.fromkeys(heads))
+
+
+# ----------------------------------------------------------------------------- load
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    folder = Path(path)
+    if not folder.exists():
+        raise CheckpointError(f"model folder {folder} does not exist; give a folder with config.json and "
+                              "model.safetensors (a plmkit run's export or a Hugging Face model folder)")
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder} is a file, not a model folder; pass the folder that holds config.json")
+    cfg = folder / CONFIG_NAME
+    if not cfg.exists():
+        raise CheckpointError(f"{folder} has no config.json, so it is not a model folder; give the folder "
+                              "written by save_pretrained / plmkit export / transformers")
+    return _read_json(cfg)
+
+
+def load_state(folder: Path) -> dict[str, torch.Tensor]:
+    """All tensors of ``model.safetensors`` (or sharded ``model-0000x-of-0000y.safetensors``)."""
+    files = [folder / WEIGHTS_NAME]
+    index = folder / "model.safetensors.index.json"
+    if not files[0].exists() and index.exists():
+        shard_names = sorted(set(_read_json(index).get("weight_map", {}).values()))
+        files = [folder / n for n in shard_names]
+    if not files[0].exists():
+        pickled = [n for n in ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack") if (folder / n).exists()]
+        hint = (f" It has {pickled[0]}, which plmkit will not unpickle; convert it once with transformers: "
+                "AutoModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)") if pickled else ""
+        raise CheckpointError(f"{folder} has no {WEIGHTS_NAME}.{hint}")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        try:
+            with safe_open(str(f), framework="pt") as sf:
+                for k in sf.keys():
+                    state[k] = sf.get_tensor(k)
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{f}: cannot read safetensors file ({e}); the file is truncated or corrupt — "
+                                  "restore it or use an earlier checkpoint") from None
+    return state
+
+
+def from_pretrained(path: str | os.PathLike, task: str | None = "auto", num_labels: int | None = None,
+                    id2label: dict[int, str] | None = None, **config_overrides: Any):
+    """Load any plmkit or Hugging Face model folder (bert, roberta, albert, gpt2; elmo).
+
+    ``task="auto"`` keeps the task the checkpoint was saved for (its ``architectures``). Naming
+    another task keeps the checkpoint's heads and adds the task's heads, newly initialised, with a
+    warning that lists their parameters. ``num_labels`` / ``id2label`` size a new classifier.
+    """
+    folder = Path(path)
+    raw = read_config(folder)
+    if raw.get("model_type") == "elmo":
+        from .elmo import load_elmo  # ELMo shares the folder shape, not the class
+
+        return load_elmo(folder)
+    config = config_from_hf(raw, source=str(folder / CONFIG_NAME))
+    if config_overrides:
+        config = config.replace(**config_overrides)
+    archs = raw.get("architectures") or []
+    arch_task = task_for_architecture(archs[0] if archs else None)
+    state = load_state(folder)
+    prefix = body_prefix(config.model_type)
+    prefixed = any(k.startswith(prefix) for k in state)
+    present = _heads_in_checkpoint(set(state), config.model_type, arch_task)
+    if task == "auto":
+        task = arch_task
+    task = normalize_task(task)
+
+    label_change = False
+    if id2label is not None:
+        id2label = {int(k): str(v) for k, v in id2label.items()}
+        num_labels = len(id2label)
+    if num_labels is not None and num_labels != config.num_labels:
+        label_change = True
+        config.num_labels = num_labels
+    if id2label is not None:
+        config.id2label = id2label
+    elif label_change:
+        config.id2label = None
+
+    pooler_key = (prefix if prefixed else "") + ("pooler.weight" if config.model_type == "albert" else "pooler.dense.weight")
+    has_pooler = pooler_key in state
+    wanted = task_heads(task, config)
+    keep = [h for h in present if not (label_change and h in ("classifier", "tagger") and h in wanted)]
+    model = PlmModel(config, task=task, heads=keep, add_pooler=has_pooler)
+
+    new_heads = [h for h in wanted if h not in keep and h != "lm"]
+    expected: dict[str, Rule] = {}
+    for rule in body_rules(model):
+        theirs = tuple((prefix + t) if prefixed else t for t in rule.theirs)
+        expected[rule.ours] = Rule(rule.ours, theirs, rule.op)
+    for kind in keep:
+        for rule in head_rules(config.model_type, kind, model.heads[kind]):
+            expected[rule.ours] = rule
+
+    own = dict(model.named_parameters())
+    used: set[str] = set()
+    missing: list[str] = []
+    converted: dict[str, torch.Tensor] = {}
+    for ours, rule in expected.items():
+        if not all(t in state for t in rule.theirs):
+            missing.extend(t for t in rule.theirs if t not in state)
+            continue
+        tensors = [state[t] for t in rule.theirs]
+        value = _to_ours(tensors, rule.op)
+        target = own[ours]
+        if tuple(value.shape) != tuple(target.shape):
+            found = [tuple(t.shape) for t in tensors]
+            wanted_shapes = [tuple(t.shape) for t in _to_theirs(target, rule)]
+            raise CheckpointError(
+                f"{folder / WEIGHTS_NAME}: tensor {', '.join(rule.theirs)} has shape "
+                f"{found[0] if len(found) == 1 else found} but config.json implies "
+                f"{wanted_shapes[0] if len(wanted_shapes) == 1 else wanted_shapes}; the weights do not match "
+                "this config — check config.json (sizes, vocab_size) or re-export the model"
+            )
+        converted[ours] = value
+        used.update(rule.theirs)
+    if missing:
+        raise CheckpointError(f"{folder / WEIGHTS_NAME} is missing tensor(s) {', '.join(missing[:6])}"
+                              f"{' …' if len(missing) > 6 else ''} that config.json requires; the file is "
+                              "incomplete or belongs to another model")
+    with torch.no_grad():
+        for ours, value in converted.items():
+            own[ours].copy_(value)
+    leftovers = {k: v for k, v in state.items() if k not in used and k not in _TIED}
+    if label_change:
+        dropped = [k for k in leftovers if k.startswith(("classifier.", "score."))]
+        for k in dropped:
+            leftovers.pop(k)
+    benign = [k for k in leftovers if k.endswith(("position_ids", "attn.bias", "attn.masked_bias"))]
+    unknown = [k for k in leftovers if k not in benign]
+    if unknown:
+        warnings.warn(f"{folder / WEIGHTS_NAME}: {len(unknown)} tensor(s) plmkit does not use were kept "
+                      f"unchanged for saving: {', '.join(unknown[:5])}{' …' if len(unknown) > 5 else ''}", stacklevel=2)
+    # Remember body tensors relative to the body so they follow a change of prefix on save.
+    body_pass, top_pass = {}, {}
+    for k, v in leftovers.items():
+        if prefixed and k.startswith(prefix):
+            body_pass[k[len(prefix):]] = v
+        elif not prefixed:
+            body_pass[k] = v
+        else:
+            top_pass[k] = v
+    model.passthrough = {"body": body_pass, "top": top_pass}
+    if new_heads:
+        params = [n for n, _ in model.named_parameters() if any(n.startswith(f"heads.{h}.") for h in new_heads)]
+        warnings.warn(f"{folder}: task {task!r} needs head(s) {', '.join(new_heads)} that the checkpoint does not "
+                      f"have; newly initialised parameters: {', '.join(params)} — train them before use", stacklevel=2)
+    model.eval()
+    model.loaded_from = str(folder)
+    return model
+
+
+def _to_ours(tensors: list[torch.Tensor], op: str) -> torch.Tensor:
+    if op == "copy":
+        return tensors[0]
+    if op == "T":
+        return tensors[0].t().contiguous()
+    return torch.cat(tensors, dim=0)
+
+
+def _to_theirs(value: torch.Tensor, rule: Rule) -> list[torch.Tensor]:
+    if rule.op == "copy":
+        return [value]
+    if rule.op == "T":
+        return [value.t().contiguous()]
+    return [t.contiguous() for t in value.chunk(len(rule.theirs), dim=0)]
+
+
+# ----------------------------------------------------------------------------- save
+def hf_state_dict(model: PlmModel, only_task_heads: bool = False) -> tuple[dict[str, torch.Tensor], str]:
+    """The model's tensors under Hugging Face names, and the architecture they form."""
+    c = model.config
+    heads = [h for h in model.heads if (h in model.active_heads or not only_task_heads)]
+    is_base = model.task is None and not heads
+    prefix = "" if is_base else body_prefix(c.model_type)
+    params = dict(model.named_parameters())
+    out: dict[str, torch.Tensor] = {}
+    rules = [Rule(r.ours, tuple(prefix + t for t in r.theirs), r.op) for r in body_rules(model)]
+    for kind in heads:
+        rules += head_rules(c.model_type, kind, model.heads[kind])
+    for rule in rules:
+        value = params[rule.ours].detach()
+        for name, t in zip(rule.theirs, _to_theirs(value, rule)):
+            out[name] = t.cpu().contiguous()
+    if not only_task_heads:  # a task export holds exactly what its HF class expects
+        for k, v in model.passthrough.get("body", {}).items():
+            out.setdefault(prefix + k, v)
+        for k, v in model.passthrough.get("top", {}).items():
+            out.setdefault(k, v)
+    return out, architecture_for(c, model.task)
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_pretrained(model: PlmModel, path: str | os.PathLike, only_task_heads: bool = False, tokenizer=None,
+                    extra: dict[str, Any] | None = None) -> Path:
+    folder = Path(path)
+    state, arch = hf_state_dict(model, only_task_heads=only_task_heads)
+    plm_extra = {"task": model.task, **(extra or {})}
+    hf_config = config_to_hf(model.config, arch, extra=plm_extra)
+    _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    _atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(hf_config, indent=2) + "\n"))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+    return folder

