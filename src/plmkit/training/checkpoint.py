@@ -1,0 +1,288 @@
+"""Checkpoints that survive crashes: atomic, checksummed, rotated, resumable bit for bit.
+
+A run folder holds ``checkpoints/step-NNNNNNN/``; each is a complete model folder in the shared
+Hugging Face layout (``config.json``, ``model.safetensors``, tokenizer files) plus the trainer state
+beside it:
+
+* ``optimizer.safetensors`` + ``optimizer.json`` — optimiser tensors and hyper-parameters,
+* ``rng-rank{r}.safetensors`` — every RNG a rank draws from (dropout, sampling),
+* ``trainer_state.json`` — step, data-stream position, elapsed time, the resolved config, and the
+  SHA-256 of every file above (written last: a checkpoint without it is incomplete).
+
+A checkpoint is written into a hidden temporary folder, fsynced, then renamed into place, and the
+``latest`` pointer is replaced atomically; a crash or a full disk at any moment leaves the previous
+checkpoint untouched. On resume, checksums are verified and a damaged checkpoint is skipped in
+favour of the newest good one. Nothing is unpickled: tensors are safetensors, the rest JSON.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..errors import CheckpointError, PlmkitError
+
+STATE_NAME = "trainer_state.json"
+LATEST = "latest"
+PREFIX = "step-"
+
+
+def sha256(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# ----------------------------------------------------------------------------- optimizer / rng
+def optimizer_to_files(opt: torch.optim.Optimizer, folder: Path) -> None:
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, st in sd["state"].items():
+        for key, value in st.items():
+            if torch.is_tensor(value):
+                tensors[f"state.{idx}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    save_file(tensors, str(folder / "optimizer.safetensors"))
+    meta = {"param_groups": sd["param_groups"], "scalars": scalars, "class": type(opt).__name__}
+    (folder / "optimizer.json").write_text(json.dumps(meta, indent=1))
+
+
+def optimizer_from_files(opt: torch.optim.Optimizer, folder: Path) -> None:
+    meta = json.loads((folder / "optimizer.json").read_text())
+    if meta.get("class") != type(opt).__name__:
+        raise CheckpointError(f"{folder}: optimizer state is for {meta.get('class')}, but this run uses "
+                              f"{type(opt).__name__}; resume with the same optimizer setting")
+    flat = load_file(str(folder / "optimizer.safetensors"))
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in flat.items():
+        _, idx, key = name.split(".", 2)
+        state.setdefault(int(idx), {})[key] = value
+    for idx, d in meta["scalars"].items():
+        state.setdefault(int(idx), {}).update(d)
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def rng_state() -> dict[str, torch.Tensor]:
+    out = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["torch_cuda"] = torch.cuda.get_rng_state()
+    return out
+
+
+def set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["torch_cpu"])
+    if "torch_cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["torch_cuda"])
+
+
+# ----------------------------------------------------------------------------- save
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints"
+
+
+def step_name(step: int) -> str:
+    return f"{PREFIX}{step:07d}"
+
+
+def save_checkpoint(run_dir: Path, step: int, model, optimizer: torch.optim.Optimizer, state: dict[str, Any],
+                    tokenizer=None, rank_rng: dict[int, dict[str, torch.Tensor]] | None = None,
+                    keep_last: int = 3, model_extra: dict[str, Any] | None = None) -> Path:
+    """Write checkpoint ``step`` atomically, point ``latest`` at it and rotate old ones.
+
+    On any failure (a full disk included) the temporary folder is removed, the previous
+    checkpoints stay as they were, and a :class:`CheckpointError` says what happened.
+    """
+    root = checkpoint_dir(run_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / step_name(step)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{step_name(step)}-", dir=root))
+    try:
+        model.save_pretrained(tmp, tokenizer=tokenizer, extra=model_extra)
+        optimizer_to_files(optimizer, tmp)
+        for rank, rng in (rank_rng or {0: rng_state()}).items():
+            save_file(rng, str(tmp / f"rng-rank{rank}.safetensors"))
+        files = sorted(p.name for p in tmp.iterdir() if p.is_file() and not p.name.startswith("."))
+        manifest = {name: sha256(tmp / name) for name in files}
+        write_json_atomic(tmp / STATE_NAME, {**state, "step": step, "files": manifest})
+        for p in tmp.iterdir():
+            if p.is_file():
+                with open(p, "rb") as f:
+                    os.fsync(f.fileno())
+        fsync_dir(tmp)
+        if final.exists():  # a stale copy of this step (e.g. from before a crash): replace it
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        fsync_dir(root)
+        fd, ptr = tempfile.mkstemp(prefix=".latest.", dir=root)
+        with os.fdopen(fd, "w") as f:
+            f.write(final.name + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(ptr, root / LATEST)
+        fsync_dir(root)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        prev = latest_checkpoint(run_dir, verify=False)
+        keep = f"; the previous checkpoint {prev} is intact" if prev else ""
+        if e.errno == errno.ENOSPC:
+            raise CheckpointError(f"no space left on the device while saving checkpoint {final}{keep}. "
+                                  "Free disk space (or lower --keep-last) and resume with --resume") from None
+        raise CheckpointError(f"could not save checkpoint {final}: {e}{keep}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    rotate(run_dir, keep_last)
+    return final
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    root = checkpoint_dir(run_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and p.name[len(PREFIX):].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def rotate(run_dir: Path, keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` checkpoints, and stale temporary folders."""
+    root = checkpoint_dir(run_dir)
+    for p in root.glob(".tmp-*"):
+        shutil.rmtree(p, ignore_errors=True)
+    if keep_last <= 0:
+        return
+    for old in list_checkpoints(run_dir)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def verify_checkpoint(folder: Path) -> str | None:
+    """None when every file matches the recorded checksum, else what is wrong."""
+    state_path = folder / STATE_NAME
+    if not state_path.exists():
+        return f"{state_path} is missing (the save did not finish)"
+    try:
+        state = json.loads(state_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return f"{state_path} is not valid JSON"
+    for name, digest in state.get("files", {}).items():
+        p = folder / name
+        if not p.exists():
+            return f"{p} is missing"
+        if sha256(p) != digest:
+            return f"{p} does not match its recorded checksum (truncated or corrupted)"
+    return None
+
+
+def latest_checkpoint(run_dir: Path, verify: bool = True) -> Path | None:
+    """The newest checkpoint that is complete (and, with ``verify``, matches its checksums).
+
+    A damaged newest checkpoint produces a warning naming the problem and the older one used.
+    """
+    # Folders appear under their final name only once complete, so the newest verified one wins;
+    # the `latest` pointer is for people and tools.
+    candidates = list_checkpoints(run_dir)
+    problems = []
+    for folder in sorted(candidates, key=lambda p: int(p.name[len(PREFIX):]), reverse=True):
+        problem = verify_checkpoint(folder) if verify else (None if (folder / STATE_NAME).exists() else "incomplete")
+        if problem is None:
+            if problems:
+                warnings.warn("skipped damaged checkpoint(s): " + "; ".join(problems) + f"; using {folder}",
+                              stacklevel=2)
+            return folder
+        problems.append(problem)
+    if problems:
+        raise CheckpointError("no usable checkpoint: " + "; ".join(problems))
+    return None
+
+
+def load_trainer_state(folder: Path) -> dict[str, Any]:
+    try:
+        return json.loads((folder / STATE_NAME).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{folder / STATE_NAME}: cannot read trainer state ({e})") from None
+
+
+def load_rng(folder: Path, rank: int) -> dict[str, torch.Tensor] | None:
+    path = folder / f"rng-rank{rank}.safetensors"
+    if not path.exists():
+        return None
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: unreadable RNG state ({e})") from None
+
+
+def export_checkpoint(run_dir: Path, out: Path, step: int | None = None, overwrite: bool = False) -> Path:
+    """Copy one checkpoint's model folder (weights, config, tokenizer; no trainer state) to ``out``."""
+    run_dir, out = Path(run_dir), Path(out)
+    if not checkpoint_dir(run_dir).is_dir():
+        raise PlmkitError(f"{run_dir} is not a plmkit run folder (it has no checkpoints/); pass the --out "
+                          "folder of 'plmkit pretrain' or 'plmkit finetune'")
+    if step is None:
+        src = latest_checkpoint(run_dir)
+        if src is None:
+            raise CheckpointError(f"{run_dir} has no complete checkpoint yet")
+    else:
+        src = checkpoint_dir(run_dir) / step_name(step)
+        if not src.is_dir():
+            have = ", ".join(str(int(p.name[len(PREFIX):])) for p in list_checkpoints(run_dir)) or "none"
+            raise CheckpointError(f"{run_dir} has no checkpoint at step {step}; available steps: {have}")
+        problem = verify_checkpoint(src)
+        if problem:
+            raise CheckpointError(f"checkpoint {src} is damaged: {problem}")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise PlmkitError(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
+    trainer_files = {STATE_NAME, "optimizer.safetensors", "optimizer.json"}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent if out.parent.exists() else None))
+    try:
+        for p in src.iterdir():
+            if p.is_file() and p.name not in trainer_files and not p.name.startswith("rng-rank"):
+                shutil.copy2(p, tmp / p.name)
+        if out.exists():
+            shutil.rmtree(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(tmp), str(out))
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out

@@ -1,0 +1,585 @@
+"""The training loop shared by pretraining, fine-tuning and ELMo.
+
+It relies only on ``model(**batch)`` returning an output with ``.loss`` (and ``.mlm_loss`` /
+``.pair_loss`` for BERT-style pretraining). What it adds, as users of large-model training expect:
+
+* gradient accumulation to any effective batch, with the loss normalised by the number of
+  predictions in the *whole* effective batch (all micro-batches and all ranks), so K micro-batches
+  of B equal one batch of K·B, and N ranks of B equal one process of N·B, to rounding;
+* bf16 autocast (CPU with AVX512-BF16, or GPU), activation checkpointing, optional ``torch.compile``;
+* AdamW (fused) or LAMB, warmup then linear/cosine decay — by step, or by the clock with a time budget;
+* gradient clipping; a NaN/inf loss stops the run (keeping the last good checkpoint) or is skipped;
+* ``metrics.jsonl``, TensorBoard events and a tqdm bar (loss, tokens/s, ETA);
+* atomic, checksummed checkpoints with optimizer, RNG and data-stream state, rotated, resumed bit
+  for bit; SIGINT/SIGTERM save a checkpoint and stop cleanly;
+* DDP under torchrun (gloo on CPU, NCCL on GPU): every rank draws its own slice, rank 0 logs and saves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import signal
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, PlmkitError
+from . import checkpoint as ckpt
+from . import distributed as distr
+from .optim import build_optimizer, lr_factor
+
+
+class BatchSource(Protocol):
+    """Endless, resumable source of micro-batches (dicts of model inputs)."""
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings. Defaults suit a small model on a CPU; presets and flags override."""
+
+    # Peak learning rate; BERT-base used 1e-4, small models tolerate more.
+    lr: float = 5e-4
+    # AdamW decoupled decay as in BERT (not applied to biases and LayerNorm weights).
+    weight_decay: float = 0.01
+    adam_beta1: float = 0.9
+    # RoBERTa found 0.98 more stable with large batches.
+    adam_beta2: float = 0.999
+    # BERT's epsilon.
+    adam_eps: float = 1e-6
+    # < 1: fraction of the run; >= 1: a number of optimizer steps. BERT warmed up 10k of 1M steps.
+    warmup: float = 0.06
+    # "linear" (BERT), "cosine", or "constant" after warmup.
+    schedule: str = "linear"
+    min_lr_ratio: float = 0.0
+    # Stop conditions (the first reached wins); max_time in seconds makes the schedule follow the clock.
+    max_steps: int | None = None
+    max_time: float | None = None
+    epochs: float | None = None
+    # Save and stop after this many steps of the planned run (resume later with --resume).
+    stop_after: int | None = None
+    # Micro-batch per process; the effective batch is batch_size × grad_accum × world size.
+    batch_size: int = 32
+    grad_accum: int = 1
+    # Global gradient-norm clipping as in BERT; 0 disables.
+    clip_norm: float = 1.0
+    bf16: bool = False
+    # "adamw" (fused) or "lamb" (large-batch BERT / ALBERT).
+    optimizer: str = "adamw"
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 0
+    save_every: int = 0
+    keep_last: int = 3
+    compile: bool = False
+    gradient_checkpointing: bool = False
+    # A NaN/inf loss: "stop" (keep the last good checkpoint) or "skip" the step.
+    on_nonfinite: str = "stop"
+    device: str = "auto"
+    progress: bool = True
+    tensorboard: bool = True
+
+    def validate(self) -> None:
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        if self.batch_size < 1 or self.grad_accum < 1:
+            raise ConfigError("train.batch_size and train.grad_accum must be at least 1")
+        if self.schedule not in ("linear", "cosine", "constant"):
+            raise ConfigError(f"train.schedule must be linear, cosine or constant, got {self.schedule!r}")
+        if self.optimizer not in ("adamw", "lamb"):
+            raise ConfigError(f"train.optimizer must be adamw or lamb, got {self.optimizer!r}")
+        if self.on_nonfinite not in ("stop", "skip"):
+            raise ConfigError(f"train.on_nonfinite must be stop or skip, got {self.on_nonfinite!r}")
+        if self.max_steps is None and self.max_time is None and self.epochs is None:
+            raise ConfigError("give a stop condition: --max-steps N, --max-time 30m or --epochs E")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "train config") -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"{source}: unknown train key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        return cls(**d)
+
+
+# Settings that may change when a run is resumed; anything else must match the checkpoint.
+RESUMABLE_CHANGES = {"max_steps", "max_time", "epochs", "stop_after", "log_every", "eval_every", "save_every",
+                     "keep_last", "progress", "tensorboard", "device", "compile", "on_nonfinite"}
+
+
+def parse_duration(text: str | float | int | None) -> float | None:
+    """'90s', '30m', '1.5h', '2h30m' or a number of seconds → seconds."""
+    if text is None or isinstance(text, (int, float)):
+        return None if text is None else float(text)
+    s = str(text).strip().lower()
+    total, num = 0.0, ""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    for ch in s:
+        if ch.isdigit() or ch == ".":
+            num += ch
+        elif ch in units and num:
+            total += float(num) * units[ch]
+            num = ""
+        else:
+            raise ConfigError(f"cannot read duration {text!r}; use e.g. 90s, 30m, 1.5h or 2h30m")
+    if num:
+        total += float(num)
+    if total <= 0:
+        raise ConfigError(f"duration {text!r} must be positive")
+    return total
+
+
+class NonFiniteLoss(PlmkitError):
+    """The loss became NaN or inf."""
+
+
+# Named loss components a model output may carry, logged beside the total.
+LOSS_PARTS = ("mlm_loss", "pair_loss", "forward_loss", "backward_loss")
+
+
+class Trainer:
+    """Train ``model`` on micro-batches from ``train`` until a stop condition; checkpoint into ``out_dir``."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, train: BatchSource, out_dir: str | os.PathLike,
+                 evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+                 steps_per_epoch: int | None = None, tokenizer=None, run_config: dict[str, Any] | None = None,
+                 resume: bool = False, model_extra: dict[str, Any] | None = None):
+        config.validate()
+        self.config = config
+        self.model = model
+        self.train_source = train
+        self.out_dir = Path(out_dir)
+        self.evaluate_fn = evaluate
+        self.steps_per_epoch = steps_per_epoch
+        self.tokenizer = tokenizer
+        self.run_config = dict(run_config or {})
+        self.resume = resume
+        self.model_extra = model_extra
+        self.dist = distr.init(config.device)
+        self.step = 0
+        self.elapsed = 0.0
+        self.tokens_seen = 0
+        self.skipped = 0
+        self.history: list[dict[str, Any]] = []
+        self._stop_signal: int | None = None
+
+    # ------------------------------------------------------------------ planning
+    @property
+    def max_steps(self) -> int | None:
+        c = self.config
+        candidates = []
+        if c.max_steps is not None:
+            candidates.append(c.max_steps)
+        if c.epochs is not None:
+            if not self.steps_per_epoch:
+                raise ConfigError("--epochs needs a data source with a known length; use --max-steps instead")
+            candidates.append(math.ceil(c.epochs * self.steps_per_epoch / c.grad_accum))
+        return min(candidates) if candidates else None
+
+    def warmup_steps(self) -> int | None:
+        w = self.config.warmup
+        if w >= 1:
+            return int(w)
+        if self.max_steps is not None and self.config.max_time is None:
+            return int(round(w * self.max_steps))
+        return None  # a fraction of a time budget
+
+    def lr_at(self, step: int, elapsed: float) -> float:
+        """LR for the update that follows ``step`` completed steps (HF's convention)."""
+        c = self.config
+        if c.max_time is not None and self.max_steps is None:
+            progress = elapsed / c.max_time
+            if c.warmup >= 1:
+                warm = min(1.0, step / c.warmup)
+                return c.lr * warm * lr_factor(progress, 0.0, c.schedule, c.min_lr_ratio)
+            return c.lr * lr_factor(progress, c.warmup, c.schedule, c.min_lr_ratio)
+        total = self.max_steps or 1
+        ws = self.warmup_steps() or 0
+        return c.lr * lr_factor(step / total, ws / total, c.schedule, c.min_lr_ratio)
+
+    # ------------------------------------------------------------------ setup
+    def _prepare_out_dir(self) -> Path | None:
+        out = self.out_dir
+        existing = ckpt.list_checkpoints(out)
+        if self.resume:
+            if not existing:
+                raise PlmkitError(f"--resume: {out} has no checkpoint to resume from; start without --resume")
+            return ckpt.latest_checkpoint(out)
+        if existing or (out / "metrics.jsonl").exists():
+            raise PlmkitError(f"{out} already holds a run; continue it with --resume, or choose a new --out "
+                              "(plmkit never overwrites a run)")
+        return None
+
+    def _check_resume_config(self, state: dict[str, Any], folder: Path) -> None:
+        saved = state.get("train_config", {})
+        mine = dataclasses.asdict(self.config)
+        diffs = [k for k, v in saved.items() if k not in RESUMABLE_CHANGES and k in mine and mine[k] != v]
+        if diffs:
+            details = ", ".join(f"{k}: checkpoint {saved[k]!r} vs now {mine[k]!r}" for k in diffs)
+            raise ConfigError(f"--resume from {folder}: settings differ from the run being resumed ({details}); "
+                              "resume with the original settings (only stop conditions, logging and saving may change)")
+        saved_run = state.get("run_config", {})
+        for key in ("tokenizer_hash", "model"):
+            if key in saved_run and key in self.run_config and saved_run[key] != self.run_config[key]:
+                raise ConfigError(f"--resume from {folder}: the {key.replace('_', ' ')} differs from the run "
+                                  "being resumed; resume with the same data and model settings")
+        if state.get("world_size", 1) != self.dist.world_size:
+            raise ConfigError(f"--resume from {folder}: the run used {state.get('world_size', 1)} process(es), "
+                              f"now {self.dist.world_size}; resume with the same --nproc_per_node")
+
+    def _load_resume(self, folder: Path, optimizer: torch.optim.Optimizer) -> None:
+        from ..models import from_pretrained
+
+        state = ckpt.load_trainer_state(folder)
+        self._check_resume_config(state, folder)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded = from_pretrained(folder, task=getattr(self.model, "task", "auto"))
+        missing, unexpected = self.model.load_state_dict(loaded.state_dict(), strict=False)
+        if missing or unexpected:
+            raise PlmkitError(f"--resume from {folder}: checkpoint does not match the model "
+                              f"(missing {missing[:4]}, unexpected {unexpected[:4]})")
+        ckpt.optimizer_from_files(optimizer, folder)
+        self.train_source.load_state_dict(state["data"])
+        rng = ckpt.load_rng(folder, self.dist.rank)
+        if rng is not None:
+            ckpt.set_rng_state(rng)
+        self.step = int(state["step"])
+        self.elapsed = float(state.get("elapsed_s", 0.0))
+        self.tokens_seen = int(state.get("tokens_seen", 0))
+        self.skipped = int(state.get("skipped_steps", 0))
+        self._truncate_metrics(self.step)
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop log lines of steps after the checkpoint (they will be redone)."""
+        path = self.out_dir / "metrics.jsonl"
+        if not self.dist.is_main or not path.exists():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a crash
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(x + "\n" for x in kept))
+        os.replace(tmp, path)
+
+    # ------------------------------------------------------------------ loss bookkeeping
+    def _token_level(self) -> bool:
+        return bool(getattr(self.model, "token_level_loss", False)) or \
+            getattr(self.model, "task", None) in ("masked-lm", "causal-lm", "token-classification")
+
+    def _counts(self, batch: dict[str, torch.Tensor]) -> tuple[int, int]:
+        """(number of label predictions, number of rows) of a micro-batch."""
+        ids = batch["input_ids"]
+        rows = ids.shape[0]
+        labels = batch.get("labels")
+        if labels is None or labels.dim() < 2:
+            return 0, rows
+        if getattr(self.model, "task", None) == "causal-lm" or getattr(self.model, "causal_labels", False):
+            return int((labels[:, 1:] != -100).sum()), rows
+        return int((labels != -100).sum()), rows
+
+    def _weighted_loss(self, out, n_pred: int, rows: int, tot_pred: int, tot_rows: int) -> torch.Tensor:
+        mlm = getattr(out, "mlm_loss", None)
+        if mlm is not None:
+            loss = mlm * (n_pred / tot_pred) if tot_pred else mlm * 0.0
+            pair = getattr(out, "pair_loss", None)
+            if pair is not None:
+                loss = loss + pair * (rows / tot_rows)
+            return loss
+        if self._token_level() and tot_pred:
+            return out.loss * (n_pred / tot_pred)
+        return out.loss * (rows / tot_rows)
+
+    # ------------------------------------------------------------------ main loop
+    def train(self) -> dict[str, Any]:
+        c = self.config
+        d = self.dist
+        if c.max_steps is None and c.max_time is None and c.epochs is None:
+            raise ConfigError("give a stop condition: --max-steps, --max-time or --epochs")
+        resume_from = self._prepare_out_dir() if d.is_main else (ckpt.latest_checkpoint(self.out_dir) if self.resume else None)
+        distr.barrier(d)
+        if not self.resume:
+            torch.manual_seed(c.seed + d.rank)
+        model = self.model.to(d.device)
+        if c.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
+            model.gradient_checkpointing_enable()
+        if hasattr(model, "body"):
+            model.body.check_inputs = False  # the data pipeline guarantees valid ids; avoids a sync per step
+        optimizer = build_optimizer(model, c.optimizer, c.lr, c.weight_decay, (c.adam_beta1, c.adam_beta2), c.adam_eps)
+        if resume_from is not None:
+            self._load_resume(resume_from, optimizer)
+            if d.is_main:
+                print(f"resumed from {resume_from} at step {self.step}", file=sys.stderr)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if d.is_main:
+            ckpt.write_json_atomic(self.out_dir / "run.json", {
+                **self.run_config, "train_config": dataclasses.asdict(c), "world_size": d.world_size})
+
+        wrapped: nn.Module = model
+        if d.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            wrapped = DDP(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
+        forward = torch.compile(wrapped) if c.compile else wrapped
+        autocast = (lambda: torch.autocast(d.device.type, dtype=torch.bfloat16)) if c.bf16 else contextlib.nullcontext
+
+        writer = self._tensorboard() if d.is_main else None
+        metrics_file = open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") if d.is_main else None
+        bar = self._progress_bar() if d.is_main else None
+        handlers = self._install_signal_handlers()
+        data = iter(self.train_source)
+        last_eval: dict[str, float] = {}
+        window = {"loss": 0.0, "n": 0, "tokens": 0, "t0": time.perf_counter(), "extra": {}}
+        start_wall = time.perf_counter() - self.elapsed
+        stop_reason = "max_steps"
+        try:
+            model.train()
+            while True:
+                if self._should_stop(time.perf_counter() - start_wall):
+                    stop_reason = self._stop_reason(time.perf_counter() - start_wall)
+                    break
+                micro = [next(data) for _ in range(c.grad_accum)]
+                counts = [self._counts(b) for b in micro]  # on the host, before the copy to the device
+                totals = torch.tensor([sum(n for n, _ in counts), sum(r for _, r in counts)], dtype=torch.float64)
+                tot_pred, tot_rows = (int(x) for x in distr.all_reduce_sum(totals, d))
+                # Running sums on the device (no host sync per micro-batch): loss and its named parts.
+                acc = torch.zeros(1 + len(LOSS_PARTS), device=d.device, dtype=torch.float32)
+                for i, (batch, (n_pred, rows)) in enumerate(zip(micro, counts)):
+                    n_tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
+                    self.tokens_seen += n_tokens
+                    window["tokens"] += n_tokens
+                    batch = {k: v.to(d.device, non_blocking=True) for k, v in batch.items()}
+                    sync = contextlib.nullcontext() if (not d.enabled or i == len(micro) - 1) else wrapped.no_sync()
+                    with sync:
+                        with autocast():
+                            out = forward(**batch)
+                        loss = self._weighted_loss(out, n_pred, rows, tot_pred, tot_rows)
+                        # DDP averages gradients over ranks; the weights already sum to 1 over all ranks.
+                        (loss * d.world_size).backward()
+                    acc[0] += loss.detach().float()
+                    for j, name in enumerate(LOSS_PARTS, start=1):
+                        v = getattr(out, name, None)
+                        if v is not None:
+                            w = rows / tot_rows if name == "pair_loss" else n_pred / max(tot_pred, 1)
+                            acc[j] += v.detach().float() * w
+                acc = distr.all_reduce_sum(acc, d)  # global means over the effective batch
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.clip_norm if c.clip_norm > 0 else float("inf"),
+                                                           foreach=True)
+                values = torch.cat([acc, grad_norm.detach().float().reshape(1).to(acc.device)]).tolist()  # one sync per step
+                loss_value, grad_value = values[0], values[-1]
+                parts = {name: values[j] for j, name in enumerate(LOSS_PARTS, start=1) if values[j] != 0.0}
+                lr = self.lr_at(self.step, time.perf_counter() - start_wall)
+                if not (math.isfinite(loss_value) and math.isfinite(grad_value)):
+                    optimizer.zero_grad(set_to_none=True)
+                    if c.on_nonfinite == "skip":
+                        self.skipped += 1
+                        self._log(metrics_file, writer, {"step": self.step, "skipped_nonfinite": self.skipped,
+                                                         "loss": loss_value})
+                        if self.skipped >= 100:
+                            raise NonFiniteLoss(f"the loss was NaN/inf on {self.skipped} steps; training has "
+                                                "diverged — lower the learning rate (--lr)")
+                        continue
+                    good = ckpt.latest_checkpoint(self.out_dir, verify=False) if d.is_main else None
+                    raise NonFiniteLoss(
+                        f"the loss became {loss_value} at step {self.step + 1}; stopped without updating the weights. "
+                        f"The last good checkpoint is {good or 'none (nothing saved yet)'}. Lower the learning rate "
+                        "(--lr), raise warmup, or pass --set train.on_nonfinite=skip to skip such steps")
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+                window["loss"] += loss_value
+                window["n"] += 1
+                for k, v in parts.items():
+                    window["extra"][k] = window["extra"].get(k, 0.0) + v
+                if bar is not None:
+                    self._update_bar(bar, loss_value, window, time.perf_counter() - start_wall)
+                if d.is_main and c.log_every and self.step % c.log_every == 0:
+                    self._flush_window(metrics_file, writer, window, lr, grad_value, time.perf_counter() - start_wall)
+                if c.eval_every and self.step % c.eval_every == 0 and self.evaluate_fn is not None:
+                    last_eval = self._run_eval(model, metrics_file, writer, time.perf_counter() - start_wall)
+                if c.save_every and self.step % c.save_every == 0:
+                    self._save(model, optimizer, time.perf_counter() - start_wall)
+                if self._stop_signal is not None:
+                    stop_reason = f"signal {self._stop_signal}"
+                    break
+            # ---- end of training
+            self.elapsed = time.perf_counter() - start_wall
+            if window["n"] and d.is_main:
+                self._flush_window(metrics_file, writer, window, self.lr_at(self.step, self.elapsed), None, self.elapsed)
+            if self.evaluate_fn is not None and stop_reason not in ("stop_after",) and not stop_reason.startswith("signal"):
+                if not (c.eval_every and self.step % c.eval_every == 0 and last_eval):
+                    last_eval = self._run_eval(model, metrics_file, writer, self.elapsed)
+            final = self._save(model, optimizer, self.elapsed)
+        finally:
+            self._restore_signal_handlers(handlers)
+            if bar is not None:
+                bar.close()
+            if metrics_file is not None:
+                metrics_file.close()
+            if writer is not None:
+                writer.close()
+        summary = {"step": self.step, "elapsed_s": round(self.elapsed, 2), "tokens_seen": self.tokens_seen,
+                   "stop_reason": stop_reason, "checkpoint": str(final) if final else None,
+                   **{f"eval_{k}" if not k.startswith("eval_") else k: v for k, v in last_eval.items()}}
+        if stop_reason.startswith("signal"):
+            summary["resume_hint"] = "stopped by a signal; continue with the same command plus --resume"
+        distr.barrier(d)
+        return summary
+
+    # ------------------------------------------------------------------ helpers
+    def _should_stop(self, elapsed: float) -> bool:
+        return self._stop_reason(elapsed) is not None
+
+    def _stop_reason(self, elapsed: float) -> str | None:
+        c = self.config
+        if c.stop_after is not None and self.step >= c.stop_after:
+            return "stop_after"
+        if self.max_steps is not None and self.step >= self.max_steps:
+            return "max_steps"
+        if c.max_time is not None and elapsed >= c.max_time:
+            return "max_time"
+        return None
+
+    def _save(self, model: nn.Module, optimizer: torch.optim.Optimizer, elapsed: float) -> Path | None:
+        d = self.dist
+        rng = ckpt.rng_state()
+        # Every rank's RNG matters for exact resume; gather them through files written by each rank.
+        if d.enabled:
+            tmp_rng = self.out_dir / f".rng-rank{d.rank}.safetensors"
+            from safetensors.torch import save_file
+
+            save_file(rng, str(tmp_rng))
+        distr.barrier(d)
+        path = None
+        if d.is_main:
+            rank_rng = {0: rng}
+            if d.enabled:
+                from safetensors.torch import load_file
+
+                for r in range(1, d.world_size):
+                    rank_rng[r] = load_file(str(self.out_dir / f".rng-rank{r}.safetensors"))
+            state = {"data": self.train_source.state_dict(), "elapsed_s": elapsed, "tokens_seen": self.tokens_seen,
+                     "skipped_steps": self.skipped, "train_config": dataclasses.asdict(self.config),
+                     "run_config": self.run_config, "world_size": d.world_size}
+            path = ckpt.save_checkpoint(self.out_dir, self.step, model, optimizer, state, tokenizer=self.tokenizer,
+                                        rank_rng=rank_rng, keep_last=self.config.keep_last,
+                                        model_extra=self.model_extra)
+        distr.barrier(d)
+        if d.enabled:
+            (self.out_dir / f".rng-rank{d.rank}.safetensors").unlink(missing_ok=True)
+        return path
+
+    def _run_eval(self, model: nn.Module, metrics_file, writer, elapsed: float) -> dict[str, float]:
+        d = self.dist
+        result: dict[str, float] = {}
+        if d.is_main:
+            was_training = model.training
+            model.eval()
+            with torch.no_grad():
+                result = dict(self.evaluate_fn(model))
+            model.train(was_training)
+            record = {"step": self.step, "elapsed_s": round(elapsed, 2),
+                      **{(k if k.startswith("eval_") else f"eval_{k}"): v for k, v in result.items()}}
+            self._log(metrics_file, writer, record)
+            self.history.append(record)
+        distr.barrier(d)
+        return result
+
+    def _flush_window(self, metrics_file, writer, window: dict, lr: float, grad_norm: float | None, elapsed: float) -> None:
+        dt = time.perf_counter() - window["t0"]
+        n = max(window["n"], 1)
+        record: dict[str, Any] = {"step": self.step, "loss": window["loss"] / n, "lr": lr,
+                                  "tokens_per_s": window["tokens"] * self.dist.world_size / max(dt, 1e-9),
+                                  "elapsed_s": round(elapsed, 3)}
+        for k, v in window["extra"].items():
+            record[k] = v / n
+        if grad_norm is not None:
+            record["grad_norm"] = grad_norm
+        if self.steps_per_epoch:
+            record["epoch"] = round(self.step * self.config.grad_accum / self.steps_per_epoch, 4)
+        self._log(metrics_file, writer, record)
+        self.history.append(record)
+        window.update(loss=0.0, n=0, tokens=0, t0=time.perf_counter(), extra={})
+
+    def _log(self, metrics_file, writer, record: dict[str, Any]) -> None:
+        if metrics_file is not None:
+            metrics_file.write(json.dumps(record) + "\n")
+            metrics_file.flush()
+        if writer is not None:
+            for k, v in record.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    writer.add_scalar(k if "/" in k else ("eval/" + k[5:] if k.startswith("eval_") else "train/" + k),
+                                      v, record["step"])
+
+    def _tensorboard(self):
+        if not self.config.tensorboard:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            warnings.warn("tensorboard is not installed; TensorBoard logging is off (pip install tensorboard)")
+            return None
+        return SummaryWriter(log_dir=str(self.out_dir / "tb"))
+
+    def _progress_bar(self):
+        if not self.config.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        if self.max_steps is not None:
+            return tqdm(total=self.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+        return tqdm(total=int(self.config.max_time or 0), initial=int(self.elapsed), desc="train", unit="s",
+                    dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total}s [{elapsed}<{remaining}{postfix}]")
+
+    def _update_bar(self, bar, loss: float, window: dict, elapsed: float) -> None:
+        dt = time.perf_counter() - window["t0"]
+        tps = window["tokens"] * self.dist.world_size / max(dt, 1e-9)
+        if self.max_steps is not None:
+            bar.update(1)
+        else:
+            bar.update(max(0, int(elapsed) - bar.n))
+        bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tps:,.0f}", refresh=False)
+
+    def _install_signal_handlers(self):
+        if self.dist.enabled:  # under torchrun the launcher owns signals; ranks must stop at the same step
+            return {}
+        previous = {}
+
+        def handler(signum, frame):
+            if self._stop_signal is not None:  # second signal: stop now
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+            print(f"\nplmkit: received signal {signum}; saving a checkpoint after this step "
+                  "(send again to stop immediately)", file=sys.stderr)
+
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread
+            return {}
+        return previous
+
+    def _restore_signal_handlers(self, previous) -> None:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
