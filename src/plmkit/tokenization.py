@@ -6,22 +6,46 @@ as ``transformers.AutoTokenizer`` does on the same folder. Folders that have no 
 but a WordPiece ``vocab.txt`` or a byte-level BPE ``vocab.json`` + ``merges.txt`` are built into
 the same fast tokenizer on load.
 
-Training new tokenizers (WordPiece, byte-level BPE, unigram) lives beside this loader.
+Training (:func:`train_tokenizer`) builds the three sub-word vocabularies of the model family,
+plus a word-level vocabulary for ELMo:
+
+=========  ==================  =============================================  ======================
+kind       for                 special tokens (ids 0..4, in this order)       pre-tokenization
+=========  ==================  =============================================  ======================
+wordpiece  BERT                ``[PAD] [UNK] [CLS] [SEP] [MASK]``             BERT (whitespace + punct.)
+bpe        RoBERTa / GPT-2     ``<s> <pad> </s> <unk> <mask>``                byte-level (GPT-2 regex)
+unigram    ALBERT              ``<pad> <unk> [CLS] [SEP] [MASK]``             SentencePiece ``▁`` (Metaspace)
+wordlevel  ELMo                ``<pad> <unk> <s> </s>``                       whitespace
+=========  ==================  =============================================  ======================
+
+What changes relative to BERT's uncased WordPiece: lowercasing and accent stripping are
+Korean-safe. BERT strips accents by NFD-decomposing the text and dropping combining marks, which
+leaves every Hangul syllable decomposed into conjoining jamo (``한`` → ``ᄒ ᅡ ᆫ``), so a Korean
+vocabulary is learnt over jamo and decodes to unreadable text. Here accents are stripped by
+``NFD → StripAccents → NFC``: the final NFC recomposes the Hangul syllables (whose jamo are
+letters, not marks), so only true combining marks (``é`` → ``e``) go. Text is NFC-normalised,
+never NFKC/NFKD, which would turn compatibility jamo (``ㅋㅋ``) into conjoining jamo.
+Because these normalizers are not the ones ``transformers``' ``BertTokenizer`` /
+``AlbertTokenizer`` classes rebuild from flags, trained folders name the generic
+``PreTrainedTokenizerFast`` class, so ``AutoTokenizer`` runs ``tokenizer.json`` exactly as written.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import math
 import os
+import random
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 from tokenizers import Encoding
 from tokenizers import Tokenizer as FastTokenizer
 
-from .errors import CheckpointError, UsageError
+from .errors import CheckpointError, DataError, UsageError
 
 SPECIAL_KEYS = ("cls_token", "sep_token", "pad_token", "mask_token", "unk_token", "bos_token", "eos_token")
 _BERT_SPECIALS = {"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]", "mask_token": "[MASK]",
@@ -29,6 +53,10 @@ _BERT_SPECIALS = {"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD
 _ROBERTA_SPECIALS = {"cls_token": "<s>", "sep_token": "</s>", "pad_token": "<pad>", "mask_token": "<mask>",
                      "unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"}
 _GPT2_SPECIALS = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
+# transformers' AlbertTokenizer defaults (albert-base-v2 ids: <pad>=0 <unk>=1 [CLS]=2 [SEP]=3 [MASK]=4).
+_ALBERT_SPECIALS = {"pad_token": "<pad>", "unk_token": "<unk>", "cls_token": "[CLS]", "sep_token": "[SEP]",
+                    "mask_token": "[MASK]", "bos_token": "[CLS]", "eos_token": "[SEP]"}
+_WORDLEVEL_SPECIALS = {"pad_token": "<pad>", "unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"}
 
 
 def _token_content(value: Any) -> str | None:
@@ -190,7 +218,9 @@ class Tokenizer:
         cfg: dict[str, Any] = {
             **self.init_kwargs,
             **specials,
-            "tokenizer_class": _TOKENIZER_CLASS.get(self.kind, "PreTrainedTokenizerFast"),
+            # A loaded folder keeps its class; trained tokenizers name PreTrainedTokenizerFast (see top).
+            "tokenizer_class": self.init_kwargs.get("tokenizer_class")
+            or _TOKENIZER_CLASS.get(self.kind, "PreTrainedTokenizerFast"),
             "model_max_length": self.model_max_length or 1_000_000_000_000_000_019_884_624_838_656,
             "clean_up_tokenization_spaces": False,
         }
@@ -217,6 +247,10 @@ def _detect_kind(backend: FastTokenizer) -> str:
 
 
 def _default_specials(kind: str, backend: FastTokenizer) -> dict[str, str]:
+    if kind == "wordlevel":
+        return dict(_WORDLEVEL_SPECIALS)
+    if backend.token_to_id("[CLS]") is not None and backend.token_to_id("<pad>") is not None:
+        return dict(_ALBERT_SPECIALS)
     if backend.token_to_id("[CLS]") is not None:
         return dict(_BERT_SPECIALS)
     if backend.token_to_id("<s>") is not None:
@@ -245,8 +279,8 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     max_len = cfg.get("model_max_length")
     if not isinstance(max_len, int) or max_len > 1_000_000:
         max_len = None
-    init = {k: cfg[k] for k in ("do_lower_case", "strip_accents", "tokenize_chinese_chars", "add_prefix_space")
-            if k in cfg}
+    init = {k: cfg[k] for k in ("do_lower_case", "strip_accents", "tokenize_chinese_chars", "add_prefix_space",
+                                "tokenizer_class", "model_input_names", "plmkit") if k in cfg}
     if (folder / "tokenizer.json").exists():
         try:
             backend = FastTokenizer.from_file(str(folder / "tokenizer.json"))
@@ -276,3 +310,210 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
             "tokenizer files into the model folder or train one with 'plmkit tokenizer train'"
         )
     return Tokenizer(backend, specials, model_max_length=max_len, init_kwargs=init)
+
+
+# ---------------------------------------------------------------------------------------- training
+TRAINABLE_KINDS = ("wordpiece", "bpe", "unigram", "wordlevel")
+# Special tokens per kind, in id order (they take ids 0..n-1).
+KIND_SPECIALS: dict[str, dict[str, str]] = {
+    "wordpiece": dict(_BERT_SPECIALS),
+    "bpe": {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>",
+            "mask_token": "<mask>", "cls_token": "<s>", "sep_token": "</s>"},
+    "unigram": dict(_ALBERT_SPECIALS),
+    "wordlevel": dict(_WORDLEVEL_SPECIALS),
+}
+_PAD_FIRST = {"wordpiece": ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+              "bpe": ["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+              "unigram": ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"],
+              "wordlevel": ["<pad>", "<unk>", "<s>", "</s>"]}
+# Lowercase by default where the reference model did: BERT-uncased and ALBERT yes, RoBERTa/GPT-2 and ELMo no.
+DEFAULT_LOWERCASE = {"wordpiece": True, "bpe": False, "unigram": True, "wordlevel": False}
+
+T = TypeVar("T")
+
+
+def text_normalizer(kind: str, lowercase: bool, strip_accents: bool | None = None):
+    """The Korean-safe normalizer of a trained tokenizer (None for a cased byte-level BPE, like GPT-2).
+
+    ``strip_accents`` defaults to ``lowercase`` for WordPiece and unigram (BERT-uncased, ALBERT) and
+    to False otherwise. Accents are stripped by NFD → StripAccents → NFC so that Hangul syllables are
+    recomposed (see the module docstring); Hangul has no case, so Lowercase leaves it alone.
+    """
+    from tokenizers import normalizers
+
+    if strip_accents is None:
+        strip_accents = lowercase and kind in ("wordpiece", "unigram")
+    steps: list[Any] = []
+    if kind == "wordpiece":
+        # BERT's cleaning (control characters, whitespace) and spaces around CJK ideographs, but never
+        # its own accent stripping or lowercasing, which NFD-decompose Hangul.
+        steps.append(normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False,
+                                                lowercase=False))
+    if kind in ("wordpiece", "unigram"):
+        steps.append(normalizers.NFC())
+    if strip_accents:
+        steps += [normalizers.NFD(), normalizers.StripAccents(), normalizers.NFC()]
+    if lowercase:
+        steps.append(normalizers.Lowercase())
+    return normalizers.Sequence(steps) if steps else None
+
+
+def _new_backend(kind: str, lowercase: bool, strip_accents: bool | None) -> FastTokenizer:
+    """An untrained ``tokenizers.Tokenizer`` with the kind's normalizer, pre-tokenizer and decoder."""
+    from tokenizers import decoders, models, pre_tokenizers
+
+    if kind == "wordpiece":
+        backend = FastTokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
+        backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        backend.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+    elif kind == "bpe":
+        backend = FastTokenizer(models.BPE())
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        backend.decoder = decoders.ByteLevel()
+    elif kind == "unigram":
+        backend = FastTokenizer(models.Unigram())
+        # transformers' AlbertTokenizer: split on whitespace, then mark each word's start with "▁".
+        backend.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")])
+        backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    elif kind == "wordlevel":
+        backend = FastTokenizer(models.WordLevel(unk_token="<unk>"))
+        backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    else:
+        raise UsageError(f"unknown tokenizer kind {kind!r}; choose one of {', '.join(TRAINABLE_KINDS)}")
+    norm = text_normalizer(kind, lowercase, strip_accents)
+    if norm is not None:
+        backend.normalizer = norm
+    return backend
+
+
+def _trainer(kind: str, vocab_size: int, min_frequency: int, limit_alphabet: int | None, show_progress: bool):
+    from tokenizers import AddedToken, pre_tokenizers, trainers
+
+    specials: list[Any] = []
+    for tok in _PAD_FIRST[kind]:
+        # RoBERTa's <mask> and ALBERT's [MASK] swallow the space before them ("a <mask>" → "a", "<mask>").
+        lstrip = tok == "<mask>" or (kind == "unigram" and tok == "[MASK]")
+        specials.append(AddedToken(tok, lstrip=lstrip, rstrip=False, normalized=False, special=True))
+    if kind == "wordpiece":
+        extra = {} if limit_alphabet is None else {"limit_alphabet": limit_alphabet}  # default: every character
+        return trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials,
+                                         continuing_subword_prefix="##", show_progress=show_progress, **extra)
+    if kind == "bpe":
+        return trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials,
+                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=show_progress)
+    if kind == "unigram":
+        return trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>",
+                                       max_piece_length=16, show_progress=show_progress)
+    return trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials,
+                                     show_progress=show_progress)
+
+
+def _post_processor(kind: str, backend: FastTokenizer):
+    from tokenizers import processors
+
+    if kind == "bpe":
+        return processors.RobertaProcessing(("</s>", backend.token_to_id("</s>")), ("<s>", backend.token_to_id("<s>")),
+                                            trim_offsets=True, add_prefix_space=False)
+    if kind in ("wordpiece", "unigram"):
+        cls, sep = ("[CLS]", "[SEP]")
+        return processors.TemplateProcessing(
+            single=f"{cls}:0 $A:0 {sep}:0", pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+            special_tokens=[(cls, backend.token_to_id(cls)), (sep, backend.token_to_id(sep))])
+    return None  # word level (ELMo adds its own <s> ... </s>)
+
+
+def reservoir_sample(items: Iterable[T], k: int, seed: int = 0) -> list[T]:
+    """A uniform random sample of ``k`` items from a stream of unknown length, in O(k) memory.
+
+    Li's Algorithm L (1994): after the reservoir fills, it jumps over a geometrically distributed
+    number of items between replacements, so it draws O(k log(n/k)) random numbers, not n.
+    Deterministic for a given ``seed`` and stream; the whole stream when it has at most ``k`` items.
+    """
+    if k <= 0:
+        raise UsageError(f"the sample size must be positive, got {k}")
+    rng = random.Random(seed)
+    it = iter(items)
+    sample = list(itertools.islice(it, k))
+    if len(sample) < k:
+        return sample
+
+    def u() -> float:  # uniform on (0, 1]
+        return 1.0 - rng.random()
+
+    w = math.exp(math.log(u()) / k)
+    missing = object()
+    while True:
+        skip = int(math.log(u()) / math.log1p(-w)) if w < 1.0 else 0
+        item = next(itertools.islice(it, skip, None), missing)
+        if item is missing:
+            return sample
+        sample[rng.randrange(k)] = item  # type: ignore[assignment]
+        w *= math.exp(math.log(u()) / k)
+
+
+def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int, lowercase: bool | None = None,
+                    strip_accents: bool | None = None, max_sentences: int | None = None, min_frequency: int = 2,
+                    limit_alphabet: int | None = None, seed: int = 0, show_progress: bool = False) -> Tokenizer:
+    """Train a WordPiece / byte-level BPE / unigram / word-level tokenizer on a stream of sentences.
+
+    ``texts`` is any iterable of strings (sentences or lines), e.g.
+    ``plmkit.data.read_sentences(paths)``; it is streamed, so memory holds only the trainer's word
+    counts, unless ``max_sentences`` asks for a uniform random sample (reservoir sampling, seeded by
+    ``seed``) to train on. ``lowercase`` defaults per kind (:data:`DEFAULT_LOWERCASE`). For
+    ``wordlevel``, ``vocab_size`` may be 0 to keep every word seen ``min_frequency`` times or more.
+    The result saves with :meth:`Tokenizer.save_pretrained` into a folder that
+    ``transformers.AutoTokenizer`` loads and that tokenizes identically.
+    """
+    if kind not in TRAINABLE_KINDS:
+        raise UsageError(f"unknown tokenizer kind {kind!r}; choose one of {', '.join(TRAINABLE_KINDS)}")
+    specials = _PAD_FIRST[kind]
+    floor = len(specials) + (256 if kind == "bpe" else 1)
+    if kind == "wordlevel" and vocab_size == 0:
+        vocab_size = 2**31 - 1
+    if vocab_size < floor:
+        raise UsageError(f"--vocab-size {vocab_size} is too small for a {kind} tokenizer: it needs at least {floor} "
+                         f"({len(specials)} special tokens{' + 256 byte symbols' if kind == 'bpe' else ''} + pieces)")
+    if min_frequency < 1:
+        raise UsageError(f"the minimum frequency must be at least 1, got {min_frequency}")
+    if lowercase is None:
+        lowercase = DEFAULT_LOWERCASE[kind]
+    backend = _new_backend(kind, lowercase, strip_accents)
+    trainer = _trainer(kind, vocab_size, min_frequency, limit_alphabet, show_progress)
+
+    counted = _Counted(texts)
+    source: Iterable[str] = reservoir_sample(counted, max_sentences, seed) if max_sentences else counted
+    backend.train_from_iterator(source, trainer=trainer)
+    if counted.n == 0:
+        raise DataError("there is no text to train the tokenizer on (the input gave no sentences)")
+    post = _post_processor(kind, backend)
+    if post is not None:
+        backend.post_processor = post
+    init: dict[str, Any] = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "plmkit": {"kind": kind, "lowercase": lowercase,
+                   "strip_accents": bool(strip_accents if strip_accents is not None
+                                         else lowercase and kind in ("wordpiece", "unigram")),
+                   "trained_on_sentences": counted.n if not max_sentences else min(counted.n, max_sentences)},
+    }
+    if kind == "bpe":
+        init["model_input_names"] = ["input_ids", "attention_mask"]  # RoBERTa has no segment ids
+    return Tokenizer(backend, KIND_SPECIALS[kind], kind=kind, init_kwargs=init)
+
+
+class _Counted:
+    """Wrap an iterable of texts, counting the items and checking that they are strings."""
+
+    def __init__(self, texts: Iterable[str]):
+        if isinstance(texts, (str, bytes, os.PathLike)):
+            raise UsageError("train_tokenizer takes an iterable of sentences, not one string or path; read files with "
+                             "plmkit.data.read_sentences(paths)")
+        self.texts = texts
+        self.n = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for t in self.texts:
+            if not isinstance(t, str):
+                raise UsageError(f"train_tokenizer expects strings, got {type(t).__name__}")
+            self.n += 1
+            yield t
