@@ -39,6 +39,23 @@ def choose_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
     return device
 
 
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether bf16 matmuls run natively: CUDA with bf16, or a CPU with AVX512-BF16 or AMX.
+
+    Without them PyTorch emulates bf16 and autocast is many times *slower* than fp32 (measured
+    on an AVX2-only AMD EPYC: about 80× on a 4096×256×1024 matmul).
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        cpu = getattr(torch, "cpu", None)
+        for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+            fn = getattr(cpu, probe, None)
+            if fn is not None and fn():
+                return True
+    return False
+
+
 def init(device: str = "auto") -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:

@@ -319,6 +319,9 @@ class Trainer:
         distr.barrier(d)
         if not self.resume:
             torch.manual_seed(c.seed + d.rank)
+        if c.bf16 and not distr.bf16_is_fast(d.device):
+            warnings.warn(f"--bf16: this {d.device.type.upper()} has no native bf16 (no AVX512-BF16/AMX on CPU), so "
+                          "autocast emulates it and runs many times slower than fp32; drop --bf16 here", stacklevel=2)
         model = self.model.to(d.device)
         if c.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
             model.gradient_checkpointing_enable()

@@ -1,0 +1,255 @@
+"""Pretraining throughput: plmkit vs Hugging Face transformers, side by side, same machine, same run.
+
+For each config the peer (``BertForPreTraining`` / ``RobertaForMaskedLM`` / ``AlbertForPreTraining``)
+is built from the identical config and loaded with plmkit's initial weights (through a saved
+folder), gets its best settings (sdpa attention, bf16 autocast, fused AdamW), and both compute the
+same loss definition (MLM cross-entropy over the masked positions + NSP/SOP cross-entropy) on the
+same batch; the script checks the two losses agree before timing. Steps are interleaved
+(plmkit, peer, plmkit, peer, …) and the median of the timed steps after warm-up is reported.
+
+    python benchmarks/pretrain_throughput.py                      # bert-mini, the issue's target
+    python benchmarks/pretrain_throughput.py --configs bert-mini,bert-base,roberta-base,albert-base
+    python benchmarks/pretrain_throughput.py --memory             # peak RSS of each tool, separate processes
+
+A step is forward + backward + clip + optimizer step on one batch (B × L tokens, no padding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+import torch
+
+warnings.filterwarnings("ignore")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import plmkit  # noqa: E402
+from plmkit.config import model_config_from_preset  # noqa: E402
+from plmkit.training.optim import build_optimizer  # noqa: E402
+
+PEERS = {"bert": "BertForPreTraining", "roberta": "RobertaForMaskedLM", "albert": "AlbertForPreTraining"}
+
+
+def make_batch(config, batch: int, length: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Packed rows, 15% of tokens predicted with 80/10/10 replacement, NSP/SOP labels (if any)."""
+    g = torch.Generator().manual_seed(seed)
+    V = config.vocab_size
+    ids = torch.randint(1000 if V > 2000 else 5, V, (batch, length), generator=g)
+    ids[:, 0] = 101 % V
+    ids[:, -1] = 102 % V
+    labels = torch.full_like(ids, -100)
+    pick = torch.rand(ids.shape, generator=g) < 0.15
+    pick[:, 0] = pick[:, -1] = False
+    labels[pick] = ids[pick]
+    r = torch.rand(ids.shape, generator=g)
+    masked = ids.clone()
+    masked[pick & (r < 0.8)] = 103 % V
+    rnd = pick & (r >= 0.8) & (r < 0.9)
+    masked[rnd] = torch.randint(5, V, (int(rnd.sum()),), generator=g)
+    out = {"input_ids": masked, "labels": labels}
+    if config.model_type in ("bert", "albert"):
+        types = torch.zeros_like(ids)
+        types[:, length // 2:] = 1
+        out["token_type_ids"] = types
+        key = "sentence_order_label" if config.model_type == "albert" else "next_sentence_label"
+        out[key] = torch.randint(0, 2, (batch,), generator=g)
+    return out
+
+
+def build_pair(preset: str, seed: int = 0, threads: int | None = None):
+    import transformers as T
+
+    config = model_config_from_preset(preset)
+    torch.manual_seed(seed)
+    ours = plmkit.PlmModel(config, task="pretraining")
+    with tempfile.TemporaryDirectory() as d:
+        ours.save_pretrained(d)
+        peer = getattr(T, PEERS[config.model_type]).from_pretrained(d, attn_implementation="sdpa")
+    ours.train()
+    peer.train()
+    return config, ours, peer
+
+
+def peer_loss(peer, batch):
+    kw = dict(batch)
+    if "sentence_order_label" in kw:
+        kw["sentence_order_label"] = kw.pop("sentence_order_label")
+    return peer(**kw).loss
+
+
+def ours_loss(model, batch):
+    return model(**batch).loss
+
+
+def make_step(model, loss_fn, bf16: bool, device: torch.device = torch.device("cpu")):
+    opt = build_optimizer(model, "adamw", 1e-4, 0.01, (0.9, 0.999), 1e-6)  # fused AdamW for both tools
+    ctx = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+
+    def step(batch):
+        with ctx():
+            loss = loss_fn(model, batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    return step
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def model_flops_per_step(config, batch: int, length: int) -> float:
+    """6·N·tokens (N = non-embedding parameters, each used once per token) + attention score/value FLOPs.
+
+    The tied MLM decoder counts too (a V×E matmul per *predicted* token in plmkit; the peer does it
+    for every token, but MFU credits only the work the objective needs: 15% of tokens).
+    """
+    h, L, V, E = config.hidden_size, config.num_hidden_layers, config.vocab_size, config.embed_dim
+    ffn = config.intermediate_size
+    per_layer = 4 * h * h + 2 * h * ffn  # QKV + out, FFN in + out
+    n_body = per_layer * L  # shared ALBERT layers still run L times
+    tokens = batch * length
+    attn = 2 * 2 * batch * length * length * h * L  # QK^T and AV, multiply-add = 2 FLOPs
+    decoder = 2 * 0.15 * tokens * V * E
+    return 3 * (2 * n_body * tokens + attn + decoder)  # forward + backward (2× forward)
+
+
+def check_same_loss(ours, peer, batch) -> tuple[float, float]:
+    ours.eval(), peer.eval()
+    with torch.no_grad():
+        a, b = float(ours_loss(ours, batch)), float(peer_loss(peer, batch))
+    ours.train(), peer.train()
+    if abs(a - b) > 1e-4 * max(1.0, abs(b)):
+        raise SystemExit(f"loss definitions differ: plmkit {a} vs transformers {b}")
+    return a, b
+
+
+def bench(preset: str, batch: int, length: int, steps: int, warmup: int, bf16: bool, compile_: bool,
+          device: torch.device = torch.device("cpu"), peak_tflops: float | None = None) -> dict:
+    config, ours, peer = build_pair(preset)
+    data = make_batch(config, batch, length)
+    la, lb = check_same_loss(ours, peer, data)
+    ours.to(device), peer.to(device)
+    data = {k: v.to(device) for k, v in data.items()}
+    if compile_:
+        ours = torch.compile(ours)
+    step_ours = make_step(ours, ours_loss, bf16, device)
+    step_peer = make_step(peer, peer_loss, bf16, device)
+    times = {"plmkit": [], "transformers": []}
+    for i in range(warmup + steps):
+        for name, fn in (("plmkit", step_ours), ("transformers", step_peer)):
+            sync(device)
+            t0 = time.perf_counter()
+            fn(data)
+            sync(device)
+            dt = time.perf_counter() - t0
+            if i >= warmup:
+                times[name].append(dt)
+    tokens = batch * length
+    med = {k: statistics.median(v) for k, v in times.items()}
+    extra = {}
+    if peak_tflops:
+        flops = model_flops_per_step(config, batch, length)
+        extra = {"model_tflops_per_step": flops / 1e12, "peak_tflops": peak_tflops,
+                 "plmkit_mfu": flops / med["plmkit"] / (peak_tflops * 1e12),
+                 "transformers_mfu": flops / med["transformers"] / (peak_tflops * 1e12)}
+    return {**extra, "config": preset, "batch": batch, "length": length, "bf16": bf16, "compile": compile_,
+            "device": str(device),
+            "steps_timed": steps, "loss_check": [round(la, 5), round(lb, 5)],
+            "plmkit_tokens_per_s": tokens / med["plmkit"], "transformers_tokens_per_s": tokens / med["transformers"],
+            "ratio": med["transformers"] / med["plmkit"],
+            "plmkit_step_s": med["plmkit"], "transformers_step_s": med["transformers"]}
+
+
+def memory_child(tool: str, preset: str, batch: int, length: int, steps: int, bf16: bool) -> None:
+    """Peak RSS of one tool's training steps (CPU), in a process of its own."""
+    config, ours, peer = build_pair(preset)
+    data = make_batch(config, batch, length)
+    if tool == "plmkit":
+        del peer
+        step = make_step(ours, ours_loss, bf16)
+    else:
+        del ours
+        step = make_step(peer, peer_loss, bf16)
+    import gc
+
+    gc.collect()
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(steps):
+        step(data)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"tool": tool, "peak_rss_mb": peak / 1024, "rss_before_steps_mb": base / 1024}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", default="bert-mini", help="comma-separated presets")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--length", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=7, help="timed steps per tool (median reported)")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--compile", action="store_true", help="torch.compile plmkit's model")
+    ap.add_argument("--memory", action="store_true", help="peak RSS per tool, each in its own process")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                    help="auto: bf16 autocast where the hardware runs bf16 natively (GPU, AVX512-BF16/AMX CPU), else fp32")
+    ap.add_argument("--peak-tflops", type=float, default=None,
+                    help="dense bf16 peak of the device for MFU (H100/H200 SXM: 989)")
+    ap.add_argument("--json", help="also write results to this file")
+    ap.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from plmkit.training.distributed import bf16_is_fast
+
+    device = torch.device(args.device)
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and bf16_is_fast(device))
+    if args._child:
+        memory_child(args._child[0], args._child[1], args.batch, args.length, args.steps, bf16)
+        return
+    results = []
+    cpu = torch.backends.cpu.get_cpu_capability() if device.type == "cpu" else torch.cuda.get_device_name()
+    print(f"torch {torch.__version__}, device {device} ({cpu}), threads {torch.get_num_threads()}, "
+          f"precision {'bf16 autocast' if bf16 else 'fp32'} for both tools")
+    for preset in args.configs.split(","):
+        if args.memory:
+            row = {"config": preset, "batch": args.batch, "length": args.length}
+            for tool in ("plmkit", "transformers"):
+                cmd = [sys.executable, __file__, "--_child", tool, preset, "--batch", str(args.batch), "--length",
+                       str(args.length), "--steps", "3", "--precision", "bf16" if bf16 else "fp32"]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+                row[f"{tool}_peak_rss_mb"] = json.loads(out)["peak_rss_mb"]
+            row["ratio_rss"] = row["plmkit_peak_rss_mb"] / row["transformers_peak_rss_mb"]
+            print(json.dumps(row))
+            results.append(row)
+            continue
+        r = bench(preset, args.batch, args.length, args.steps, args.warmup, bf16, args.compile, device,
+                  args.peak_tflops)
+        results.append(r)
+        mfu = (f"   MFU plmkit {r['plmkit_mfu']:.1%} transformers {r['transformers_mfu']:.1%}"
+               if "plmkit_mfu" in r else "")
+        print(f"{preset:<14} B={r['batch']} L={r['length']}  plmkit {r['plmkit_tokens_per_s']:>9,.0f} tok/s   "
+              f"transformers {r['transformers_tokens_per_s']:>9,.0f} tok/s   ratio {r['ratio']:.2f}x   "
+              f"(loss check {r['loss_check'][0]} vs {r['loss_check'][1]}){mfu}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""``plmkit pretrain`` and ``plmkit export``."""
+
+from __future__ import annotations
+
+import json
+
+from . import common_parent
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "pretrain", parents=[common_parent()],
+        help="pretrain a preset (BERT, RoBERTa, ALBERT, causal LM, ELMo) on a prepared corpus",
+        description="Pretrain with the preset's objective. Settings resolve as preset < --set key=value < flags. "
+                    "Runs under torchrun as DDP (gloo on CPU, NCCL on GPU).")
+    p.add_argument("--preset", required=True, help="e.g. bert-mini, roberta-base, albert-base, gpt-tiny, elmo-small "
+                                                   "(see 'plmkit presets')")
+    p.add_argument("--data", required=True, help="a folder written by 'plmkit prepare'")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, metrics.jsonl, TensorBoard events")
+    stop = p.add_argument_group("how long")
+    stop.add_argument("--max-steps", type=int, help="optimizer steps")
+    stop.add_argument("--max-time", help="time budget, e.g. 90s, 30m, 2h; the LR schedule follows the clock")
+    stop.add_argument("--stop-after", type=int, help="save and stop after N steps of the planned run (resume later)")
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument("--batch-size", type=int, help="micro-batch per process (default 32)")
+    opt.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step")
+    opt.add_argument("--max-length", type=int, help="tokens per sequence (default 128)")
+    opt.add_argument("--lr", type=float, help="peak learning rate")
+    opt.add_argument("--warmup", type=float, help="warmup: steps (>= 1) or a fraction of the run (< 1)")
+    opt.add_argument("--optimizer", choices=["adamw", "lamb"])
+    opt.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast (CPU with AVX512-BF16, or GPU)")
+    opt.add_argument("--gradient-checkpointing", action="store_true", default=None,
+                     help="recompute activations in the backward pass to save memory")
+    opt.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    opt.add_argument("--seed", type=int)
+    opt.add_argument("--device", help="auto (default), cpu, cuda")
+    log = p.add_argument_group("logging and checkpoints")
+    log.add_argument("--log-every", type=int)
+    log.add_argument("--eval-every", type=int)
+    log.add_argument("--save-every", type=int)
+    log.add_argument("--keep-last", type=int, help="checkpoints to keep (default 3)")
+    log.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                   help="override any setting: model.hidden_dropout_prob=0, data.mask_prob=0.2, train.schedule=cosine "
+                        "(bare keys are looked up in the three sections)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest good checkpoint")
+    p.set_defaults(func=run_pretrain)
+
+    e = sub.add_parser("export", parents=[common_parent()],
+                       help="write a run's final (or chosen) checkpoint as a standalone model folder")
+    e.add_argument("run", help="a run folder of 'plmkit pretrain' / 'plmkit finetune'")
+    e.add_argument("--step", type=int, help="checkpoint step (default: the latest good one)")
+    e.add_argument("--out", required=True, help="the model folder to write (loads in plmkit and transformers)")
+    e.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    e.set_defaults(func=run_export)
+
+
+def run_pretrain(args) -> int:
+    from ..config import parse_overrides
+    from ..training.pretrain import pretrain
+    from ..training.trainer import parse_duration
+
+    flags = {
+        "max_steps": args.max_steps, "max_time": parse_duration(args.max_time), "stop_after": args.stop_after,
+        "batch_size": args.batch_size, "grad_accum": args.grad_accum, "max_length": args.max_length, "lr": args.lr,
+        "warmup": args.warmup, "optimizer": args.optimizer, "bf16": args.bf16,
+        "gradient_checkpointing": args.gradient_checkpointing, "compile": args.compile, "seed": args.seed,
+        "device": args.device, "log_every": args.log_every, "eval_every": args.eval_every,
+        "save_every": args.save_every, "keep_last": args.keep_last,
+        "progress": False if args.no_progress else None,
+    }
+    summary = pretrain(args.preset, args.data, args.out, overrides=parse_overrides(args.set), flags=flags,
+                       resume=args.resume)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def run_export(args) -> int:
+    from ..training.checkpoint import export_checkpoint
+
+    out = export_checkpoint(args.run, args.out, step=args.step, overwrite=args.overwrite)
+    print(f"wrote {out}")
+    return 0

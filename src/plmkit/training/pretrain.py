@@ -1,0 +1,226 @@
+"""Pretraining: a preset + a prepared corpus → a model trained with its paper's objective.
+
+``plmkit pretrain --preset bert-mini --data prepared/ --out runs/bert`` resolves three config
+sections — ``model`` (:class:`~plmkit.config.ModelConfig`), ``data``
+(:class:`~plmkit.data.objectives.DataConfig`: masking, pair objective, packing) and ``train``
+(:class:`~plmkit.training.trainer.TrainConfig`) — from the preset, then ``--set section.key=value``
+overrides, then explicit flags. The model is sized to the corpus' tokenizer; a held-out split of
+the corpus' documents gives periodic evaluation (MLM loss/accuracy, NSP/SOP accuracy, perplexity).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig, get_preset, model_config_from_preset
+from ..errors import ConfigError, DataError
+from .trainer import TrainConfig, Trainer
+
+SECTIONS = ("model", "data", "train")
+
+
+def _field_names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def split_overrides(overrides: Mapping[str, Any], model_fields: set[str] | None = None) -> dict[str, dict[str, Any]]:
+    """``{"model.hidden_size": 256, "lr": 1e-4}`` → ``{"model": {...}, "data": {}, "train": {"lr": ...}}``.
+
+    A bare key is placed in the one section that has it; an unknown or ambiguous key is an error
+    that names it and suggests the closest known keys.
+    """
+    from ..data.objectives import DataConfig
+
+    fields = {"model": model_fields or _field_names(ModelConfig), "data": _field_names(DataConfig),
+              "train": _field_names(TrainConfig)}
+    out: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    for key, value in overrides.items():
+        section, _, name = key.partition(".") if "." in key else ("", "", key)
+        if section:
+            if section not in fields:
+                raise ConfigError(f"--set {key}: unknown section {section!r}; use model., data. or train.")
+            if name not in fields[section]:
+                close = difflib.get_close_matches(name, sorted(fields[section]), n=3)
+                raise ConfigError(f"--set {key}: {section} has no key {name!r}"
+                                  + (f"; did you mean {', '.join(section + '.' + c for c in close)}?" if close else
+                                     f"; known keys: {', '.join(sorted(fields[section]))}"))
+            out[section][name] = value
+            continue
+        owners = [s for s in SECTIONS if name in fields[s]]
+        if not owners:
+            every = sorted(f"{s}.{n}" for s in SECTIONS for n in fields[s])
+            close = difflib.get_close_matches(name, [e.split(".", 1)[1] for e in every], n=3)
+            raise ConfigError(f"--set {key}: unknown key" + (f"; did you mean {', '.join(close)}?" if close else ""))
+        if len(owners) > 1:
+            raise ConfigError(f"--set {key}: ambiguous, it exists in {' and '.join(owners)}; "
+                              f"write {owners[0]}.{name}=... or {owners[1]}.{name}=...")
+        out[owners[0]][name] = value
+    return out
+
+
+def is_elmo_preset(preset: str | None) -> bool:
+    return bool(preset) and get_preset(preset).get("model", {}).get("model_type") == "elmo"
+
+
+def build_model_config(preset: str | None, overrides: dict[str, Any], tokenizer, max_length: int) -> ModelConfig:
+    """The preset's model, sized to the corpus' tokenizer and the sequence length."""
+    vocab = tokenizer.vocab_size
+    if "vocab_size" in overrides and int(overrides["vocab_size"]) != vocab:
+        raise ConfigError(
+            f"model.vocab_size={overrides['vocab_size']} does not match the prepared data's tokenizer "
+            f"({vocab} ids); the data was prepared with a different vocabulary — re-run 'plmkit prepare' "
+            "with the model's tokenizer, or drop the model.vocab_size override")
+    fixed = {"vocab_size": vocab}
+    if tokenizer.pad_token_id is not None:
+        fixed["pad_token_id"] = tokenizer.pad_token_id
+    for name in ("bos_token_id", "eos_token_id"):
+        tid = getattr(tokenizer, name)
+        if tid is not None:
+            fixed[name] = tid
+    config = model_config_from_preset(preset, {**fixed, **overrides})
+    if config.model_type == "roberta" and "position_offset" not in overrides:
+        config = config.replace(position_offset=config.pad_token_id + 1)
+    if config.causal and "eos_token_id" not in fixed and tokenizer.sep_token_id is not None:
+        config = config.replace(eos_token_id=tokenizer.sep_token_id)
+    need = max_length + config.position_offset
+    if need > config.max_position_embeddings:
+        if "max_position_embeddings" in overrides:
+            raise ConfigError(f"--max-length {max_length} needs {need} positions but "
+                              f"model.max_position_embeddings={config.max_position_embeddings}")
+        config = config.replace(max_position_embeddings=need)
+    return config
+
+
+@torch.no_grad()
+def evaluate_pretraining(model: nn.Module, batches: list[dict[str, torch.Tensor]], device: torch.device,
+                         bf16: bool = False) -> dict[str, float]:
+    """Held-out MLM loss/accuracy (+ perplexity), NSP/SOP accuracy, or causal-LM loss/perplexity."""
+    sums = {"mlm_nll": 0.0, "mlm_correct": 0, "mlm_n": 0, "pair_correct": 0, "pair_n": 0, "lm_nll": 0.0, "lm_n": 0,
+            "fwd_nll": 0.0, "bwd_nll": 0.0, "bi_n": 0}
+    for batch in batches:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            out = model(**batch)
+        labels = batch.get("labels")
+        if getattr(out, "forward_loss", None) is not None:  # ELMo: both directions
+            n = int((labels[:, 1:] != -100).sum())
+            sums["fwd_nll"] += float(out.forward_loss) * n
+            sums["bwd_nll"] += float(out.backward_loss) * n
+            sums["bi_n"] += n
+        elif getattr(model, "task", None) == "causal-lm":
+            n = int((labels[:, 1:] != -100).sum())
+            sums["lm_nll"] += float(out.loss) * n
+            sums["lm_n"] += n
+        else:
+            where = labels != -100
+            n = int(where.sum())
+            if n:
+                sums["mlm_nll"] += float(out.mlm_loss) * n
+                pred = out.prediction_logits.argmax(-1)  # (n,) logits exist only at masked positions
+                sums["mlm_correct"] += int((pred == labels[where]).sum())
+                sums["mlm_n"] += n
+            pair = batch.get("next_sentence_label", batch.get("sentence_order_label"))
+            if pair is not None and out.seq_relationship_logits is not None:
+                sums["pair_correct"] += int((out.seq_relationship_logits.argmax(-1) == pair.view(-1)).sum())
+                sums["pair_n"] += int(pair.numel())
+    res: dict[str, float] = {}
+    if sums["mlm_n"]:
+        res["mlm_loss"] = sums["mlm_nll"] / sums["mlm_n"]
+        res["mlm_accuracy"] = sums["mlm_correct"] / sums["mlm_n"]
+        res["mlm_perplexity"] = math.exp(min(res["mlm_loss"], 50))
+    if sums["pair_n"]:
+        name = "sop" if any("sentence_order_label" in b for b in batches) else "nsp"
+        res[f"{name}_accuracy"] = sums["pair_correct"] / sums["pair_n"]
+    if sums["lm_n"]:
+        res["loss"] = sums["lm_nll"] / sums["lm_n"]
+        res["perplexity"] = math.exp(min(res["loss"], 50))
+    if sums["bi_n"]:
+        res["forward_loss"] = sums["fwd_nll"] / sums["bi_n"]
+        res["backward_loss"] = sums["bwd_nll"] / sums["bi_n"]
+        res["forward_perplexity"] = math.exp(min(res["forward_loss"], 50))
+        res["backward_perplexity"] = math.exp(min(res["backward_loss"], 50))
+        res["loss"] = (res["forward_loss"] + res["backward_loss"]) / 2
+    return res
+
+
+def pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping[str, Any] | None = None,
+             flags: Mapping[str, Any] | None = None, resume: bool = False, eval_batches: int = 20,
+             eval_fraction: float = 0.02) -> dict[str, Any]:
+    """Pretrain ``preset`` on the prepared corpus ``data`` into run folder ``out``; returns the summary.
+
+    ``flags`` are explicit settings (from the command line) that win over ``overrides``: any
+    ``TrainConfig`` field, plus ``max_length``.
+    """
+    from ..data import PreparedCorpus
+    from ..data.objectives import PretrainingStream, data_config_from_preset
+    from . import distributed as distr
+
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    corpus = PreparedCorpus(data)
+    tokenizer = corpus.load_tokenizer()
+    elmo = is_elmo_preset(preset)
+    model_fields = None
+    if elmo:
+        from ..models.elmo import ElmoConfig
+
+        model_fields = _field_names(ElmoConfig)
+    sections = split_overrides(dict(overrides or {}), model_fields)
+    if "max_length" in flags:
+        sections["data"]["max_length"] = flags.pop("max_length")
+    dcfg = data_config_from_preset(preset, sections["data"])
+    train_kw = {**sections["train"], **flags}
+    tcfg = TrainConfig.from_dict(train_kw, source="train settings")
+
+    if elmo:
+        from ..models.elmo import ElmoModel, elmo_config_from_preset
+
+        if not corpus.word_level:
+            raise DataError(f"{data} was prepared with a sub-word tokenizer; ELMo trains on words — prepare the "
+                            "corpus with 'plmkit prepare --word-level ...'")
+        ecfg = elmo_config_from_preset(preset, sections["model"])
+        torch.manual_seed(tcfg.seed)
+        vocab = [tokenizer.id_to_token(i) for i in range(tokenizer.vocab_size)]
+        model: nn.Module = ElmoModel(ecfg, vocab)
+        model_desc: dict[str, Any] = dataclasses.asdict(ecfg)
+    else:
+        if corpus.word_level:
+            raise DataError(f"{data} was prepared at word level (for ELMo); Transformer presets need a sub-word "
+                            "tokenizer — prepare with 'plmkit prepare --tokenizer DIR ...'")
+        mcfg = build_model_config(preset, sections["model"], tokenizer, dcfg.max_length)
+        torch.manual_seed(tcfg.seed)
+        from ..models import PlmModel
+
+        # The heads follow the objective: MLM + NSP/SOP, MLM alone (RoBERTa), or the causal LM.
+        task = "causal-lm" if dcfg.objective == "causal" else ("masked-lm" if dcfg.pair == "none" else "pretraining")
+        if (task == "causal-lm") != mcfg.causal:
+            raise ConfigError(f"preset {preset}: data.objective={dcfg.objective!r} needs a "
+                              f"{'causal' if task == 'causal-lm' else 'bidirectional'} model (model.causal={mcfg.causal})")
+        model = PlmModel(mcfg, task=task)
+        model_desc = mcfg.to_dict()
+
+    d = distr.init(tcfg.device)
+    # NSP draws its random segments from another document, so its held-out split needs two.
+    train_docs, eval_docs = corpus.split(eval_fraction=eval_fraction, seed=tcfg.seed,
+                                         min_eval_documents=2 if dcfg.pair == "nsp" else 1)
+    stream = PretrainingStream(corpus, dcfg, batch_size=tcfg.batch_size, seed=tcfg.seed, documents=train_docs,
+                               rank=d.rank, world_size=d.world_size)
+    held_out = PretrainingStream(corpus, dcfg, batch_size=tcfg.batch_size, seed=tcfg.seed + 1, documents=eval_docs)
+    eval_list: list[dict[str, torch.Tensor]] = []
+    it = iter(held_out)
+    for _ in range(min(eval_batches, max(1, held_out.steps_per_epoch()))):
+        eval_list.append(next(it))
+    run_config = {"preset": preset, "data": str(Path(data).resolve()), "tokenizer_hash": corpus.tokenizer_hash,
+                  "model": model_desc, "data_config": dcfg.to_dict(), "eval_documents": int(len(eval_docs)),
+                  "train_documents": int(len(train_docs))}
+    trainer = Trainer(model, tcfg, stream, out, tokenizer=tokenizer, run_config=run_config, resume=resume,
+                      evaluate=lambda m: evaluate_pretraining(m, eval_list, d.device, tcfg.bf16),
+                      model_extra={"preset": preset, "data_config": dcfg.to_dict()})
+    return trainer.train()
