@@ -172,6 +172,7 @@ _BERT_DATA = dict(objective="mlm", pair="nsp", masking="static", packing="segmen
 _ROBERTA_DATA = dict(objective="mlm", pair="none", masking="dynamic", packing="full-sentences", ngram=1)
 _ALBERT_DATA = dict(objective="mlm", pair="sop", masking="static", packing="segment-pair", ngram=3)
 _GPT_DATA = dict(objective="causal", pair="none", masking="none", packing="causal", ngram=1)
+_ELMO_DATA = dict(objective="bilm", pair="none", masking="none", packing="causal", ngram=1)
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # Turc et al. (2019) "Well-Read Students Learn Better" compact BERTs.
@@ -195,6 +196,15 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # Radford et al. (2019) GPT-2 small, and a tiny causal LM for CPUs.
     "gpt2-small": {"model": _gpt(12, 768, 12), "data": _GPT_DATA},
     "gpt-tiny": {"model": _gpt(2, 128, 2, positions=512), "data": _GPT_DATA},
+    # Peters et al. (2018) ELMo: fields of plmkit.models.elmo.ElmoConfig (elmo_config_from_preset).
+    "elmo-small": {"model": dict(model_type="elmo", filters=[[1, 32], [2, 32], [3, 64], [4, 128]],
+                                 num_highway=1, projection_dim=128, lstm_dim=512, softmax="auto"),
+                   "data": _ELMO_DATA},
+    "elmo-original": {"model": dict(model_type="elmo", filters=[[1, 32], [2, 32], [3, 64], [4, 128], [5, 256],
+                                                                [6, 512], [7, 1024]],
+                                    num_highway=2, projection_dim=512, lstm_dim=4096, softmax="sampled",
+                                    num_samples=8192),
+                      "data": _ELMO_DATA},
 }
 
 

@@ -44,9 +44,16 @@ def run_presets(args) -> int:
         entry = PRESETS[name]
         if "model" not in entry:
             continue
-        c = model_config_from_preset(name)
         d = entry.get("data", {})
         objective = "+".join(x for x in (d.get("objective"), d.get("pair")) if x and x != "none")
+        if entry["model"].get("model_type") == "elmo":  # biLSTM: layers, LSTM cells, projection
+            from ..models.elmo import elmo_config_from_preset
+
+            e = elmo_config_from_preset(name)
+            print(f"{name:<16} {'elmo':<8} {e.num_layers:>6} {e.lstm_dim:>6} {'-':>5} {e.projection_dim:>5}  "
+                  f"{objective} (char-CNN {e.num_filters} filters, {e.softmax} softmax)")
+            continue
+        c = model_config_from_preset(name)
         print(f"{name:<16} {c.model_type:<8} {c.num_hidden_layers:>6} {c.hidden_size:>6} {c.num_attention_heads:>5} "
               f"{c.embed_dim:>5}  {objective} ({d.get('masking', '-')} masking, {d.get('packing', '-')})")
     return 0
