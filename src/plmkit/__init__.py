@@ -17,9 +17,12 @@ from .config import ModelConfig, PRESETS, get_preset, model_config_from_preset, 
 from .errors import CheckpointError, ConfigError, DataError, PlmkitError, UsageError
 from .models import ModelOutput, PlmModel, from_pretrained
 from .tokenization import Tokenizer, load_tokenizer
+from .embed import Embedder
+from .score import ScoreResult, score  # the function deliberately shadows the submodule name
 
 __all__ = [
     "ModelConfig", "PRESETS", "get_preset", "model_config_from_preset", "preset_names",
     "PlmkitError", "UsageError", "ConfigError", "CheckpointError", "DataError",
     "PlmModel", "ModelOutput", "from_pretrained", "Tokenizer", "load_tokenizer",
+    "score", "ScoreResult", "Embedder",
 ]
