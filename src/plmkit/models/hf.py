@@ -175,6 +175,19 @@ def architecture_for(config: ModelConfig, task: str | None) -> str:
     return prefix + _TASK_SUFFIX.get(task, "Model")
 
 
+def class_has_pooler(model_type: str, task: str | None) -> bool:
+    """Whether the Hugging Face class for ``task`` builds the pooler (so a saved folder must hold it)."""
+    if model_type == "gpt2":
+        return False
+    if task is None or task == "multiple-choice":
+        return True
+    if task == "pretraining":
+        return model_type != "roberta"  # RoBERTa's pretraining class is RobertaForMaskedLM
+    if task == "sequence-classification":
+        return model_type != "roberta"  # RobertaClassificationHead reads <s> directly
+    return False  # masked-lm, question-answering, token-classification, causal-lm
+
+
 def task_for_architecture(arch: str | None) -> str | None:
     if not arch:
         return None
@@ -508,6 +521,9 @@ def hf_state_dict(model: PlmModel, only_task_heads: bool = False) -> tuple[dict[
     params = dict(model.named_parameters())
     out: dict[str, torch.Tensor] = {}
     rules = [Rule(r.ours, tuple(prefix + t for t in r.theirs), r.op) for r in body_rules(model)]
+    if only_task_heads and not class_has_pooler(c.model_type, model.task):
+        # the task's HF class has no pooler: leave it out so transformers loads the folder cleanly
+        rules = [r for r in rules if not r.ours.startswith("body.pooler.")]
     for kind in heads:
         rules += head_rules(c.model_type, kind, model.heads[kind])
     for rule in rules:

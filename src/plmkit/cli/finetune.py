@@ -1,0 +1,201 @@
+"""``plmkit finetune``, ``plmkit evaluate`` and ``plmkit predict``: thin commands over :mod:`plmkit.finetune`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from . import common_parent
+from ..errors import UsageError
+
+_TASK_HELP = ("task: cola sst2 mrpc stsb qqp mnli qnli rte wnli | squad korquad | swag | conll-ner brown-pos "
+              "klue-ner | klue-nli klue-sts kornli korsts nsmc | classify regress")
+
+
+def _task_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("task options (saved with a fine-tuned model; evaluate/predict reuse them)")
+    g.add_argument("--max-length", type=int, default=None, help="tokens per sequence (default 128; 384 for SQuAD)")
+    g.add_argument("--doc-stride", type=int, default=None, help="SQuAD: tokens of overlap between context windows (128)")
+    g.add_argument("--max-query-length", type=int, default=None, help="SQuAD: questions are cut to this many tokens (64)")
+    g.add_argument("--max-answer-length", type=int, default=None, help="SQuAD: longest answer in tokens (30)")
+    g.add_argument("--n-best", type=int, default=None, help="SQuAD: start/end candidates per window (20)")
+    g.add_argument("--null-threshold", type=float, default=None,
+                   help="SQuAD 2.0: predict no answer when null score - best span score exceeds this "
+                        "(default: the threshold tuned on the eval set during finetune, else 0)")
+    g.add_argument("--text-column", dest="text_column", action="append", default=None, metavar="NAME",
+                   help="classify/regress: text column (give twice for a sentence pair)")
+    g.add_argument("--text-columns", default=None, metavar="A[,B]", help="classify/regress: text column(s), comma-separated")
+    g.add_argument("--label-column", default=None, metavar="NAME", help="classify/regress: label column")
+    g.add_argument("--id-column", default=None, metavar="NAME", help="classify/regress: id column for predictions")
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--eval-batch-size", "--batch-size-eval", dest="eval_batch_size", type=int, default=64,
+                   help="evaluation batch size (default 64)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CPUs with AVX512-BF16, GPUs)")
+    p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1 ...")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("finetune", parents=[common_parent()], help="fine-tune a model on a task and score it",
+                       description="Fine-tune a plmkit or Hugging Face model folder on a task; writes the "
+                                   "fine-tuned model folder (loads in transformers) and metrics.json to --out.")
+    p.add_argument("task", help=_TASK_HELP)
+    p.add_argument("--model", required=True, help="pretrained model folder (plmkit or Hugging Face)")
+    p.add_argument("--train", required=True, help="training file in the task's official format")
+    p.add_argument("--eval", nargs="+", action="extend", default=None, metavar="FILE",
+                   help="evaluation file(s) (MNLI: matched and mismatched); default: carve --eval-split from --train")
+    p.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    p.add_argument("--epochs", type=float, default=3.0, help="training epochs (default 3)")
+    p.add_argument("--lr", type=float, default=2e-5, help="peak learning rate (default 2e-5)")
+    p.add_argument("--batch-size", type=int, default=32, help="training batch size (default 32)")
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default 1)")
+    p.add_argument("--warmup", type=float, default=0.1, help="warmup: fraction of steps (<1) or steps (default 0.1)")
+    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps (overrides --epochs)")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, default=None, help="random seed (default 42)")
+    seeds.add_argument("--seeds", default=None, metavar="1,2,3",
+                       help="run every seed; --out gets seed-N/ folders and a mean/std summary")
+    p.add_argument("--eval-split", type=float, default=0.1,
+                   help="without --eval: fraction of --train held out for validation (default 0.1)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the carved validation split (default 0)")
+    p.add_argument("--max-train", type=int, default=None,
+                   help="use only the first N training examples (taken after carving the validation split)")
+    p.add_argument("--max-eval", type=int, default=None, help="score only the first N examples of each evaluation set")
+    p.add_argument("--eval-every", type=int, default=0, help="also evaluate every N steps (default: at the end only)")
+    p.add_argument("--no-bucket", action="store_true", help="plain shuffled batches instead of length-bucketed ones")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep the trainer checkpoint (with optimizer state)")
+    p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
+    _run_options(p)
+    _task_options(p)
+    p.set_defaults(func=run_finetune)
+
+    p = sub.add_parser("evaluate", parents=[common_parent()], help="score a fine-tuned model (or a SQuAD prediction file)",
+                       description="Score a fine-tuned model folder on labelled file(s) and print the metrics as "
+                                   "JSON. For squad/korquad, --predictions scores a prediction file without a model, "
+                                   "like the official scripts.")
+    p.add_argument("task", help=_TASK_HELP)
+    p.add_argument("--model", help="fine-tuned model folder")
+    p.add_argument("--eval", nargs="+", action="extend", required=True, metavar="FILE", help="labelled file(s)")
+    p.add_argument("--predictions", help="squad/korquad: a prediction file {question id: answer} to score (no model)")
+    p.add_argument("--na-probs", help="squad 2.0 with --predictions: no-answer scores {id: score} (official --na-prob-file)")
+    p.add_argument("--na-prob-thresh", type=float, default=1.0, help="squad 2.0 with --predictions (official default 1.0)")
+    p.add_argument("--out", help="also write the metrics JSON to this file (must not exist)")
+    _run_options(p)
+    _task_options(p)
+    p.set_defaults(func=run_evaluate)
+
+    p = sub.add_parser("predict", parents=[common_parent()], help="predict with a fine-tuned model",
+                       description="Predict for a file with a fine-tuned model. Output: squad → {id: answer} JSON; "
+                                   "tagging → token<TAB>tag lines (or .jsonl); others → JSON lines, or "
+                                   "'index<TAB>prediction' for a .tsv --out (GLUE submission format).")
+    p.add_argument("task", help=_TASK_HELP)
+    p.add_argument("--model", required=True, help="fine-tuned model folder")
+    p.add_argument("--input", required=True, help="file in the task's format (labels not needed)")
+    p.add_argument("--out", required=True, help="prediction file to write (must not exist)")
+    _run_options(p)
+    _task_options(p)
+    p.set_defaults(func=run_predict)
+
+
+_OPTION_FIELDS = ("max_length", "doc_stride", "max_query_length", "max_answer_length", "n_best", "null_threshold",
+                  "label_column", "id_column")
+
+
+def task_options(args):
+    """TaskOptions from the flags, and the names of the fields the user set explicitly."""
+    from ..finetune import TaskOptions
+
+    opts = TaskOptions()
+    explicit = []
+    for name in _OPTION_FIELDS:
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(opts, name, value)
+            explicit.append(name)
+    columns: list[str] = []
+    for item in (args.text_column or []):
+        columns.append(item)
+    if args.text_columns:
+        columns.extend(c.strip() for c in args.text_columns.split(",") if c.strip())
+    if columns:
+        opts.text_columns = tuple(columns)
+        explicit.append("text_columns")
+    for name in ("max_length", "doc_stride", "max_query_length", "max_answer_length", "n_best"):
+        v = getattr(opts, name)
+        if v is not None and v < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {v}")
+    return opts, explicit
+
+
+def run_finetune(args) -> int:
+    from ..finetune import FinetuneConfig, finetune
+
+    opts, _ = task_options(args)
+    if args.seeds is not None:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            raise UsageError(f"--seeds {args.seeds!r}: give comma-separated integers, e.g. --seeds 1,2,3") from None
+    else:
+        seeds = [42 if args.seed is None else args.seed]
+    for name in ("batch_size", "grad_accum", "eval_batch_size"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.epochs <= 0 and args.max_steps is None:
+        raise UsageError("--epochs must be positive")
+    cfg = FinetuneConfig(task=args.task, model=args.model, train=args.train, out=args.out, eval=list(args.eval or []),
+                         epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
+                         grad_accum=args.grad_accum, warmup=args.warmup, weight_decay=args.weight_decay,
+                         max_steps=args.max_steps, seeds=seeds, bf16=args.bf16, eval_split=args.eval_split,
+                         split_seed=args.split_seed, max_train=args.max_train, max_eval=args.max_eval,
+                         eval_every=args.eval_every,
+                         bucket=not args.no_bucket, device=args.device, resume=args.resume,
+                         keep_checkpoints=args.keep_checkpoints, tensorboard=not args.no_tensorboard, options=opts)
+    result = finetune(cfg)
+    shown = result.get("mean") if "mean" in result else result.get("metrics")
+    summary = {"task": result["task"], "out": args.out, "metrics": shown}
+    if "std" in result:
+        summary["std"] = result["std"]
+    print(json.dumps(summary, indent=2, ensure_ascii=False))
+    return 0
+
+
+def run_evaluate(args) -> int:
+    from ..finetune import evaluate, evaluate_squad_predictions
+
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists():
+        raise UsageError(f"{out} already exists; choose another --out (plmkit never overwrites files)")
+    if args.predictions:
+        if len(args.eval) != 1:
+            raise UsageError("--predictions scores one --eval file")
+        result = evaluate_squad_predictions(args.task, args.eval[0], args.predictions, args.na_probs,
+                                            args.na_prob_thresh)
+    else:
+        if not args.model:
+            raise UsageError("give --model DIR (a fine-tuned model folder), or for squad/korquad --predictions FILE")
+        opts, explicit = task_options(args)
+        result = evaluate(args.task, args.model, args.eval, opts, explicit, batch_size=args.eval_batch_size,
+                          bf16=args.bf16, device=args.device)
+    text = json.dumps(result["metrics"], indent=2, ensure_ascii=False)
+    print(text)
+    if out is not None:
+        from ..training.checkpoint import write_json_atomic
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out, result)
+    return 0
+
+
+def run_predict(args) -> int:
+    from ..finetune import predict
+
+    opts, explicit = task_options(args)
+    result = predict(args.task, args.model, args.input, args.out, opts, explicit, batch_size=args.eval_batch_size,
+                     bf16=args.bf16, device=args.device)
+    print(json.dumps(result, ensure_ascii=False))
+    return 0

@@ -1,0 +1,218 @@
+"""SQuAD 1.1 / 2.0 (and KorQuAD 1.0): reader, windowed features, and answer post-processing.
+
+Follows BERT's recipe (Devlin et al., 2019, §4.2–4.3) as ``transformers``' ``run_qa.py`` implements
+it with a fast tokenizer:
+
+* The question (cut to ``max_query_length`` tokens) and the context form a pair; contexts longer
+  than the window are split into overlapping windows, ``doc_stride`` tokens of overlap between
+  consecutive windows (the ``stride`` of ``transformers``' fast tokenizers).
+* Answer start/end *token* positions come from the tokenizer's character offsets; a window that
+  does not contain the whole answer (and every unanswerable question) points at the ``[CLS]``
+  position.
+* Prediction takes the ``n_best`` highest start and end logits of every window, keeps the pairs
+  that lie in the context with ``end >= start`` and length ``<= max_answer_length``, and returns
+  the context text between the start token's first and the end token's last character.
+* SQuAD 2.0: the null score is ``start[CLS] + end[CLS]`` (lowest over windows); the question is
+  predicted unanswerable when ``null - best_span > threshold``. The threshold is tuned on the
+  evaluation set with the official v2 script's search (``best_f1_thresh``).
+
+An answer whose ``answer_start`` does not point at its text in the context is skipped as a
+training target and counted in the :class:`ReadReport` (the gold text still counts for scoring,
+as the official scripts use only texts).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ...errors import DataError, UsageError
+from . import Features, ReadReport, SquadExample, open_text
+
+MISMATCH = "answer(s) whose answer_start does not match the context"
+NO_TARGET = "question(s) with no usable answer (not used for training)"
+
+
+def read_squad(path: str | Path, for_training: bool = False, require_answers: bool = True
+               ) -> tuple[list[SquadExample], ReadReport]:
+    """Read the official SQuAD JSON (``{"data": [{"title", "paragraphs": [{"context", "qas"}]}]}``).
+
+    ``for_training`` drops answerable questions none of whose answers match the context (counted);
+    evaluation keeps them, since the official scorers compare gold *texts* only.
+    """
+    report = ReadReport(str(path))
+    with open_text(path) as f:
+        try:
+            raw = json.load(f)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    data = raw.get("data") if isinstance(raw, dict) else None
+    if not isinstance(data, list):
+        raise DataError(f"{path}: not a SQuAD file — expected a JSON object with a 'data' list of articles")
+    v2 = str(raw.get("version", "")).lstrip("v").startswith("2")
+    examples: list[SquadExample] = []
+    for a, article in enumerate(data):
+        for p, para in enumerate(article.get("paragraphs", []) if isinstance(article, dict) else []):
+            try:
+                context, qas = para["context"], para["qas"]
+            except (KeyError, TypeError):
+                raise DataError(f"{path}: article {a} paragraph {p} has no 'context' or 'qas'") from None
+            for qa in qas:
+                qid = str(qa.get("id", f"{a}-{p}-{len(examples)}"))
+                if "question" not in qa:
+                    raise DataError(f"{path}: question {qid} has no 'question' text")
+                impossible = bool(qa.get("is_impossible", False))
+                v2 = v2 or "is_impossible" in qa
+                answers = qa.get("answers") or []
+                if not answers and not impossible and require_answers:
+                    raise DataError(f"{path}: question {qid} has no answers and is not marked is_impossible")
+                texts, start, target = [], None, None
+                for ans in answers:
+                    text, s = ans.get("text", ""), ans.get("answer_start")
+                    texts.append(text)
+                    ok = isinstance(s, int) and 0 <= s and context[s:s + len(text)] == text and text != ""
+                    if not ok:
+                        report.skip(MISMATCH, f"question {qid}")
+                    elif target is None:
+                        start, target = s, text
+                if for_training and not impossible and target is None and require_answers:
+                    report.skip(NO_TARGET, f"question {qid}")
+                    continue
+                examples.append(SquadExample(qid=qid, question=qa["question"], context=context, answers=texts,
+                                             answer_start=start, answer_text=target, is_impossible=impossible,
+                                             article=a))
+    report.read = len(examples)
+    report.info["version"] = "2.0" if v2 else "1.1"
+    return examples, report
+
+
+def to_official(examples: Sequence[SquadExample]) -> list[dict[str, Any]]:
+    """The examples as the official scripts' ``data`` list (ids and gold answer texts)."""
+    qas = [{"id": e.qid, "answers": [{"text": t} for t in e.answers]} for e in examples]
+    return [{"title": "", "paragraphs": [{"context": "", "qas": qas}]}]
+
+
+def _cut_question(tokenizer, question: str, max_query_length: int) -> str:
+    question = question.lstrip()  # transformers strips leading spaces that waste tokens
+    enc = tokenizer.encode(question, add_special_tokens=False)
+    if len(enc.ids) <= max_query_length:
+        return question
+    return question[:enc.offsets[max_query_length - 1][1]]
+
+
+def convert_squad(examples: Sequence[SquadExample], tokenizer, max_length: int = 384, doc_stride: int = 128,
+                  max_query_length: int = 64, with_types: bool = True, training: bool = False) -> Features:
+    """Windowed features. Training features carry ``start_positions``/``end_positions``; every
+    feature's ``extra`` has ``offsets`` (T, 2) and ``context`` (bool mask of context tokens)."""
+    if doc_stride >= max_length // 2:
+        raise UsageError(f"--doc-stride {doc_stride} must be well below half of --max-length {max_length} "
+                         "(it is the overlap between windows)")
+    backend = tokenizer.backend
+    specials = backend.num_special_tokens_to_add(True)
+    # Every window must hold more than doc_stride context tokens: cap the question accordingly.
+    query_cap = min(max_query_length, max_length - specials - doc_stride - 1)
+    if query_cap < 1:
+        raise UsageError(f"--max-length {max_length} leaves no room for the question and a context window with "
+                         f"--doc-stride {doc_stride}; raise --max-length or lower --doc-stride")
+    questions = [_cut_question(tokenizer, e.question, query_cap) for e in examples]
+    backend.enable_truncation(max_length, stride=doc_stride, strategy="only_second")
+    try:
+        encs = backend.encode_batch(list(zip(questions, [e.context for e in examples])))
+    except BaseException as e:  # tokenizers panics (a BaseException) on impossible truncations
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise UsageError(f"cannot fit question and context windows into --max-length {max_length} with "
+                         f"--doc-stride {doc_stride} ({e}); raise --max-length or lower --doc-stride") from None
+    finally:
+        backend.no_truncation()
+    cls_id = tokenizer.cls_token_id
+    inputs, ex_index, extra = [], [], []
+    windows_with_answer = windows_without = 0
+    for i, (ex, enc) in enumerate(zip(examples, encs)):
+        for w in [enc, *enc.overflowing]:
+            ids = np.asarray(w.ids, dtype=np.int64)
+            seq = w.sequence_ids
+            ctx = np.array([s == 1 for s in seq], dtype=bool)
+            offsets = np.asarray(w.offsets, dtype=np.int64).reshape(-1, 2)
+            feat = {"input_ids": ids}
+            if with_types:
+                feat["token_type_ids"] = np.asarray(w.type_ids, dtype=np.int64)
+            cls = int(np.flatnonzero(ids == cls_id)[0]) if cls_id is not None and (ids == cls_id).any() else 0
+            if training:
+                s_tok = e_tok = cls
+                if ex.answer_text is not None and ctx.any():
+                    start_char = ex.answer_start
+                    end_char = start_char + len(ex.answer_text)
+                    first, last = int(np.flatnonzero(ctx)[0]), int(np.flatnonzero(ctx)[-1])
+                    if offsets[first, 0] <= start_char and offsets[last, 1] >= end_char:
+                        idx = np.flatnonzero(ctx)
+                        s_tok = int(idx[offsets[idx, 0] <= start_char][-1])
+                        e_tok = int(idx[offsets[idx, 1] >= end_char][0])
+                if s_tok != cls:
+                    windows_with_answer += 1
+                else:
+                    windows_without += 1
+                feat["start_positions"] = np.int64(s_tok)
+                feat["end_positions"] = np.int64(e_tok)
+            inputs.append(feat)
+            ex_index.append(i)
+            extra.append({"offsets": offsets, "context": ctx, "cls": cls})
+    stats = {"windows": len(inputs)}
+    if training:
+        stats.update(windows_with_answer=windows_with_answer, windows_without_answer=windows_without)
+    return Features(inputs, np.asarray(ex_index, dtype=np.int64), extra, stats)
+
+
+def postprocess(examples: Sequence[SquadExample], features: Features, start_logits: Sequence[np.ndarray],
+                end_logits: Sequence[np.ndarray], n_best: int = 20, max_answer_length: int = 30,
+                version_2: bool = False, null_threshold: float = 0.0) -> dict[str, Any]:
+    """Answer texts from per-window start/end logits (each (T,) of that window, unpadded).
+
+    Returns ``predictions`` (qid → text; "" for predicted no-answer), ``best_non_null`` (qid → best
+    span text), ``null_odds`` (qid → null score minus best span score; v2 only) and ``nbest``
+    (qid → the top ``n_best`` candidates with scores).
+    """
+    by_example: dict[int, list[int]] = {}
+    for f, e in enumerate(features.example_index.tolist()):
+        by_example.setdefault(e, []).append(f)
+    predictions, best_non_null, null_odds, nbest = {}, {}, {}, {}
+    for e, ex in enumerate(examples):
+        cands: list[tuple[float, str, float, float]] = []
+        null_score = None
+        for f in by_example.get(e, []):
+            start, end = np.asarray(start_logits[f], dtype=np.float64), np.asarray(end_logits[f], dtype=np.float64)
+            meta = features.extra[f]
+            ctx, offsets, cls = meta["context"][: len(start)], meta["offsets"], meta["cls"]
+            score_null = float(start[cls] + end[cls])
+            if null_score is None or score_null < null_score:
+                null_score = score_null
+            top_s = np.argsort(start)[::-1][:n_best]
+            top_e = np.argsort(end)[::-1][:n_best]
+            for s in top_s.tolist():
+                if not ctx[s]:
+                    continue
+                for t in top_e.tolist():
+                    if not ctx[t] or t < s or t - s + 1 > max_answer_length:
+                        continue
+                    text = ex.context[offsets[s, 0]: offsets[t, 1]]
+                    cands.append((float(start[s] + end[t]), text, float(start[s]), float(end[t])))
+        cands.sort(key=lambda c: -c[0])
+        best = next((c for c in cands if c[1] != ""), None)
+        best_text = best[1] if best is not None else ""
+        best_non_null[ex.qid] = best_text
+        top = [{"text": c[1], "score": c[0], "start_logit": c[2], "end_logit": c[3]} for c in cands[:n_best]]
+        if version_2:
+            null = null_score if null_score is not None else 0.0
+            diff = null - (best[0] if best is not None else -1e9)
+            null_odds[ex.qid] = float(diff)
+            predictions[ex.qid] = "" if (best is None or diff > null_threshold) else best_text
+            top.append({"text": "", "score": null})
+            top.sort(key=lambda c: -c["score"])
+            top = top[:n_best]
+        else:
+            predictions[ex.qid] = best_text
+        nbest[ex.qid] = top
+    return {"predictions": predictions, "best_non_null": best_non_null, "null_odds": null_odds, "nbest": nbest}

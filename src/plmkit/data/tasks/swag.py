@@ -1,0 +1,75 @@
+"""SWAG (Zellers et al., 2018): grounded commonsense inference as 4-way multiple choice.
+
+Reads the official CSV (``,video-id,fold-ind,startphrase,sent1,sent2,gold-source,ending0..3,label``;
+test files have no ``label``). As in BERT (§4.4) and ``transformers``' ``run_swag.py``, each choice
+is the pair (``sent1``, ``sent2 + " " + ending_i``); the model scores the four pairs and a softmax
+over them is trained with cross-entropy. Metric: accuracy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ...errors import DataError
+from . import ChoiceExample, Features, ReadReport, pair_encode, read_table
+
+ENDINGS = ("ending0", "ending1", "ending2", "ending3")
+
+
+def read_swag(path: str | Path, require_labels: bool = True) -> tuple[list[ChoiceExample], ReadReport]:
+    report = ReadReport(str(path))
+    header, rows = read_table(path, fmt="csv")
+    if not header:
+        return [], report
+    missing = [c for c in ("sent1", "sent2", *ENDINGS) if c not in header]
+    if missing:
+        raise DataError(f"{path}, line 1: the header has no column {missing[0]!r}; a SWAG CSV has the columns "
+                        "video-id, fold-ind, startphrase, sent1, sent2, gold-source, ending0..ending3, label")
+    if "label" not in header and require_labels:
+        raise DataError(f"{path}: no 'label' column; training and evaluation need labelled files")
+    examples = []
+    for n, row in rows:
+        label = None
+        if "label" in row:
+            try:
+                label = int(row["label"])
+            except ValueError:
+                raise DataError(f"{path}, line {n}: label {row['label']!r} is not a choice number 0-3") from None
+            if not 0 <= label < len(ENDINGS):
+                raise DataError(f"{path}, line {n}: unknown label {label}; SWAG labels are 0, 1, 2, 3")
+        guid = f"{row.get('video-id', '')}-{row.get('fold-ind', n)}"
+        endings = [f"{row['sent2']} {row[e]}" for e in ENDINGS]
+        examples.append(ChoiceExample(guid, row["sent1"], endings, label, n))
+    report.read = len(examples)
+    return examples, report
+
+
+def convert_choices(examples: Sequence[ChoiceExample], tokenizer, max_length: int, with_types: bool = True
+                    ) -> Features:
+    """One feature per example: ``input_ids`` / ``attention_mask`` of shape (choices, longest choice)."""
+    firsts = [e.context for e in examples for _ in e.endings]
+    seconds = [s for e in examples for s in e.endings]
+    encs = pair_encode(tokenizer, firsts, seconds, max_length)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    inputs, k = [], 0
+    for e in examples:
+        group = encs[k:k + len(e.endings)]
+        k += len(e.endings)
+        T = max(len(g.ids) for g in group)
+        ids = np.full((len(group), T), pad, dtype=np.int64)
+        mask = np.zeros((len(group), T), dtype=np.int64)
+        types = np.zeros((len(group), T), dtype=np.int64)
+        for c, g in enumerate(group):
+            ids[c, :len(g.ids)] = g.ids
+            mask[c, :len(g.ids)] = 1
+            types[c, :len(g.ids)] = g.type_ids
+        feat = {"input_ids": ids, "attention_mask": mask}
+        if with_types:
+            feat["token_type_ids"] = types
+        if e.label is not None:
+            feat["labels"] = np.int64(e.label)
+        inputs.append(feat)
+    return Features(inputs, np.arange(len(examples)), [{} for _ in examples])

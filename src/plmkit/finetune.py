@@ -1,0 +1,913 @@
+"""Fine-tuning, evaluation and prediction for GLUE, SQuAD, SWAG, tagging, Korean and generic tasks.
+
+BERT's recipe (Devlin et al., 2019, §4 and appendix A.3): start from a pretrained encoder, add one
+task head (classification/regression on the pooled ``[CLS]``, start/end span logits, a score per
+choice, a label per token), and train everything end to end for a few epochs with AdamW, linear
+warmup then decay. RoBERTa, ALBERT and GPT-2-style models fine-tune the same way through their own
+heads (see :mod:`plmkit.models.heads`); the training loop is the shared
+:class:`plmkit.training.trainer.Trainer`.
+
+What this module adds to the recipe, for speed on CPUs and GPUs alike:
+
+* **length-bucketed, dynamically padded batches** — examples are shuffled, cut into chunks of 50
+  batches, sorted by length within a chunk, batched, and the batches shuffled (``transformers``'
+  ``group_by_length``); each batch is padded only to its own longest row, and the attention mask
+  is dropped when no row is padded;
+* **batched, no-grad evaluation** over length-sorted features, with optional bf16 autocast;
+* ``seeds``: every seed trains from the same data and validation split; the summary gives the mean
+  and (sample) standard deviation of every metric, since GLUE scores vary a lot between seeds;
+* without an evaluation file, a deterministic validation split is carved from the training file
+  (by article for SQuAD, so no paragraph is on both sides).
+
+A task is a :class:`TaskSpec`: a reader for its official file format, a feature converter, the model
+head it needs and its official metric. :data:`TASKS` lists them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .data.tasks import (IGNORE_INDEX, Features, ReadReport, check_not_empty, carve_split, convert_sentences)
+from .data.tasks import generic as generic_tasks
+from .data.tasks import glue, korean, squad, swag, tagging
+from .errors import CheckpointError, DataError, PlmkitError, UsageError
+from .evaluation import metrics as M
+
+# --------------------------------------------------------------------------- task registry
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """How to read, featurize, model and score one task."""
+
+    name: str
+    family: str  # "sentence" | "squad" | "choice" | "tagging"
+    model_task: str  # plmkit / transformers head: sequence-classification, question-answering, ...
+    labels: tuple[str, ...] | None  # fixed class labels; None = regression or read from the training data
+    main_metric: str
+    description: str
+    regression: bool = False
+    labels_from_data: bool = False  # generic classify, brown-pos
+    max_length: int = 128
+    char_level: bool = False
+
+
+def _sentence(name, labels, main, desc, regression=False, max_length=128, **kw) -> TaskSpec:
+    return TaskSpec(name, "sentence", "sequence-classification", labels, main, desc, regression=regression,
+                    max_length=max_length, **kw)
+
+
+TASKS: dict[str, TaskSpec] = {
+    "cola": _sentence("cola", glue.GLUE_TASKS["cola"].labels, "matthews_correlation", "GLUE CoLA acceptability"),
+    "sst2": _sentence("sst2", glue.GLUE_TASKS["sst2"].labels, "accuracy", "GLUE SST-2 sentiment"),
+    "mrpc": _sentence("mrpc", glue.GLUE_TASKS["mrpc"].labels, "f1", "GLUE MRPC paraphrase"),
+    "stsb": _sentence("stsb", None, "pearson", "GLUE STS-B similarity (regression)", regression=True),
+    "qqp": _sentence("qqp", glue.GLUE_TASKS["qqp"].labels, "f1", "GLUE QQP duplicate questions"),
+    "mnli": _sentence("mnli", glue.GLUE_TASKS["mnli"].labels, "accuracy", "GLUE MultiNLI"),
+    "qnli": _sentence("qnli", glue.GLUE_TASKS["qnli"].labels, "accuracy", "GLUE QNLI"),
+    "rte": _sentence("rte", glue.GLUE_TASKS["rte"].labels, "accuracy", "GLUE RTE entailment"),
+    "wnli": _sentence("wnli", glue.GLUE_TASKS["wnli"].labels, "accuracy", "GLUE WNLI"),
+    "squad": TaskSpec("squad", "squad", "question-answering", None, "f1", "SQuAD 1.1 / 2.0 extractive QA",
+                      max_length=384),
+    "korquad": TaskSpec("korquad", "squad", "question-answering", None, "f1", "KorQuAD 1.0 extractive QA",
+                        max_length=384),
+    "swag": TaskSpec("swag", "choice", "multiple-choice", None, "accuracy", "SWAG multiple choice"),
+    "conll-ner": TaskSpec("conll-ner", "tagging", "token-classification", tagging.CONLL_LABELS, "f1",
+                          "CoNLL-2003 English NER (IOB1, conlleval F1)"),
+    "brown-pos": TaskSpec("brown-pos", "tagging", "token-classification", None, "accuracy",
+                          "Brown corpus POS tagging", labels_from_data=True),
+    "klue-ner": TaskSpec("klue-ner", "tagging", "token-classification", tagging.KLUE_LABELS, "f1",
+                         "KLUE-NER Korean NER (character level)", char_level=True),
+    "klue-nli": _sentence("klue-nli", korean.KLUE_NLI_LABELS, "accuracy", "KLUE-NLI Korean NLI"),
+    "klue-sts": _sentence("klue-sts", None, "pearson", "KLUE-STS Korean similarity (regression)", regression=True),
+    "kornli": _sentence("kornli", korean.KLUE_NLI_LABELS, "accuracy", "KorNLI Korean NLI"),
+    "korsts": _sentence("korsts", None, "pearson", "KorSTS Korean similarity (regression)", regression=True),
+    "nsmc": _sentence("nsmc", ("0", "1"), "accuracy", "NSMC Korean movie-review sentiment"),
+    "classify": _sentence("classify", None, "accuracy", "any CSV/TSV/JSONL classification",
+                          labels_from_data=True),
+    "regress": _sentence("regress", None, "pearson", "any CSV/TSV/JSONL regression", regression=True),
+}
+
+
+def get_task(name: str) -> TaskSpec:
+    key = name.lower().replace("_", "-")
+    key = {"sst-2": "sst2", "sts-b": "stsb", "mnli-mm": "mnli", "conll2003": "conll-ner", "conll": "conll-ner",
+           "ner": "conll-ner", "pos": "brown-pos", "squad2": "squad", "squad-v2": "squad"}.get(key, key)
+    if key not in TASKS:
+        raise UsageError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")
+    return TASKS[key]
+
+
+@dataclass
+class TaskOptions:
+    """Task-level settings shared by finetune, evaluate and predict (saved with the model)."""
+
+    max_length: int | None = None  # None: the task's default (128; 384 for SQuAD)
+    doc_stride: int = 128  # SQuAD: tokens of overlap between windows of a long context
+    max_query_length: int = 64  # SQuAD: questions are cut to this many tokens (BERT's default)
+    max_answer_length: int = 30  # SQuAD: longest answer span in tokens
+    n_best: int = 20  # SQuAD: start/end candidates kept per window
+    null_threshold: float | None = None  # SQuAD 2.0: null-minus-span score above which "" is predicted
+    text_columns: tuple[str, ...] = ()  # classify / regress
+    label_column: str | None = None
+    id_column: str | None = None
+
+
+def read_task_file(spec: TaskSpec, path: str | Path, role: str, options: TaskOptions,
+                   require_labels: bool = True) -> tuple[list, ReadReport]:
+    """Read a task file. ``role`` is "train", "eval" or "input" (prediction: labels optional)."""
+    training = role == "train"
+    name = spec.name
+    if spec.family == "squad":
+        return squad.read_squad(path, for_training=training, require_answers=require_labels)
+    if spec.family == "choice":
+        return swag.read_swag(path, require_labels=require_labels)
+    if name == "conll-ner":
+        return tagging.read_conll(path, require_labels=require_labels)
+    if name == "brown-pos":
+        return _read_brown(path, require_labels)
+    if name == "klue-ner":
+        return tagging.read_klue_ner(path, require_labels=require_labels)
+    if name in glue.GLUE_TASKS:
+        return glue.read_column_tsv(path, glue.GLUE_TASKS[name], require_labels=require_labels)
+    if name in korean.KOREAN_TSV_TASKS:
+        return glue.read_column_tsv(path, korean.KOREAN_TSV_TASKS[name], require_labels=require_labels)
+    if name == "klue-nli":
+        return korean.read_klue_nli(path, require_labels=require_labels)
+    if name == "klue-sts":
+        return korean.read_klue_sts(path, require_labels=require_labels)
+    if name in ("classify", "regress"):
+        if not options.text_columns:
+            raise UsageError(f"task {name} needs --text-column NAME (or --text-columns A,B for a pair) and "
+                             "--label-column NAME")
+        if options.label_column is None and require_labels:
+            raise UsageError(f"task {name} needs --label-column NAME")
+        return generic_tasks.read_generic(path, options.text_columns, options.label_column, spec.regression,
+                                          require_labels=require_labels, id_column=options.id_column)
+    raise UsageError(f"no reader for task {name}")
+
+
+def _read_brown(path, require_labels: bool):
+    """Brown POS through the shared tagged-Brown reader (:func:`plmkit.data.readers.iter_tagged`).
+
+    A file, a folder (NLTK layout; ``cats.txt`` lists the files) or a glob. For prediction, an
+    untagged file is read as one whitespace-tokenised sentence per line.
+    """
+    from .data.readers import expand_inputs, iter_tagged, looks_tagged
+    from .data.tasks import TaggingExample
+
+    if not require_labels:
+        files = expand_inputs(path)
+        with open(files[0], encoding="utf-8", errors="replace") as f:
+            head = f.read(1 << 16)
+        if not looks_tagged(head):
+            return tagging.read_plain_sentences(path)
+    report = ReadReport(str(path))
+    examples = []
+    for file, sentences in iter_tagged(path):
+        for i, (words, tags) in enumerate(sentences, start=1):
+            examples.append(TaggingExample(f"{file.name}-{i}", words, tags, line=i))
+    report.read = len(examples)
+    return examples, report
+
+
+def featurize(spec: TaskSpec, examples: Sequence, tokenizer, labels: Sequence[str] | None, options: TaskOptions,
+              with_types: bool, training: bool, path: str | Path = "") -> Features:
+    max_length = options.max_length or spec.max_length
+    if spec.family == "sentence":
+        return convert_sentences(examples, tokenizer, None if spec.regression else labels, max_length, with_types,
+                                 path)
+    if spec.family == "squad":
+        return squad.convert_squad(examples, tokenizer, max_length, options.doc_stride, options.max_query_length,
+                                   with_types, training=training)
+    if spec.family == "choice":
+        return swag.convert_choices(examples, tokenizer, max_length, with_types)
+    if spec.char_level:
+        return tagging.convert_chars(examples, tokenizer, labels or (), max_length, with_types)
+    return tagging.convert_words(examples, tokenizer, labels or (), max_length, with_types)
+
+
+def labels_from_examples(spec: TaskSpec, examples: Sequence) -> tuple[str, ...]:
+    if spec.family == "tagging":
+        found = {t for e in examples for t in (e.tags or ())}
+    else:
+        found = {str(e.label) for e in examples if e.label is not None}
+    if len(found) < 2:
+        raise DataError(f"the training data has {len(found)} distinct label(s) ({', '.join(sorted(found))}); "
+                        "a classifier needs at least two")
+    return tuple(sorted(found))
+
+
+# --------------------------------------------------------------------------- batching
+def collate(items: Sequence[dict[str, np.ndarray]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad a list of features to the longest one; drop ``attention_mask`` when no row is padded."""
+    lengths = [f["input_ids"].shape[-1] for f in items]
+    T = max(lengths)
+    out: dict[str, torch.Tensor] = {}
+    for key in items[0]:
+        first = items[0][key]
+        if np.ndim(first) == 0:
+            out[key] = torch.from_numpy(np.asarray([f[key] for f in items]))
+            continue
+        fill = {"input_ids": pad_id, "labels": IGNORE_INDEX}.get(key, 0)
+        shape = (len(items), *first.shape[:-1], T)
+        arr = np.full(shape, fill, dtype=first.dtype)
+        for i, f in enumerate(items):
+            arr[i, ..., : f[key].shape[-1]] = f[key]
+        out[key] = torch.from_numpy(arr)
+    if "attention_mask" not in out:
+        if min(lengths) < T:
+            mask = np.zeros((len(items), T), dtype=np.int64)
+            for i, n in enumerate(lengths):
+                mask[i, :n] = 1
+            out["attention_mask"] = torch.from_numpy(mask)
+    elif bool(out["attention_mask"].all()):
+        del out["attention_mask"]
+    return out
+
+
+def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None,
+                     bucket_batches: int = 50) -> list[np.ndarray]:
+    """Index batches grouped by length: shuffle, sort within chunks of ``bucket_batches`` batches,
+    batch, shuffle the batches. ``rng=None``: no shuffling (evaluation: fully length-sorted)."""
+    n = len(lengths)
+    if rng is None:
+        order = np.argsort(-lengths, kind="stable")
+        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    order = rng.permutation(n)
+    chunk = batch_size * bucket_batches
+    batches = []
+    for c in range(0, n, chunk):
+        part = order[c:c + chunk]
+        part = part[np.argsort(-lengths[part], kind="stable")]
+        batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
+    perm = rng.permutation(len(batches))
+    return [batches[i] for i in perm]
+
+
+class FeatureBatches:
+    """An endless, resumable, length-bucketed source of training batches (the trainer's BatchSource).
+
+    Epoch ``e`` is a deterministic function of (seed, e); the state is (epoch, batches served).
+    """
+
+    def __init__(self, features: Features, batch_size: int, seed: int = 0, pad_id: int = 0,
+                 bucket: bool = True, drop_keys: Sequence[str] = ()):
+        if len(features) == 0:
+            raise DataError("no training features")
+        self.features = features
+        self.batch_size = batch_size
+        self.seed = seed
+        self.pad_id = pad_id
+        self.bucket = bucket
+        self.drop_keys = set(drop_keys)
+        self.lengths = features.lengths()
+        self.epoch = 0
+        self.position = 0
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.features) / self.batch_size)
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        rng = np.random.default_rng([self.seed, epoch])
+        if self.bucket:
+            return bucketed_batches(self.lengths, self.batch_size, rng)
+        order = rng.permutation(len(self.features))
+        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        while True:
+            batches = self.epoch_batches(self.epoch)
+            while self.position < len(batches):
+                idx = batches[self.position]
+                self.position += 1
+                items = [{k: v for k, v in self.features.inputs[i].items() if k not in self.drop_keys}
+                         for i in idx.tolist()]
+                yield collate(items, self.pad_id)
+            self.epoch += 1
+            self.position = 0
+
+    def state_dict(self) -> dict:
+        return {"epoch": int(self.epoch), "position": int(self.position), "seed": int(self.seed)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = int(state["epoch"])
+        self.position = int(state["position"])
+
+
+# --------------------------------------------------------------------------- model outputs
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def run_model(model, features: Features, batch_size: int = 64, pad_id: int = 0, bf16: bool = False
+              ) -> list[dict[str, np.ndarray]]:
+    """Forward every feature once, in length-sorted batches without gradients.
+
+    Returns, per feature (in the original order): ``logits`` (classification / regression /
+    choice), ``start``/``end`` (span, unpadded), or ``tags`` (token classification: arg-max label
+    per token, unpadded).
+    """
+    was_training = model.training
+    model.eval()
+    device = model_device(model)
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    lengths = features.lengths()
+    results: list[dict[str, np.ndarray] | None] = [None] * len(features)
+    label_keys = {"labels", "start_positions", "end_positions"}
+    try:
+        for idx in bucketed_batches(lengths, batch_size, None):
+            items = [{k: v for k, v in features.inputs[i].items() if k not in label_keys} for i in idx.tolist()]
+            batch = {k: v.to(device) for k, v in collate(items, pad_id).items()}
+            with autocast():
+                out = model(**batch)
+            if out.start_logits is not None:
+                start, end = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+                for j, i in enumerate(idx.tolist()):
+                    n = lengths[i]
+                    results[i] = {"start": start[j, :n], "end": end[j, :n]}
+            elif model.task == "token-classification":
+                tags = out.logits.float().argmax(-1).cpu().numpy()
+                for j, i in enumerate(idx.tolist()):
+                    results[i] = {"tags": tags[j, :lengths[i]]}
+            else:
+                logits = out.logits.float().cpu().numpy()
+                for j, i in enumerate(idx.tolist()):
+                    results[i] = {"logits": logits[j]}
+    finally:
+        model.train(was_training)
+    return results  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- scoring
+def sentence_metrics(spec: TaskSpec, preds: np.ndarray, golds: np.ndarray) -> dict[str, float]:
+    if spec.name in M.GLUE_METRICS or spec.name in glue.GLUE_TASKS:
+        return M.glue_metrics(spec.name, preds, golds)
+    if spec.name == "klue-sts":
+        return M.klue_sts_metrics(preds, golds)
+    if spec.regression:
+        return M.pearson_spearman(preds, golds)
+    return {"accuracy": M.accuracy(preds, golds)}
+
+
+@dataclass
+class Scored:
+    metrics: dict[str, float]
+    predictions: list[Any]  # one per example: label / score / choice / tag list / answer text
+    extra: dict[str, Any] = field(default_factory=dict)  # SQuAD: null_odds, nbest, best_non_null
+
+
+def decode(spec: TaskSpec, examples: Sequence, features: Features, outputs: list[dict[str, np.ndarray]],
+           labels: Sequence[str] | None, options: TaskOptions, version_2: bool = False) -> Scored:
+    """Turn model outputs into per-example predictions (no scoring)."""
+    if spec.family == "sentence":
+        logits = np.stack([o["logits"] for o in outputs]) if outputs else np.zeros((0, 1))
+        if spec.regression:
+            return Scored({}, logits[:, 0].astype(float).tolist())
+        ids = logits.argmax(-1)
+        return Scored({}, [labels[int(i)] for i in ids], {"ids": ids})
+    if spec.family == "choice":
+        return Scored({}, [int(np.argmax(o["logits"])) for o in outputs])
+    if spec.family == "tagging":
+        fn = tagging.decode_chars if spec.char_level else tagging.decode_words
+        return Scored({}, [fn(e, o["tags"], features.extra[i], labels) for i, (e, o) in enumerate(zip(examples, outputs))])
+    threshold = options.null_threshold if options.null_threshold is not None else 0.0
+    post = squad.postprocess(examples, features, [o["start"] for o in outputs], [o["end"] for o in outputs],
+                             n_best=options.n_best, max_answer_length=options.max_answer_length,
+                             version_2=version_2, null_threshold=threshold)
+    return Scored({}, [post["predictions"][e.qid] for e in examples], post)
+
+
+def score(spec: TaskSpec, examples: Sequence, scored: Scored, labels: Sequence[str] | None,
+          version_2: bool = False) -> dict[str, float]:
+    """The task's official metric(s) for decoded predictions."""
+    if spec.family == "sentence":
+        if spec.regression:
+            golds = np.array([float(e.label) for e in examples])
+            return sentence_metrics(spec, np.asarray(scored.predictions, dtype=float), golds)
+        golds = np.array([list(labels).index(str(e.label)) for e in examples])
+        return sentence_metrics(spec, np.asarray(scored.extra["ids"]), golds)
+    if spec.family == "choice":
+        return {"accuracy": M.accuracy(scored.predictions, [e.label for e in examples])}
+    if spec.family == "tagging":
+        golds = [e.tags for e in examples]
+        if spec.name == "brown-pos" or (spec.labels is None and spec.family == "tagging"):
+            flat_p = [t for s in scored.predictions for t in s]
+            flat_g = [t for s in golds for t in s]
+            return {"accuracy": M.accuracy(flat_p, flat_g)}
+        out = M.conlleval(scored.predictions, golds)
+        if spec.char_level:
+            out["entity_macro_f1"] = M.entity_macro_f1(scored.predictions, golds)
+            out["char_macro_f1"] = M.char_macro_f1(scored.predictions, golds, labels or ())
+        return out
+    official = squad.to_official(examples)
+    preds = scored.extra["predictions"]
+    if spec.name == "korquad":
+        return M.korquad_evaluate(official, preds)
+    if version_2:
+        return M.squad_v2_evaluate(official, preds, na_probs=scored.extra["null_odds"],
+                                   best_thresh_predictions=scored.extra["best_non_null"])
+    return M.squad_v1_evaluate(official, preds)
+
+
+# --------------------------------------------------------------------------- model + tokenizer
+def load_tokenizer_for(model_dir: str | Path):
+    from .tokenization import load_tokenizer
+
+    folder = Path(model_dir)
+    if not (folder / "config.json").exists() and folder.is_dir():
+        raise CheckpointError(f"{folder} has no config.json, so it is not a model folder; pass a plmkit or "
+                              "Hugging Face model folder to --model")
+    try:
+        return load_tokenizer(folder)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}. Fine-tuning and evaluation tokenize with the model folder's own tokenizer, "
+                              "so the folder must contain it (tokenizer.json or vocab files)") from None
+
+
+def finetune_info(model_dir: str | Path) -> dict[str, Any]:
+    """The ``plmkit.finetune`` block a fine-tuned folder's config.json carries ({} for others)."""
+    from .models.hf import read_config
+
+    raw = read_config(model_dir)
+    return dict((raw.get("plmkit") or {}).get("finetune") or {})
+
+
+def pad_id_for(tokenizer, model) -> int:
+    pad = tokenizer.pad_token_id
+    if pad is None:
+        pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = pad  # GPT-2: the classifier finds the last real token by the pad id
+    return pad
+
+
+def check_max_length(model, max_length: int) -> None:
+    available = model.config.positions_available
+    if max_length > available:
+        raise UsageError(f"--max-length {max_length} exceeds the model's {available} positions; "
+                         f"use --max-length {available} or less")
+
+
+# --------------------------------------------------------------------------- fine-tuning
+@dataclass
+class FinetuneConfig:
+    """Everything ``plmkit finetune`` takes. Defaults follow BERT's fine-tuning recipe (appendix A.3)."""
+
+    task: str
+    model: str
+    train: str
+    out: str
+    eval: list[str] = field(default_factory=list)
+    # BERT: 2–4 epochs, batch 16/32, lr in {5e-5, 3e-5, 2e-5}, 10% warmup, weight decay 0.01.
+    epochs: float = 3.0
+    lr: float = 2e-5
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    grad_accum: int = 1
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    clip_norm: float = 1.0
+    max_steps: int | None = None
+    seeds: list[int] = field(default_factory=lambda: [42])
+    bf16: bool = False
+    eval_split: float = 0.1  # fraction of train carved off for validation when no --eval is given
+    split_seed: int = 0  # the carved split is the same for every training seed
+    max_train: int | None = None  # use only the first N training examples (quick runs, benchmarks)
+    max_eval: int | None = None  # score only the first N examples of each evaluation set
+    eval_every: int = 0
+    bucket: bool = True
+    device: str = "auto"
+    resume: bool = False
+    keep_checkpoints: bool = False
+    progress: bool | None = None  # None: a progress bar when stderr is a terminal
+    tensorboard: bool = True
+    options: TaskOptions = field(default_factory=TaskOptions)
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class TaskData:
+    """Examples and features of one task, shared by every seed of a run."""
+
+    spec: TaskSpec
+    labels: tuple[str, ...] | None
+    train_examples: list
+    train_features: Features
+    evals: list[tuple[str, list, Features, bool]]  # (name, examples, features, squad v2)
+    reports: list[dict[str, Any]]
+    validation: str
+
+
+def prepare_data(cfg: FinetuneConfig, spec: TaskSpec, tokenizer, with_types: bool) -> TaskData:
+    opts = cfg.options
+    train_ex, train_rep = read_task_file(spec, cfg.train, "train", opts)
+    _log(train_rep.summary())
+    check_not_empty(train_ex, cfg.train, "training file")
+    reports = [train_rep.to_dict()]
+    version_2 = train_rep.info.get("version") == "2.0"
+    eval_sets: list[tuple[str, list, str, bool]] = []
+    if cfg.eval:
+        for path in cfg.eval:
+            ex, rep = read_task_file(spec, path, "eval", opts)
+            _log(rep.summary())
+            check_not_empty(ex, path, "evaluation file")
+            reports.append(rep.to_dict())
+            eval_sets.append((Path(path).stem, ex, str(path), rep.info.get("version") == "2.0"))
+        validation = "files: " + ", ".join(cfg.eval)
+    else:
+        groups = [e.article for e in train_ex] if spec.family == "squad" else len(train_ex)
+        tr, ev = carve_split(groups, cfg.eval_split, cfg.split_seed)
+        eval_sets.append(("validation", [train_ex[i] for i in ev.tolist()], str(cfg.train), version_2))
+        train_ex = [train_ex[i] for i in tr.tolist()]
+        validation = (f"carved from {cfg.train}: {len(ev)} of {len(ev) + len(tr)} examples "
+                      f"(--eval-split {cfg.eval_split}, split seed {cfg.split_seed}"
+                      f"{', whole articles' if spec.family == 'squad' else ''})")
+        _log(f"validation split {validation}")
+    if cfg.max_train is not None:  # after carving, so the validation split does not depend on it
+        train_ex = train_ex[: cfg.max_train]
+    if cfg.max_eval is not None:
+        eval_sets = [(n, ex[: cfg.max_eval], p, v2) for n, ex, p, v2 in eval_sets]
+    labels = spec.labels
+    if spec.labels_from_data:
+        labels = labels_from_examples(spec, train_ex)
+    train_feats = featurize(spec, train_ex, tokenizer, labels, opts, with_types, training=True, path=cfg.train)
+    if train_feats.stats:
+        _log(f"training features: {len(train_feats)} ({', '.join(f'{k}={v}' for k, v in train_feats.stats.items())})")
+    evals = []
+    for name, ex, path, v2 in eval_sets:
+        if spec.labels_from_data and spec.family == "sentence":
+            for e in ex:  # a label the training data never showed cannot be scored
+                if str(e.label) not in labels:
+                    raise DataError(f"{path}, line {e.line}: unknown label {e.label!r}; the training data has "
+                                    f"labels {', '.join(repr(x) for x in labels)}")
+        feats = featurize(spec, ex, tokenizer, labels, opts, with_types, training=False, path=path)
+        evals.append((name, ex, feats, v2))
+    return TaskData(spec, labels, train_ex, train_feats, evals, reports, validation)
+
+
+def evaluate_sets(model, data: TaskData, cfg: FinetuneConfig, pad_id: int, options: TaskOptions
+                  ) -> tuple[dict[str, float], dict[str, Scored]]:
+    """Score every evaluation set; metric names get a ``<set>/`` prefix when there are several."""
+    metrics: dict[str, float] = {}
+    scored_sets = {}
+    for name, ex, feats, v2 in data.evals:
+        outputs = run_model(model, feats, cfg.eval_batch_size, pad_id, cfg.bf16)
+        scored = decode(data.spec, ex, feats, outputs, data.labels, options, version_2=v2)
+        m = score(data.spec, ex, scored, data.labels, version_2=v2)
+        scored_sets[name] = scored
+        prefix = f"{name}/" if len(data.evals) > 1 else ""
+        metrics.update({prefix + k: v for k, v in m.items()})
+    return metrics, scored_sets
+
+
+def _out_ready(out: Path, resume: bool) -> None:
+    if (out / "metrics.json").exists():
+        raise UsageError(f"{out} already holds a finished fine-tuning run (metrics.json); choose a new --out "
+                         "(plmkit never overwrites results)")
+    if resume:
+        return
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"{out} exists and is not empty; choose a new --out, or add --resume to continue an "
+                         "interrupted run in it")
+
+
+def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
+    """Fine-tune (one run per seed), evaluate, save the model folder(s) and metrics.json; returns the summary."""
+    from .models import from_pretrained
+    from .training.checkpoint import write_json_atomic
+
+    spec = get_task(cfg.task)
+    if not cfg.seeds:
+        raise UsageError("--seeds needs at least one seed")
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        raise UsageError(f"--seeds has duplicates: {cfg.seeds}")
+    out = Path(cfg.out)
+    _out_ready(out, cfg.resume)
+    tokenizer = load_tokenizer_for(cfg.model)
+    # Read the model's config once to learn about segment embeddings and positions.
+    from .models.hf import config_from_hf, read_config
+
+    base_config = config_from_hf(read_config(cfg.model), source=str(Path(cfg.model) / "config.json"))
+    with_types = base_config.type_vocab_size >= 2
+    max_length = cfg.options.max_length or spec.max_length
+    if max_length > base_config.positions_available:
+        raise UsageError(f"--max-length {max_length} exceeds the model's {base_config.positions_available} "
+                         f"positions; use --max-length {base_config.positions_available} or less")
+    data = prepare_data(cfg, spec, tokenizer, with_types)
+    multi = len(cfg.seeds) > 1
+    runs: dict[str, dict[str, Any]] = {}
+    for seed in cfg.seeds:
+        run_dir = out / f"seed-{seed}" if multi else out
+        if multi:
+            if cfg.resume and (run_dir / "metrics.json").exists():  # finished before the interruption
+                runs[str(seed)] = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+                _log(f"seed {seed}: already finished in {run_dir}")
+                continue
+            _out_ready(run_dir, cfg.resume)
+        _log(f"fine-tuning {spec.name} from {cfg.model}, seed {seed} → {run_dir}")
+        runs[str(seed)] = _train_one(cfg, spec, data, tokenizer, seed, run_dir, with_types, from_pretrained)
+        if multi:
+            write_json_atomic(run_dir / "metrics.json", runs[str(seed)])
+    result: dict[str, Any] = {"task": spec.name, "model": str(cfg.model), "train": str(cfg.train),
+                              "validation": data.validation, "data": data.reports}
+    if multi:
+        result["seeds"] = cfg.seeds
+        result["main_metric"] = spec.main_metric
+        result.update(summarize(runs))
+        result["runs"] = runs
+    else:
+        result.update(runs[str(cfg.seeds[0])])
+    write_json_atomic(out / "metrics.json", result)
+    return result
+
+
+def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sample standard deviation (ddof=1) over seeds of every numeric metric."""
+    keys = sorted({k for r in runs.values() for k, v in r.get("metrics", {}).items() if isinstance(v, (int, float))})
+    mean, std = {}, {}
+    for k in keys:
+        vals = np.array([r["metrics"][k] for r in runs.values() if k in r.get("metrics", {})], dtype=float)
+        mean[k] = float(vals.mean())
+        std[k] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+    timing = [r["seconds_per_epoch"] for r in runs.values() if r.get("seconds_per_epoch")]
+    return {"mean": mean, "std": std, "seconds_per_epoch": float(np.mean(timing)) if timing else None}
+
+
+def _train_one(cfg: FinetuneConfig, spec: TaskSpec, data: TaskData, tokenizer, seed: int, run_dir: Path,
+               with_types: bool, from_pretrained: Callable) -> dict[str, Any]:
+    from .training.trainer import TrainConfig, Trainer
+
+    torch.manual_seed(seed)  # the new head's initialisation depends on the seed, as in transformers
+    kwargs: dict[str, Any] = {}
+    if spec.family in ("sentence", "tagging"):
+        if spec.regression:
+            kwargs.update(num_labels=1, problem_type="regression")
+        else:
+            kwargs.update(id2label=dict(enumerate(data.labels)))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*newly initialised.*")
+        warnings.filterwarnings("ignore", message=".*does not use were kept.*")
+        model = from_pretrained(cfg.model, task=spec.model_task, **kwargs)
+    pad_id = pad_id_for(tokenizer, model)
+    source = FeatureBatches(data.train_features, cfg.batch_size, seed=seed, pad_id=pad_id, bucket=cfg.bucket)
+    steps_per_epoch = len(source)
+    tc = TrainConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, warmup=cfg.warmup, schedule="linear",
+                     epochs=cfg.epochs if cfg.max_steps is None else None, max_steps=cfg.max_steps,
+                     batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, clip_norm=cfg.clip_norm, bf16=cfg.bf16,
+                     seed=seed, eval_every=cfg.eval_every, save_every=0, keep_last=1, device=cfg.device,
+                     progress=sys.stderr.isatty() if cfg.progress is None else cfg.progress,
+                     tensorboard=cfg.tensorboard)
+
+    def quick_eval(m) -> dict[str, float]:
+        metrics, _ = evaluate_sets(m, data, cfg, pad_id, cfg.options)
+        return {k: v for k, v in metrics.items() if isinstance(v, float)}
+
+    run_config = {"task": spec.name, "model": str(cfg.model), "tokenizer_hash": tokenizer.hash(),
+                  "train": str(cfg.train), "seed": seed}
+    trainer = Trainer(model, tc, source, run_dir, evaluate=quick_eval if cfg.eval_every else None,
+                      steps_per_epoch=steps_per_epoch, tokenizer=tokenizer, run_config=run_config,
+                      resume=cfg.resume)
+    t0 = time.perf_counter()
+    summary = trainer.train()
+    train_s = summary.get("elapsed_s", time.perf_counter() - t0)
+    if str(summary.get("stop_reason", "")).startswith("signal"):
+        raise PlmkitError(f"fine-tuning stopped by a signal; a checkpoint is in {run_dir}/checkpoints — continue "
+                          "with the same command plus --resume")
+    t1 = time.perf_counter()
+    metrics, scored_sets = evaluate_sets(model, data, cfg, pad_id, cfg.options)
+    eval_s = time.perf_counter() - t1
+    options = TaskOptions(**asdict(cfg.options))
+    first_name, first_ex, _, first_v2 = data.evals[0]
+    if spec.family == "squad" and first_v2:
+        extra = scored_sets[first_name].extra  # tuned on the (first) eval set, as BERT's recipe does
+        options.null_threshold = M.tuned_null_threshold(squad.to_official(first_ex), extra["best_non_null"],
+                                                        extra["null_odds"])
+    epochs_done = summary.get("step", 0) * cfg.grad_accum / max(steps_per_epoch, 1)
+    info = {"task": spec.name, "labels": list(data.labels) if data.labels else None,
+            "options": _options_dict(options), "seed": seed, "base_model": str(cfg.model)}
+    model.save_pretrained(run_dir, only_task_heads=True, tokenizer=tokenizer, extra={"finetune": info})
+    for name, scored in scored_sets.items():
+        _write_eval_predictions(spec, run_dir, name, scored, len(scored_sets) > 1)
+    if not cfg.keep_checkpoints:
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # written by this run; the model is saved
+    return {"metrics": metrics, "main_metric": spec.main_metric, "steps": summary.get("step"),
+            "epochs": round(epochs_done, 4), "train_seconds": round(float(train_s), 2),
+            "seconds_per_epoch": round(float(train_s) / epochs_done, 2) if epochs_done else None,
+            "eval_seconds": round(eval_s, 2), "train_examples": len(data.train_examples),
+            "train_features": len(data.train_features)}
+
+
+def _options_dict(options: TaskOptions) -> dict[str, Any]:
+    d = asdict(options)
+    d["text_columns"] = list(d["text_columns"])
+    return d
+
+
+def _write_eval_predictions(spec: TaskSpec, run_dir: Path, name: str, scored: Scored, multi: bool) -> None:
+    """SQuAD: the official prediction files (so the official scripts can re-score them)."""
+    if spec.family != "squad":
+        return
+    from .training.checkpoint import write_json_atomic
+
+    stem = f"predictions-{name}" if multi else "predictions"
+    write_json_atomic(run_dir / f"{stem}.json", scored.extra["predictions"])
+    if scored.extra.get("null_odds"):
+        write_json_atomic(run_dir / f"{stem}.null_odds.json", scored.extra["null_odds"])
+
+
+# --------------------------------------------------------------------------- evaluate / predict
+def load_finetuned(task: str, model_dir: str | Path, options: TaskOptions | None = None,
+                   explicit: Sequence[str] = ()):
+    """Model, tokenizer, spec, labels and options of a fine-tuned folder (plmkit- or transformers-written).
+
+    ``explicit`` names the option fields the user set on the command line; the rest come from the
+    folder's saved options.
+    """
+    from .models import from_pretrained
+
+    spec = get_task(task)
+    tokenizer = load_tokenizer_for(model_dir)
+    info = finetune_info(model_dir)
+    opts = TaskOptions()
+    saved = info.get("options") or {}
+    for k, v in saved.items():
+        if hasattr(opts, k):
+            setattr(opts, k, tuple(v) if k == "text_columns" else v)
+    if options is not None:
+        for k in explicit:
+            setattr(opts, k, getattr(options, k))
+    if info.get("task") and info["task"] != spec.name:
+        warnings.warn(f"{model_dir} was fine-tuned for {info['task']!r}, not {spec.name!r}", stacklevel=2)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not use were kept.*")
+        model = from_pretrained(model_dir, task="auto")
+    if model.task != spec.model_task:
+        have = model.task or "no task head (a base model)"
+        raise CheckpointError(f"{model_dir} has {have}, but {spec.name} needs a {spec.model_task} model; "
+                              f"fine-tune it first: plmkit finetune {spec.name} --model {model_dir} ...")
+    labels: tuple[str, ...] | None = None
+    if spec.family in ("sentence", "tagging") and not spec.regression:
+        if model.config.id2label:
+            labels = tuple(model.config.id2label[i] for i in range(model.config.num_labels))
+        if spec.labels is not None and (labels is None or set(labels) != set(spec.labels)):
+            if labels is not None and not all(x.startswith("LABEL_") for x in labels):
+                raise CheckpointError(f"{model_dir}: the model's labels {list(labels)} are not {spec.name}'s "
+                                      f"{list(spec.labels)}")
+            if model.config.num_labels != len(spec.labels):
+                raise CheckpointError(f"{model_dir}: the model has {model.config.num_labels} labels, "
+                                      f"{spec.name} has {len(spec.labels)}")
+            labels = spec.labels
+        if labels is None:
+            raise CheckpointError(f"{model_dir}: config.json has no id2label, so predictions cannot be named")
+    elif spec.regression and model.config.num_labels != 1:
+        raise CheckpointError(f"{model_dir} has {model.config.num_labels} outputs; {spec.name} is a regression "
+                              "task and needs a model fine-tuned with one output")
+    return model, tokenizer, spec, labels, opts
+
+
+def evaluate(task: str, model_dir: str | Path, eval_files: Sequence[str], options: TaskOptions | None = None,
+             explicit: Sequence[str] = (), batch_size: int = 64, bf16: bool = False, device: str = "auto"
+             ) -> dict[str, Any]:
+    """Score a fine-tuned model folder on labelled files (metric names prefixed by file when several)."""
+    model, tokenizer, spec, labels, opts = load_finetuned(task, model_dir, options, explicit)
+    model.to(_device(device))
+    pad_id = pad_id_for(tokenizer, model)
+    with_types = model.config.type_vocab_size >= 2
+    check_max_length(model, opts.max_length or spec.max_length)
+    out: dict[str, Any] = {}
+    reports = []
+    for path in eval_files:
+        ex, rep = read_task_file(spec, path, "eval", opts)
+        _log(rep.summary())
+        check_not_empty(ex, path, "evaluation file")
+        reports.append(rep.to_dict())
+        v2 = rep.info.get("version") == "2.0"
+        feats = featurize(spec, ex, tokenizer, labels, opts, with_types, training=False, path=path)
+        outputs = run_model(model, feats, batch_size, pad_id, bf16)
+        scored = decode(spec, ex, feats, outputs, labels, opts, version_2=v2)
+        m = score(spec, ex, scored, labels, version_2=v2)
+        prefix = f"{Path(path).stem}/" if len(eval_files) > 1 else ""
+        out.update({prefix + k: v for k, v in m.items()})
+    return {"task": spec.name, "model": str(model_dir), "metrics": out, "data": reports}
+
+
+def evaluate_squad_predictions(task: str, eval_file: str | Path, predictions_file: str | Path,
+                               na_probs_file: str | Path | None = None, na_prob_thresh: float = 1.0
+                               ) -> dict[str, Any]:
+    """Score a prediction file like the official script (no model): v1.1, v2.0 or KorQuAD."""
+    from .data.tasks import open_text
+
+    def load(path, what):
+        with open_text(path) as f:
+            try:
+                return json.load(f)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}: the {what} is not valid JSON (line {e.lineno}: {e.msg})") from None
+
+    spec = get_task(task)
+    if spec.family != "squad":
+        raise UsageError("--predictions (scoring a prediction file without a model) works for squad and korquad")
+    dataset = load(eval_file, "dataset")
+    if not isinstance(dataset, dict) or not isinstance(dataset.get("data"), list):
+        raise DataError(f"{eval_file}: not a SQuAD file — expected a JSON object with a 'data' list")
+    if not any(True for a in dataset["data"] for p in a.get("paragraphs", []) for _ in p.get("qas", [])):
+        raise DataError(f"{eval_file}: the evaluation file has no questions")
+    preds = load(predictions_file, "prediction file")
+    if not isinstance(preds, dict):
+        raise DataError(f"{predictions_file}: expected a JSON object mapping question id to answer text")
+    if spec.name == "korquad":
+        metrics = M.korquad_evaluate(dataset["data"], preds)
+    elif M.squad_version(dataset) == "2.0" or na_probs_file is not None:
+        na = load(na_probs_file, "no-answer probability file") if na_probs_file else None
+        metrics = M.squad_v2_evaluate(dataset["data"], preds, na_probs=na, na_prob_thresh=na_prob_thresh)
+    else:
+        metrics = M.squad_v1_evaluate(dataset["data"], preds)
+    if metrics.get("missing"):
+        _log(f"{metrics['missing']} question(s) of {eval_file} have no prediction in {predictions_file}")
+    return {"task": spec.name, "metrics": metrics}
+
+
+def predict(task: str, model_dir: str | Path, input_file: str | Path, out_file: str | Path,
+            options: TaskOptions | None = None, explicit: Sequence[str] = (), batch_size: int = 64,
+            bf16: bool = False, device: str = "auto", overwrite: bool = False) -> dict[str, Any]:
+    """Predict for an (unlabelled) file and write the predictions; returns counts."""
+    from .training.checkpoint import write_json_atomic
+
+    out = Path(out_file)
+    for path in (out, out.with_name(out.stem + ".null_odds.json")):
+        if path.exists() and not overwrite and (path == out or get_task(task).family == "squad"):
+            raise UsageError(f"{path} already exists; choose another --out (plmkit never overwrites files)")
+    model, tokenizer, spec, labels, opts = load_finetuned(task, model_dir, options, explicit)
+    model.to(_device(device))
+    pad_id = pad_id_for(tokenizer, model)
+    with_types = model.config.type_vocab_size >= 2
+    check_max_length(model, opts.max_length or spec.max_length)
+    if spec.name == "conll-ner" and Path(input_file).suffix == ".txt":  # plain sentences, one per line
+        ex, rep = tagging.read_plain_sentences(input_file)
+    else:
+        ex, rep = read_task_file(spec, input_file, "input", opts, require_labels=False)
+    _log(rep.summary())
+    check_not_empty(ex, input_file, "input file")
+    v2 = rep.info.get("version") == "2.0"
+    feats = featurize(spec, ex, tokenizer, labels, opts, with_types, training=False, path=input_file)
+    outputs = run_model(model, feats, batch_size, pad_id, bf16)
+    scored = decode(spec, ex, feats, outputs, labels, opts, version_2=v2)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if spec.family == "squad":
+        write_json_atomic(out, scored.extra["predictions"])
+        if v2:
+            write_json_atomic(out.with_name(out.stem + ".null_odds.json"), scored.extra["null_odds"])
+    else:
+        _write_predictions(spec, ex, scored, out)
+    return {"task": spec.name, "examples": len(ex), "out": str(out)}
+
+
+def _write_predictions(spec: TaskSpec, examples: Sequence, scored: Scored, out: Path) -> None:
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            if spec.family == "tagging":
+                if out.suffix in (".jsonl", ".json"):
+                    for e, tags in zip(examples, scored.predictions):
+                        f.write(json.dumps({"id": e.guid, "tokens": e.tokens, "tags": tags}, ensure_ascii=False) + "\n")
+                else:  # CoNLL style: token<TAB>tag, blank line between sentences
+                    for e, tags in zip(examples, scored.predictions):
+                        f.write("".join(f"{w}\t{t}\n" for w, t in zip(e.tokens, tags)) + "\n")
+            elif out.suffix == ".tsv":  # GLUE submission format
+                f.write("index\tprediction\n")
+                for e, p in zip(examples, scored.predictions):
+                    f.write(f"{e.guid}\t{p:.3f}\n" if isinstance(p, float) else f"{e.guid}\t{p}\n")
+            else:
+                for e, p in zip(examples, scored.predictions):
+                    f.write(json.dumps({"id": e.guid, "prediction": p}, ensure_ascii=False) + "\n")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+__all__ = ["TaskSpec", "TASKS", "get_task", "TaskOptions", "FinetuneConfig", "finetune", "evaluate",
+           "evaluate_squad_predictions", "predict", "FeatureBatches", "collate", "bucketed_batches", "run_model",
+           "read_task_file", "featurize", "decode", "score", "summarize"]
