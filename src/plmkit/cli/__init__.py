@@ -16,7 +16,7 @@ import textwrap
 from ..errors import PlmkitError
 
 # Subcommand modules, in the order `plmkit --help` lists them.
-COMMANDS = ["models", "demo"]
+COMMANDS = ["models", "data", "pretrain", "demo", "score", "embed", "finetune", "tokenizer", "prepare"]
 
 
 def build_parser() -> argparse.ArgumentParser:
