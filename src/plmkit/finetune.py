@@ -21,11 +21,21 @@ What this module adds to the recipe, for speed on CPUs and GPUs alike:
 
 A task is a :class:`TaskSpec`: a reader for its official file format, a feature converter, the model
 head it needs and its official metric. :data:`TASKS` lists them all.
+
+**ELMo's downstream use** (Peters et al., 2018, §3.3) goes through the same runner: with
+``arch="bilstm"`` (``--arch bilstm``) the task model is a BiLSTM tagger or sentence classifier over
+the task's own word embeddings (:mod:`plmkit.models.tagger`) instead of a pretrained Transformer,
+and ``elmo=DIR`` (``--elmo DIR``) concatenates a frozen biLM's layers, mixed by weights the task
+learns. The readers, splits, metrics, seeds, ``metrics.json`` and the trainer are the ones above;
+only the features differ (whole words, no sub-word tokenizer) — see :class:`WordFeaturizer`.
+Because the biLM is frozen, its layer states are computed once per sentence and cached
+(``elmo_cache``), so epochs and seeds do not rerun it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import shutil
@@ -211,6 +221,10 @@ def labels_from_examples(spec: TaskSpec, examples: Sequence) -> tuple[str, ...]:
 
 
 # --------------------------------------------------------------------------- batching
+# Per-word inputs of the BiLSTM models, (words, ...) per feature: padded along their *first* axis.
+PER_WORD_KEYS = ("char_ids", "elmo_states")
+
+
 def collate(items: Sequence[dict[str, np.ndarray]], pad_id: int) -> dict[str, torch.Tensor]:
     """Pad a list of features to the longest one; drop ``attention_mask`` when no row is padded."""
     lengths = [f["input_ids"].shape[-1] for f in items]
@@ -220,6 +234,12 @@ def collate(items: Sequence[dict[str, np.ndarray]], pad_id: int) -> dict[str, to
         first = items[0][key]
         if np.ndim(first) == 0:
             out[key] = torch.from_numpy(np.asarray([f[key] for f in items]))
+            continue
+        if key in PER_WORD_KEYS:
+            arr = np.zeros((len(items), T, *first.shape[1:]), dtype=first.dtype)  # (B, T, ...)
+            for i, f in enumerate(items):
+                arr[i, : f[key].shape[0]] = f[key]
+            out[key] = torch.from_numpy(arr.astype(np.int64) if key == "char_ids" else arr)  # ids stored as int16
             continue
         fill = {"input_ids": pad_id, "labels": IGNORE_INDEX}.get(key, 0)
         shape = (len(items), *first.shape[:-1], T)
@@ -468,13 +488,14 @@ class FinetuneConfig:
     """Everything ``plmkit finetune`` takes. Defaults follow BERT's fine-tuning recipe (appendix A.3)."""
 
     task: str
-    model: str
+    model: str | None  # the pretrained folder to fine-tune; None with arch="bilstm"
     train: str
     out: str
     eval: list[str] = field(default_factory=list)
     # BERT: 2–4 epochs, batch 16/32, lr in {5e-5, 3e-5, 2e-5}, 10% warmup, weight decay 0.01.
     epochs: float = 3.0
-    lr: float = 2e-5
+    # None: 2e-5 (BERT's recipe) for Transformers, 1e-2 for BiLSTMs trained from scratch (BILSTM_LR).
+    lr: float | None = None
     batch_size: int = 32
     eval_batch_size: int = 64
     grad_accum: int = 1
@@ -496,6 +517,19 @@ class FinetuneConfig:
     progress: bool | None = None  # None: a progress bar when stderr is a terminal
     tensorboard: bool = True
     options: TaskOptions = field(default_factory=TaskOptions)
+    # "transformer" fine-tunes `model`; "bilstm" trains plmkit.models.tagger's BiLSTM tagger / classifier
+    # from scratch (no `model`); "auto": bilstm when `elmo` is given, else transformer.
+    arch: str = "auto"
+    # An ELMo folder: its frozen layers, scalar-mixed by weights the task learns, are concatenated to the
+    # BiLSTM's word embeddings (Peters et al., 2018, §3.3).
+    elmo: str | None = None
+    # TaggerConfig fields for the BiLSTM: embedding_dim, hidden_size, num_layers, dropout, pooling,
+    # elmo_dropout, elmo_layer_norm (unset: TaggerConfig's defaults, the usual small BiLSTM tagger).
+    bilstm: dict[str, Any] = field(default_factory=dict)
+    # Training words seen fewer times become <unk>, so that <unk> itself gets trained for unseen words.
+    min_word_count: int = 2
+    # Cache the frozen biLM's layer states once per sentence (None: when they fit in ELMO_CACHE_MAX_BYTES).
+    elmo_cache: bool | None = None
 
 
 def _log(msg: str) -> None:
@@ -513,9 +547,17 @@ class TaskData:
     evals: list[tuple[str, list, Features, bool]]  # (name, examples, features, squad v2)
     reports: list[dict[str, Any]]
     validation: str
+    featurizer: Any = None  # the WordFeaturizer of a BiLSTM run (its word vocabulary, ELMo)
 
 
-def prepare_data(cfg: FinetuneConfig, spec: TaskSpec, tokenizer, with_types: bool) -> TaskData:
+def prepare_data(cfg: FinetuneConfig, spec: TaskSpec, tokenizer, with_types: bool,
+                 featurizer_for: Callable[[list, list[list], tuple[str, ...] | None], Callable] | None = None
+                 ) -> TaskData:
+    """Read, split and featurize the task's files once for every seed.
+
+    ``featurizer_for(train_examples, eval_example_lists, labels)`` replaces the tokenizer's features
+    (BiLSTM models: :meth:`WordFeaturizer.for_training`); it returns ``f(examples, training, path)``.
+    """
     opts = cfg.options
     train_ex, train_rep = read_task_file(spec, cfg.train, "train", opts)
     _log(train_rep.summary())
@@ -547,7 +589,12 @@ def prepare_data(cfg: FinetuneConfig, spec: TaskSpec, tokenizer, with_types: boo
     labels = spec.labels
     if spec.labels_from_data:
         labels = labels_from_examples(spec, train_ex)
-    train_feats = featurize(spec, train_ex, tokenizer, labels, opts, with_types, training=True, path=cfg.train)
+    if featurizer_for is None:
+        def feat(ex, training, path):
+            return featurize(spec, ex, tokenizer, labels, opts, with_types, training=training, path=path)
+    else:
+        feat = featurizer_for(train_ex, [ex for _, ex, _, _ in eval_sets], labels)
+    train_feats = feat(train_ex, True, cfg.train)
     if train_feats.stats:
         _log(f"training features: {len(train_feats)} ({', '.join(f'{k}={v}' for k, v in train_feats.stats.items())})")
     evals = []
@@ -557,9 +604,10 @@ def prepare_data(cfg: FinetuneConfig, spec: TaskSpec, tokenizer, with_types: boo
                 if str(e.label) not in labels:
                     raise DataError(f"{path}, line {e.line}: unknown label {e.label!r}; the training data has "
                                     f"labels {', '.join(repr(x) for x in labels)}")
-        feats = featurize(spec, ex, tokenizer, labels, opts, with_types, training=False, path=path)
+        feats = feat(ex, False, path)
         evals.append((name, ex, feats, v2))
-    return TaskData(spec, labels, train_ex, train_feats, evals, reports, validation)
+    return TaskData(spec, labels, train_ex, train_feats, evals, reports, validation,
+                    featurizer=feat if featurizer_for is not None else None)
 
 
 def evaluate_sets(model, data: TaskData, cfg: FinetuneConfig, pad_id: int, options: TaskOptions
@@ -598,19 +646,33 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         raise UsageError("--seeds needs at least one seed")
     if len(set(cfg.seeds)) != len(cfg.seeds):
         raise UsageError(f"--seeds has duplicates: {cfg.seeds}")
+    arch = resolve_arch(cfg)
     out = Path(cfg.out)
-    _out_ready(out, cfg.resume)
-    tokenizer = load_tokenizer_for(cfg.model)
-    # Read the model's config once to learn about segment embeddings and positions.
-    from .models.hf import config_from_hf, read_config
+    build: Callable[[], torch.nn.Module] | None = None
+    if arch == "bilstm":
+        check_bilstm_task(spec, cfg.options)
+        bilstm_config_overrides(cfg.bilstm)  # unknown keys fail before any data is read
+        lm = load_elmo_for_task(cfg.elmo) if cfg.elmo else None
+        _out_ready(out, cfg.resume)
+        tokenizer, with_types = None, False
+        data = prepare_data(cfg, spec, None, False, featurizer_for=lambda tr, evs, labels: WordFeaturizer.for_training(
+            spec, tr, evs, labels, cfg, lm))
+        build = lambda: new_bilstm_model(spec, data, cfg, lm)  # noqa: E731
+        described = "a BiLSTM" + (f" with ELMo from {cfg.elmo}" if cfg.elmo else " (no ELMo)")
+    else:
+        _out_ready(out, cfg.resume)
+        tokenizer = load_tokenizer_for(cfg.model)
+        # Read the model's config once to learn about segment embeddings and positions.
+        from .models.hf import config_from_hf, read_config
 
-    base_config = config_from_hf(read_config(cfg.model), source=str(Path(cfg.model) / "config.json"))
-    with_types = base_config.type_vocab_size >= 2
-    max_length = cfg.options.max_length or spec.max_length
-    if max_length > base_config.positions_available:
-        raise UsageError(f"--max-length {max_length} exceeds the model's {base_config.positions_available} "
-                         f"positions; use --max-length {base_config.positions_available} or less")
-    data = prepare_data(cfg, spec, tokenizer, with_types)
+        base_config = config_from_hf(read_config(cfg.model), source=str(Path(cfg.model) / "config.json"))
+        with_types = base_config.type_vocab_size >= 2
+        max_length = cfg.options.max_length or spec.max_length
+        if max_length > base_config.positions_available:
+            raise UsageError(f"--max-length {max_length} exceeds the model's {base_config.positions_available} "
+                             f"positions; use --max-length {base_config.positions_available} or less")
+        data = prepare_data(cfg, spec, tokenizer, with_types)
+        described = str(cfg.model)
     multi = len(cfg.seeds) > 1
     runs: dict[str, dict[str, Any]] = {}
     for seed in cfg.seeds:
@@ -621,12 +683,15 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
                 _log(f"seed {seed}: already finished in {run_dir}")
                 continue
             _out_ready(run_dir, cfg.resume)
-        _log(f"fine-tuning {spec.name} from {cfg.model}, seed {seed} → {run_dir}")
-        runs[str(seed)] = _train_one(cfg, spec, data, tokenizer, seed, run_dir, with_types, from_pretrained)
+        _log(f"{'training' if build else 'fine-tuning'} {spec.name} {'as' if build else 'from'} {described}, "
+             f"seed {seed} → {run_dir}")
+        runs[str(seed)] = _train_one(cfg, spec, data, tokenizer, seed, run_dir, with_types, from_pretrained, build)
         if multi:
             write_json_atomic(run_dir / "metrics.json", runs[str(seed)])
-    result: dict[str, Any] = {"task": spec.name, "model": str(cfg.model), "train": str(cfg.train),
+    result: dict[str, Any] = {"task": spec.name, "model": described, "train": str(cfg.train),
                               "validation": data.validation, "data": data.reports}
+    if arch == "bilstm":
+        result.update(arch="bilstm", elmo=str(cfg.elmo) if cfg.elmo else None)
     if multi:
         result["seeds"] = cfg.seeds
         result["main_metric"] = spec.main_metric
@@ -651,24 +716,31 @@ def summarize(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _train_one(cfg: FinetuneConfig, spec: TaskSpec, data: TaskData, tokenizer, seed: int, run_dir: Path,
-               with_types: bool, from_pretrained: Callable) -> dict[str, Any]:
+               with_types: bool, from_pretrained: Callable, build: Callable[[], torch.nn.Module] | None = None
+               ) -> dict[str, Any]:
+    """One seed: a Transformer from ``cfg.model`` with a new head, or (``build``) a new BiLSTM model."""
     from .training.trainer import TrainConfig, Trainer
 
     torch.manual_seed(seed)  # the new head's initialisation depends on the seed, as in transformers
-    kwargs: dict[str, Any] = {}
-    if spec.family in ("sentence", "tagging"):
-        if spec.regression:
-            kwargs.update(num_labels=1, problem_type="regression")
-        else:
-            kwargs.update(id2label=dict(enumerate(data.labels)))
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*newly initialised.*")
-        warnings.filterwarnings("ignore", message=".*does not use were kept.*")
-        model = from_pretrained(cfg.model, task=spec.model_task, **kwargs)
-    pad_id = pad_id_for(tokenizer, model)
+    if build is not None:
+        model = build()
+        pad_id = 0  # the BiLSTM's word vocabulary puts <pad> at 0
+    else:
+        kwargs: dict[str, Any] = {}
+        if spec.family in ("sentence", "tagging"):
+            if spec.regression:
+                kwargs.update(num_labels=1, problem_type="regression")
+            else:
+                kwargs.update(id2label=dict(enumerate(data.labels)))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*newly initialised.*")
+            warnings.filterwarnings("ignore", message=".*does not use were kept.*")
+            model = from_pretrained(cfg.model, task=spec.model_task, **kwargs)
+        pad_id = pad_id_for(tokenizer, model)
     source = FeatureBatches(data.train_features, cfg.batch_size, seed=seed, pad_id=pad_id, bucket=cfg.bucket)
     steps_per_epoch = len(source)
-    tc = TrainConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, warmup=cfg.warmup, schedule="linear",
+    lr = cfg.lr if cfg.lr is not None else (BILSTM_LR if build is not None else TRANSFORMER_LR)
+    tc = TrainConfig(lr=lr, weight_decay=cfg.weight_decay, warmup=cfg.warmup, schedule="linear",
                      epochs=cfg.epochs if cfg.max_steps is None else None, max_steps=cfg.max_steps,
                      batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, clip_norm=cfg.clip_norm, bf16=cfg.bf16,
                      seed=seed, eval_every=cfg.eval_every, save_every=0, keep_last=1, device=cfg.device,
@@ -679,8 +751,13 @@ def _train_one(cfg: FinetuneConfig, spec: TaskSpec, data: TaskData, tokenizer, s
         metrics, _ = evaluate_sets(m, data, cfg, pad_id, cfg.options)
         return {k: v for k, v in metrics.items() if isinstance(v, float)}
 
-    run_config = {"task": spec.name, "model": str(cfg.model), "tokenizer_hash": tokenizer.hash(),
-                  "train": str(cfg.train), "seed": seed}
+    if build is not None:
+        run_config = {"task": spec.name, "model": {"arch": "bilstm", "elmo": str(cfg.elmo) if cfg.elmo else None,
+                                                   **model.config.to_dict()},
+                      "tokenizer_hash": data.featurizer.vocab_hash, "train": str(cfg.train), "seed": seed}
+    else:
+        run_config = {"task": spec.name, "model": str(cfg.model), "tokenizer_hash": tokenizer.hash(),
+                      "train": str(cfg.train), "seed": seed}
     trainer = Trainer(model, tc, source, run_dir, evaluate=quick_eval if cfg.eval_every else None,
                       steps_per_epoch=steps_per_epoch, tokenizer=tokenizer, run_config=run_config,
                       resume=cfg.resume)
@@ -702,7 +779,11 @@ def _train_one(cfg: FinetuneConfig, spec: TaskSpec, data: TaskData, tokenizer, s
     epochs_done = summary.get("step", 0) * cfg.grad_accum / max(steps_per_epoch, 1)
     info = {"task": spec.name, "labels": list(data.labels) if data.labels else None,
             "options": _options_dict(options), "seed": seed, "base_model": str(cfg.model)}
-    model.save_pretrained(run_dir, only_task_heads=True, tokenizer=tokenizer, extra={"finetune": info})
+    if build is not None:
+        info.update(arch="bilstm", elmo=str(cfg.elmo) if cfg.elmo else None, base_model=None, lr=lr)
+        model.save_pretrained(run_dir, extra={"finetune": info})  # elmo/ holds the frozen biLM
+    else:
+        model.save_pretrained(run_dir, only_task_heads=True, tokenizer=tokenizer, extra={"finetune": info})
     for name, scored in scored_sets.items():
         _write_eval_predictions(spec, run_dir, name, scored, len(scored_sets) > 1)
     if not cfg.keep_checkpoints:
@@ -732,6 +813,271 @@ def _write_eval_predictions(spec: TaskSpec, run_dir: Path, name: str, scored: Sc
         write_json_atomic(run_dir / f"{stem}.null_odds.json", scored.extra["null_odds"])
 
 
+# --------------------------------------------------------------------------- BiLSTM task models (ELMo's use)
+TRANSFORMER_LR = 2e-5  # BERT's fine-tuning recipe (appendix A.3)
+# A BiLSTM trained from scratch for a few epochs wants a far larger rate than fine-tuning: on Brown POS
+# (benchmarks/elmo_brown.py, 5 epochs) 1e-3 gave 68.6% accuracy, 5e-3 79.9%, 1e-2 84.2%.
+BILSTM_LR = 1e-2
+BILSTM_MODEL_TYPES = ("bilstm-tagger", "bilstm-classifier")
+# The cached biLM states cost (L + 1) · 2P · 4 bytes per word (3 KiB for elmo-small); above this, the
+# biLM runs in every step instead (set elmo_cache / --elmo-cache to decide explicitly).
+ELMO_CACHE_MAX_BYTES = 2 << 30
+_BILSTM_FIXED = ("vocab_size", "num_labels", "pad_id")  # set from the data, not by the user
+
+
+def resolve_arch(cfg: FinetuneConfig) -> str:
+    """The architecture to train, "transformer" or "bilstm", from ``cfg.arch`` / ``cfg.model`` / ``cfg.elmo``.
+
+    Inconsistent combinations are a UsageError that says what to give instead.
+    """
+    if cfg.arch not in ("auto", "transformer", "bilstm"):
+        raise UsageError(f"--arch {cfg.arch!r}: choose transformer (fine-tune --model) or bilstm (a BiLSTM tagger / "
+                         "classifier trained from scratch, optionally with --elmo)")
+    arch = cfg.arch if cfg.arch != "auto" else ("bilstm" if cfg.elmo else "transformer")
+    if arch == "transformer":
+        if cfg.elmo:
+            raise UsageError("--elmo adds ELMo vectors to the BiLSTM task model, not to a Transformer; use --arch bilstm "
+                             "--elmo DIR without --model, or drop --elmo to fine-tune --model")
+        if not cfg.model:
+            raise UsageError("give --model DIR (a pretrained model folder to fine-tune), or --arch bilstm [--elmo DIR] "
+                             "to train a BiLSTM tagger / classifier on the task's own word embeddings (plus ELMo)")
+        if cfg.bilstm:
+            raise UsageError(f"the BiLSTM settings {', '.join(sorted(cfg.bilstm))} apply to --arch bilstm (or --elmo), "
+                             "not to fine-tuning a Transformer")
+    elif cfg.model:
+        raise UsageError(f"--arch bilstm{' / --elmo' if cfg.elmo else ''} trains a BiLSTM task model from scratch and "
+                         f"takes no --model ({cfg.model}); add pretrained vectors with --elmo ELMO_DIR, or drop "
+                         "--arch bilstm / --elmo to fine-tune --model")
+    return arch
+
+
+def check_bilstm_task(spec: TaskSpec, options: TaskOptions | None = None) -> None:
+    """The BiLSTM models tag words or classify single sentences; anything else is a UsageError."""
+    if not ((spec.family == "tagging" and not spec.char_level) or (spec.family == "sentence" and not spec.regression)):
+        raise UsageError(f"the BiLSTM task model (--arch bilstm / --elmo) tags words (conll-ner, brown-pos) or "
+                         f"classifies single sentences (classify, sst2, cola, nsmc, ...), so it cannot do {spec.name}; "
+                         f"fine-tune a Transformer with --model for {spec.name}")
+    if options is not None and options.max_length is not None:
+        raise UsageError("--max-length cuts the sub-word sequences of Transformers; the BiLSTM reads whole sentences, "
+                         "so drop --max-length")
+
+
+def bilstm_config_overrides(settings: dict[str, Any]) -> dict[str, Any]:
+    """Validate BiLSTM settings (:class:`~plmkit.models.tagger.TaggerConfig` fields) and return them."""
+    from .models.tagger import TaggerConfig
+
+    known = [f.name for f in dataclasses.fields(TaggerConfig) if f.name not in _BILSTM_FIXED]
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise UsageError(f"unknown BiLSTM setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    TaggerConfig(vocab_size=2, num_labels=2, **settings)  # value checks (ConfigError names the field)
+    return dict(settings)
+
+
+def load_elmo_for_task(path: str | Path):
+    """The biLM of an ``--elmo`` folder, or an error that says what the folder is and what to pass instead."""
+    from .models.elmo import load_elmo
+    from .models.hf import read_config
+
+    folder = Path(path)
+    if folder.is_dir() and not (folder / "config.json").exists() and (folder / "checkpoints").is_dir():
+        raise UsageError(f"--elmo {folder} is a run folder of 'plmkit pretrain', not a model folder; export the model "
+                         f"first (plmkit export {folder} --out {folder / 'model'}) and pass --elmo {folder / 'model'}")
+    try:
+        raw = read_config(folder)
+    except CheckpointError as e:
+        raise CheckpointError(f"--elmo: {e}") from None
+    kind = raw.get("model_type")
+    if kind != "elmo":
+        hint = ""
+        if kind in ("bert", "roberta", "albert", "gpt2"):
+            hint = f"; to fine-tune this {kind} model, pass it as --model instead (without --elmo / --arch bilstm)"
+        elif kind in BILSTM_MODEL_TYPES and (folder / "elmo").is_dir():
+            hint = f"; its biLM is in {folder / 'elmo'}"
+        raise UsageError(f"--elmo {folder} holds a {kind or 'untyped'} model, not ELMo: --elmo takes an ELMo folder "
+                         f"(config.json with model_type 'elmo'), e.g. the export of a 'plmkit pretrain --preset "
+                         f"elmo-small' run{hint}")
+    return load_elmo(folder)
+
+
+def example_words(spec: TaskSpec, example: Any, path: str | Path = "") -> list[str]:
+    """The words a BiLSTM reads: a tagging example's tokens, or a sentence split on whitespace (as the
+    word-level tokenizer of ``plmkit prepare --word-level`` splits ELMo's pretraining text)."""
+    if spec.family == "tagging":
+        return list(example.tokens)
+    if example.text_b is not None:
+        from .data.tasks import where
+
+        raise UsageError(f"{f'{path}, ' if path else ''}{where(example.line)}: a sentence pair, but the BiLSTM "
+                         "classifier reads one text; give a single --text-column, or fine-tune a Transformer "
+                         "(--model) for sentence pairs")
+    return example.text_a.split() or [""]  # an empty text is one unknown word
+
+
+class WordFeaturizer:
+    """Features for the BiLSTM models: whole words as the task's reader gives them (no sub-word tokenizer).
+
+    Each feature holds ``input_ids`` (ids in the task's word vocabulary: 0 = ``<pad>``, 1 = ``<unk>``),
+    ``labels`` (a tag id per word, -100 for tags outside the label set; or one class id) and, with ELMo,
+    either ``elmo_states`` (words, L + 1, 2P) — the frozen biLM's layers, computed here once per
+    sentence (``cache=True``) — or ``char_ids`` (words, 50) for the model to run the biLM itself.
+    Tagging features carry ``extra["first"] = arange(words)``, so :func:`tagging.decode_words` maps the
+    per-word predictions back unchanged. Call it as ``featurizer(examples, training, path)``.
+    """
+
+    def __init__(self, spec: TaskSpec, word_vocab: dict[str, int], labels: Sequence[str] | None, elmo=None,
+                 cache: bool = False, device: torch.device | str = "cpu", batch_words: int = 4096):
+        self.spec = spec
+        self.word_vocab = word_vocab
+        self.labels = tuple(labels or ())
+        self.elmo = elmo  # a plmkit.models.elmo.Elmo (only its frozen biLM is used here)
+        self.cache = bool(cache and elmo is not None)
+        self.device = torch.device(device)
+        self.batch_words = batch_words
+
+    @classmethod
+    def for_training(cls, spec: TaskSpec, train_examples: Sequence, eval_lists: Sequence[Sequence],
+                     labels: Sequence[str] | None, cfg: FinetuneConfig, lm=None) -> "WordFeaturizer":
+        """The word vocabulary from the training examples; decides whether to cache the biLM's states."""
+        from .models.elmo import Elmo
+        from .models.tagger import build_word_vocab
+
+        if cfg.min_word_count < 1:
+            raise UsageError(f"--min-word-count must be at least 1, got {cfg.min_word_count}")
+        vocab = build_word_vocab((example_words(spec, e, cfg.train) for e in train_examples),
+                                 min_count=cfg.min_word_count)
+        _log(f"BiLSTM word vocabulary: {len(vocab):,} entries (training words seen at least {cfg.min_word_count} "
+             "time(s); the rest are <unk>)")
+        cache = False
+        elmo = None
+        if lm is not None:
+            elmo = Elmo(lm, dropout=0.0)
+            words = sum(len(example_words(spec, e)) for lst in (train_examples, *eval_lists) for e in lst)
+            need = words * elmo.num_layers * elmo.output_dim * 4
+            cache = cfg.elmo_cache if cfg.elmo_cache is not None else need <= ELMO_CACHE_MAX_BYTES
+            _log(f"ELMo: {'caching' if cache else 'not caching'} the frozen biLM's layer states of {words:,} words "
+                 f"({need / 2**20:,.0f} MiB){'' if cache else '; the biLM runs in every training step'}")
+        return cls(spec, vocab, labels, elmo, cache=cache, device=_device(cfg.device))
+
+    @property
+    def vocab_hash(self) -> str:
+        import hashlib
+
+        words = sorted(self.word_vocab, key=self.word_vocab.__getitem__)
+        return hashlib.sha256("\n".join(words).encode("utf-8")).hexdigest()[:16]
+
+    def __call__(self, examples: Sequence, training: bool = False, path: str | Path = "") -> Features:
+        from .data.tasks import label_index
+
+        unk = self.word_vocab.get("<unk>", 1)
+        index = {t: i for i, t in enumerate(self.labels)}
+        sentences = [example_words(self.spec, e, path) for e in examples]
+        inputs, extra = [], []
+        unknown = 0
+        for e, words in zip(examples, sentences):
+            feat = {"input_ids": np.asarray([self.word_vocab.get(w, unk) for w in words], dtype=np.int64)}
+            if self.spec.family == "tagging":
+                if e.tags is not None:
+                    feat["labels"] = np.asarray([index.get(t, IGNORE_INDEX) for t in e.tags], dtype=np.int64)
+                    unknown += int((feat["labels"] == IGNORE_INDEX).sum())
+                extra.append({"first": np.arange(len(words), dtype=np.int64)})
+            else:
+                if e.label is not None:
+                    feat["labels"] = np.int64(label_index(e.label, self.labels, path or "input", e.line))
+                extra.append({})
+            inputs.append(feat)
+        if self.elmo is not None:
+            if self.cache:
+                for feat, states in zip(inputs, self._layer_states(sentences)):
+                    feat["elmo_states"] = states
+            else:
+                from .models.elmo import word_to_char_ids
+
+                W = self.elmo.max_characters_per_token
+                spelled: dict[str, list[int]] = {}  # each distinct word is spelled once
+
+                def spell(w: str) -> list[int]:
+                    if w not in spelled:
+                        spelled[w] = word_to_char_ids(w, W)
+                    return spelled[w]
+
+                for feat, words in zip(inputs, sentences):
+                    feat["char_ids"] = np.asarray([spell(w) for w in words], dtype=np.int16)  # (words, W)
+        stats = {"unknown_tags": unknown} if self.spec.family == "tagging" else {}
+        return Features(inputs, np.arange(len(examples)), extra, stats)
+
+    @torch.no_grad()
+    def _layer_states(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """The frozen biLM's layer states of every sentence, each (words, L + 1, 2P) float32."""
+        from .models.elmo import batch_to_char_ids
+
+        elmo, lm = self.elmo, self.elmo.lm
+        home = next(lm.parameters()).device
+        lm.to(self.device)
+        t0 = time.perf_counter()
+        out: list[np.ndarray | None] = [None] * len(sentences)
+        order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))  # little padding per batch
+        i = 0
+        try:
+            while i < len(order):
+                size = max(1, self.batch_words // max(1, len(sentences[order[i]])))
+                idx = order[i:i + size]
+                i += size
+                batch = [sentences[j] for j in idx]
+                char_ids = batch_to_char_ids(batch, elmo.max_characters_per_token).to(self.device)  # (B, T, W)
+                lengths = torch.tensor([len(s) for s in batch], device=self.device)
+                mask = torch.arange(char_ids.shape[1], device=self.device)[None, :] < lengths[:, None]  # (B, T)
+                states = elmo.layer_states(char_ids, mask).permute(1, 2, 0, 3).float().cpu().numpy()  # (B, T, L+1, 2P)
+                for k, j in enumerate(idx):
+                    out[j] = np.ascontiguousarray(states[k, : len(sentences[j])])
+        finally:
+            lm.to(home)
+        words = sum(len(s) for s in sentences)
+        _log(f"ELMo: layer states of {len(sentences):,} sentences ({words:,} words) in {time.perf_counter() - t0:.1f} s")
+        return out  # type: ignore[return-value]
+
+
+def new_bilstm_model(spec: TaskSpec, data: TaskData, cfg: FinetuneConfig, lm=None):
+    """A freshly initialised BiLSTM tagger / classifier for ``data`` (with a new scalar mix over ``lm``)."""
+    from .models.elmo import Elmo
+    from .models.tagger import BiLstmClassifier, BiLstmTagger, TaggerConfig
+
+    vocab = data.featurizer.word_vocab
+    config = TaggerConfig(vocab_size=len(vocab), num_labels=len(data.labels), **bilstm_config_overrides(cfg.bilstm))
+    elmo = Elmo(lm, layer_norm=config.elmo_layer_norm, dropout=config.elmo_dropout) if lm is not None else None
+    cls = BiLstmTagger if spec.family == "tagging" else BiLstmClassifier
+    return cls(config, elmo=elmo, word_vocab=vocab, label_vocab={lab: i for i, lab in enumerate(data.labels)})
+
+
+def _load_bilstm(spec: TaskSpec, model_dir: str | Path) -> tuple[Any, None, TaskSpec, tuple[str, ...]]:
+    """A saved BiLSTM tagger / classifier, checked against the task (model, tokenizer=None, spec, labels)."""
+    from .models import from_pretrained
+
+    check_bilstm_task(spec)
+    model = from_pretrained(model_dir)
+    if model.task != spec.model_task:
+        raise CheckpointError(f"{model_dir} holds a {model.model_type}, but {spec.name} needs a "
+                              f"{'bilstm-tagger' if spec.family == 'tagging' else 'bilstm-classifier'}; train one "
+                              f"with: plmkit finetune {spec.name} --arch bilstm ...")
+    labels = model.label_names
+    if spec.labels is not None and set(labels) != set(spec.labels):
+        raise CheckpointError(f"{model_dir}: the model's labels {list(labels)} are not {spec.name}'s {list(spec.labels)}")
+    return model, None, spec, labels
+
+
+def _loaded_featurizer(model, tokenizer, spec: TaskSpec, labels, opts: TaskOptions) -> tuple[Callable, int]:
+    """``(featurize(examples, training, path), pad_id)`` for a loaded fine-tuned model."""
+    if tokenizer is None:  # a BiLSTM folder: its own word vocabulary (and ELMo)
+        return WordFeaturizer(spec, model.word_vocab, labels, model.elmo), 0
+    pad_id = pad_id_for(tokenizer, model)
+    with_types = model.config.type_vocab_size >= 2
+    check_max_length(model, opts.max_length or spec.max_length)
+
+    def feat(ex, training, path):
+        return featurize(spec, ex, tokenizer, labels, opts, with_types, training=training, path=path)
+    return feat, pad_id
+
+
 # --------------------------------------------------------------------------- evaluate / predict
 def load_finetuned(task: str, model_dir: str | Path, options: TaskOptions | None = None,
                    explicit: Sequence[str] = ()):
@@ -741,9 +1087,11 @@ def load_finetuned(task: str, model_dir: str | Path, options: TaskOptions | None
     folder's saved options.
     """
     from .models import from_pretrained
+    from .models.hf import read_config
 
     spec = get_task(task)
-    tokenizer = load_tokenizer_for(model_dir)
+    bilstm = read_config(model_dir).get("model_type") in BILSTM_MODEL_TYPES
+    tokenizer = None if bilstm else load_tokenizer_for(model_dir)  # BiLSTM folders carry words.txt instead
     info = finetune_info(model_dir)
     opts = TaskOptions()
     saved = info.get("options") or {}
@@ -755,6 +1103,8 @@ def load_finetuned(task: str, model_dir: str | Path, options: TaskOptions | None
             setattr(opts, k, getattr(options, k))
     if info.get("task") and info["task"] != spec.name:
         warnings.warn(f"{model_dir} was fine-tuned for {info['task']!r}, not {spec.name!r}", stacklevel=2)
+    if bilstm:
+        return _load_bilstm(spec, model_dir) + (opts,)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not use were kept.*")
         model = from_pretrained(model_dir, task="auto")
@@ -788,9 +1138,7 @@ def evaluate(task: str, model_dir: str | Path, eval_files: Sequence[str], option
     """Score a fine-tuned model folder on labelled files (metric names prefixed by file when several)."""
     model, tokenizer, spec, labels, opts = load_finetuned(task, model_dir, options, explicit)
     model.to(_device(device))
-    pad_id = pad_id_for(tokenizer, model)
-    with_types = model.config.type_vocab_size >= 2
-    check_max_length(model, opts.max_length or spec.max_length)
+    feat, pad_id = _loaded_featurizer(model, tokenizer, spec, labels, opts)
     out: dict[str, Any] = {}
     reports = []
     for path in eval_files:
@@ -799,7 +1147,7 @@ def evaluate(task: str, model_dir: str | Path, eval_files: Sequence[str], option
         check_not_empty(ex, path, "evaluation file")
         reports.append(rep.to_dict())
         v2 = rep.info.get("version") == "2.0"
-        feats = featurize(spec, ex, tokenizer, labels, opts, with_types, training=False, path=path)
+        feats = feat(ex, False, path)
         outputs = run_model(model, feats, batch_size, pad_id, bf16)
         scored = decode(spec, ex, feats, outputs, labels, opts, version_2=v2)
         m = score(spec, ex, scored, labels, version_2=v2)
@@ -856,9 +1204,7 @@ def predict(task: str, model_dir: str | Path, input_file: str | Path, out_file: 
             raise UsageError(f"{path} already exists; choose another --out (plmkit never overwrites files)")
     model, tokenizer, spec, labels, opts = load_finetuned(task, model_dir, options, explicit)
     model.to(_device(device))
-    pad_id = pad_id_for(tokenizer, model)
-    with_types = model.config.type_vocab_size >= 2
-    check_max_length(model, opts.max_length or spec.max_length)
+    feat, pad_id = _loaded_featurizer(model, tokenizer, spec, labels, opts)
     if spec.name == "conll-ner" and Path(input_file).suffix == ".txt":  # plain sentences, one per line
         ex, rep = tagging.read_plain_sentences(input_file)
     else:
@@ -866,7 +1212,7 @@ def predict(task: str, model_dir: str | Path, input_file: str | Path, out_file: 
     _log(rep.summary())
     check_not_empty(ex, input_file, "input file")
     v2 = rep.info.get("version") == "2.0"
-    feats = featurize(spec, ex, tokenizer, labels, opts, with_types, training=False, path=input_file)
+    feats = feat(ex, False, input_file)
     outputs = run_model(model, feats, batch_size, pad_id, bf16)
     scored = decode(spec, ex, feats, outputs, labels, opts, version_2=v2)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -910,4 +1256,5 @@ def _device(name: str) -> torch.device:
 
 __all__ = ["TaskSpec", "TASKS", "get_task", "TaskOptions", "FinetuneConfig", "finetune", "evaluate",
            "evaluate_squad_predictions", "predict", "FeatureBatches", "collate", "bucketed_batches", "run_model",
-           "read_task_file", "featurize", "decode", "score", "summarize"]
+           "read_task_file", "featurize", "decode", "score", "summarize", "WordFeaturizer", "resolve_arch",
+           "load_elmo_for_task"]

@@ -273,7 +273,11 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
             try:
                 data = json.loads(p.read_text(encoding="utf-8"))
             except json.JSONDecodeError as e:
-                raise CheckpointError(f"{p}: not valid JSON (line {e.lineno}: {e.msg})") from None
+                raise CheckpointError(f"{p}: not valid JSON (line {e.lineno}: {e.msg}); restore the file or delete "
+                                      "it (tokenizer.json alone is enough)") from None
+            except UnicodeDecodeError as e:
+                raise CheckpointError(f"{p}: not a JSON text file (byte {e.start}: {e.reason}; it may be binary); "
+                                      "restore the file or delete it (tokenizer.json alone is enough)") from None
             cfg = {**data, **cfg} if name == "special_tokens_map.json" else {**cfg, **data}
     specials = {k: _token_content(cfg[k]) for k in SPECIAL_KEYS if cfg.get(k) is not None}
     max_len = cfg.get("model_max_length")
@@ -285,7 +289,8 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
         try:
             backend = FastTokenizer.from_file(str(folder / "tokenizer.json"))
         except Exception as e:  # tokenizers raises a plain Exception on bad files
-            raise CheckpointError(f"{folder / 'tokenizer.json'}: cannot be read as a tokenizers file ({e})") from None
+            raise CheckpointError(f"{folder / 'tokenizer.json'}: cannot be read as a tokenizers file ({e}); restore it "
+                                  "from the model's source, or train one with 'plmkit tokenizer train'") from None
     elif (folder / "vocab.txt").exists():
         from tokenizers.implementations import BertWordPieceTokenizer
 

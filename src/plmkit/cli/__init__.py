@@ -8,10 +8,12 @@ raise :class:`~plmkit.errors.PlmkitError`; they are printed as one paragraph wit
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
 import textwrap
+import warnings
 
 from ..errors import PlmkitError
 
@@ -19,10 +21,22 @@ from ..errors import PlmkitError
 COMMANDS = ["models", "data", "pretrain", "demo", "score", "embed", "finetune", "tokenizer", "prepare"]
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with plmkit's error format: one paragraph naming the option and pointing at ``--help``.
+
+    Subcommand parsers inherit the class, so every bad flag or option value reads the same way and
+    exits with status 2.
+    """
+
+    def error(self, message: str):  # type: ignore[override]
+        text = " ".join(f"{self.prog}: error: {message}; see '{self.prog} --help'".split())
+        self.exit(2, textwrap.fill(text, width=100, break_long_words=False, break_on_hyphens=False) + "\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="plmkit",
         description="Pretrain, fine-tune, evaluate and use BERT, RoBERTa, ALBERT, GPT-style LMs and ELMo.",
     )
@@ -48,14 +62,41 @@ def report(message: str, code: int) -> int:
     return code
 
 
+def _plmkit_warnings(original):
+    """A ``warnings.formatwarning`` that prints plmkit's own warnings as one ``plmkit: warning:`` paragraph."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def formatwarning(message, category, filename, lineno, line=None):
+        if os.path.abspath(str(filename)).startswith(package + os.sep):
+            text = " ".join(str(message).split())
+            return textwrap.fill(f"plmkit: warning: {text}", width=100, break_long_words=False,
+                                 break_on_hyphens=False) + "\n"
+        return original(message, category, filename, lineno, line)
+
+    return formatwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("PLMKIT_DEBUG") == "1"
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a bad flag (already reported by argparse)
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    original_format = warnings.formatwarning
+    if not debug:
+        warnings.formatwarning = _plmkit_warnings(original_format)
+    try:
+        return _run(args, debug)
+    finally:
+        warnings.formatwarning = original_format
+
+
+def _run(args, debug: bool) -> int:
     try:
         result = args.func(args)
         return int(result or 0)
@@ -72,13 +113,25 @@ def main(argv: list[str] | None = None) -> int:
             raise
         where = f" {e.filename}" if getattr(e, "filename", None) else ""
         return report(f"{e.strerror or e}:{where}. Check the path and its permissions.", 1)
-    except OSError as e:
+    except Exception as e:  # noqa: BLE001 - only disk errors are reported; anything else is re-raised
         if debug:
             raise
-        if e.errno == 28:  # ENOSPC
-            return report(f"no space left on the device{(' while writing ' + e.filename) if e.filename else ''}; "
-                          "free some space and run again (earlier output was left intact)", 1)
-        raise
+        if not isinstance(e, OSError):
+            from ..training.checkpoint import disk_full
+
+            if type(e).__name__ == "SafetensorError" and disk_full(e):  # safetensors' Rust I/O error
+                return report("no space left on the device while writing a safetensors file; free some space and "
+                              "run again (earlier output was left intact)", 1)
+            raise
+        where = f" while writing {e.filename}" if getattr(e, "filename", None) else ""
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            what = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+                    errno.EFBIG: "a file grew beyond the size limit"}[e.errno]
+            return report(f"{what}{where}; free some space (or raise the limit) and run again (earlier output was "
+                          "left intact)", 1)
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        return report(f"{e.strerror or e}{where}; check the path, the disk and its permissions (--debug shows "
+                      "where it happened)", 1)
 
 
 def entry() -> None:

@@ -37,18 +37,52 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1 ...")
 
 
+def _bilstm_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "BiLSTM task model (instead of --model): static word embeddings [+ ELMo] -> BiLSTM -> softmax",
+        "For conll-ner, brown-pos and single-sentence classification (classify, sst2, cola, ...). The word vocabulary "
+        "comes from the training file; the folder written to --out works with evaluate and predict.")
+    g.add_argument("--arch", choices=["transformer", "bilstm"], default=None,
+                   help="transformer: fine-tune --model (the default); bilstm: train a BiLSTM tagger / classifier from "
+                        "scratch (implied by --elmo)")
+    g.add_argument("--elmo", metavar="DIR", default=None,
+                   help="ELMo folder (e.g. 'plmkit export' of a 'plmkit pretrain --preset elmo-small' run): its frozen "
+                        "layers, mixed by weights the task learns, are concatenated to the word embeddings")
+    g.add_argument("--embedding-dim", type=int, default=None, metavar="N", help="word embedding size (default 100)")
+    g.add_argument("--hidden-size", type=int, default=None, metavar="N", help="LSTM cells per direction (default 100)")
+    g.add_argument("--num-layers", type=int, default=None, metavar="N", help="BiLSTM layers (default 1)")
+    g.add_argument("--dropout", type=float, default=None, metavar="P", help="dropout on the BiLSTM's input and output (default 0.5)")
+    g.add_argument("--pooling", choices=["max", "mean"], default=None,
+                   help="classifier: pool the BiLSTM states over the words by max or mean (default max)")
+    g.add_argument("--elmo-dropout", type=float, default=None, metavar="P", help="dropout on the ELMo vectors (default 0.5)")
+    g.add_argument("--elmo-layer-norm", action="store_true", default=None,
+                   help="normalise each biLM layer before the scalar mix")
+    g.add_argument("--min-word-count", type=int, default=None, metavar="N",
+                   help="training words seen fewer times become <unk>, so <unk> is trained too (default 2)")
+    g.add_argument("--elmo-cache", action=argparse.BooleanOptionalAction, default=None,
+                   help="compute the frozen biLM's layer states once per sentence instead of in every step "
+                        "(default: when they fit in 2 GiB)")
+
+
+_BILSTM_FLAGS = ("embedding_dim", "hidden_size", "num_layers", "dropout", "pooling", "elmo_dropout", "elmo_layer_norm")
+
+
 def register(sub) -> None:
     p = sub.add_parser("finetune", parents=[common_parent()], help="fine-tune a model on a task and score it",
-                       description="Fine-tune a plmkit or Hugging Face model folder on a task; writes the "
-                                   "fine-tuned model folder (loads in transformers) and metrics.json to --out.")
+                       description="Fine-tune a plmkit or Hugging Face model folder (--model) on a task; writes the "
+                                   "fine-tuned model folder (loads in transformers) and metrics.json to --out. "
+                                   "Or, for tagging (conll-ner, brown-pos) and single-sentence classification, train "
+                                   "a BiLSTM on the task's own word embeddings instead (--arch bilstm), with frozen "
+                                   "ELMo vectors concatenated (--elmo DIR), as in Peters et al. (2018).")
     p.add_argument("task", help=_TASK_HELP)
-    p.add_argument("--model", required=True, help="pretrained model folder (plmkit or Hugging Face)")
+    p.add_argument("--model", default=None,
+                   help="pretrained model folder to fine-tune (plmkit or Hugging Face); not with --arch bilstm")
     p.add_argument("--train", required=True, help="training file in the task's official format")
     p.add_argument("--eval", nargs="+", action="extend", default=None, metavar="FILE",
                    help="evaluation file(s) (MNLI: matched and mismatched); default: carve --eval-split from --train")
     p.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     p.add_argument("--epochs", type=float, default=3.0, help="training epochs (default 3)")
-    p.add_argument("--lr", type=float, default=2e-5, help="peak learning rate (default 2e-5)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-5; 1e-2 for --arch bilstm)")
     p.add_argument("--batch-size", type=int, default=32, help="training batch size (default 32)")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default 1)")
     p.add_argument("--warmup", type=float, default=0.1, help="warmup: fraction of steps (<1) or steps (default 0.1)")
@@ -71,6 +105,7 @@ def register(sub) -> None:
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
     _run_options(p)
     _task_options(p)
+    _bilstm_options(p)
     p.set_defaults(func=run_finetune)
 
     p = sub.add_parser("evaluate", parents=[common_parent()], help="score a fine-tuned model (or a SQuAD prediction file)",
@@ -154,7 +189,8 @@ def run_finetune(args) -> int:
                          split_seed=args.split_seed, max_train=args.max_train, max_eval=args.max_eval,
                          eval_every=args.eval_every,
                          bucket=not args.no_bucket, device=args.device, resume=args.resume,
-                         keep_checkpoints=args.keep_checkpoints, tensorboard=not args.no_tensorboard, options=opts)
+                         keep_checkpoints=args.keep_checkpoints, tensorboard=not args.no_tensorboard, options=opts,
+                         **_bilstm_settings(args))
     result = finetune(cfg)
     shown = result.get("mean") if "mean" in result else result.get("metrics")
     summary = {"task": result["task"], "out": args.out, "metrics": shown}
@@ -162,6 +198,20 @@ def run_finetune(args) -> int:
         summary["std"] = result["std"]
     print(json.dumps(summary, indent=2, ensure_ascii=False))
     return 0
+
+
+def _bilstm_settings(args) -> dict:
+    """FinetuneConfig fields of the BiLSTM flags (the library checks that they fit --arch / --model)."""
+    settings: dict = {"arch": args.arch or "auto", "elmo": args.elmo,
+                      "bilstm": {k: getattr(args, k) for k in _BILSTM_FLAGS if getattr(args, k) is not None}}
+    bilstm = args.arch == "bilstm" or (args.arch is None and args.elmo is not None)
+    for name in ("min_word_count", "elmo_cache"):
+        value = getattr(args, name)
+        if value is not None:
+            if not bilstm:
+                raise UsageError(f"--{name.replace('_', '-')} applies to the BiLSTM task model (--arch bilstm / --elmo)")
+            settings[name] = value
+    return settings
 
 
 def run_evaluate(args) -> int:

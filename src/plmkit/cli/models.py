@@ -23,7 +23,7 @@ def run_info(args) -> int:
     c = getattr(model, "config", None)
     info = {
         "folder": args.model,
-        "model_type": c.model_type,
+        "model_type": getattr(c, "model_type", None) or getattr(model, "model_type", None),  # BiLSTM: on the model
         "task": getattr(model, "task", None),
         "heads": list(getattr(model, "heads", {}).keys()),
         "parameters": model.num_parameters(),

@@ -96,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("plmkit prepare needs --out DIR")
     if args.vocab_size is not None and args.vocab_size < 5:
         raise UsageError(f"--vocab-size {args.vocab_size} is too small (the word vocabulary has 4 special tokens)")
+    if args.shard_tokens is not None and args.shard_tokens < 1:
+        raise UsageError(f"--shard-tokens must be at least 1, got {args.shard_tokens}")
     if args.min_count is not None and args.min_count < 1:
         raise UsageError(f"--min-count must be at least 1, got {args.min_count}")
     start = time.perf_counter()

@@ -54,6 +54,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .._files import as_created
 from ..errors import CheckpointError, DataError, UsageError
 from tokenizers import Tokenizer as FastTokenizer
 
@@ -112,6 +113,7 @@ def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False,
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+        as_created(tmp, directory=True)
     except OSError as e:
         raise UsageError(f"cannot write the output folder {out} ({e.strerror or e}); choose a writable --out") \
             from None
@@ -714,7 +716,7 @@ class PreparedCorpus:
     def _index(self, name: str, n: int) -> np.ndarray:
         f = self.path / name
         try:
-            arr = np.load(f, mmap_mode="r")
+            arr = np.load(f, mmap_mode="r", allow_pickle=False)  # never unpickle (object arrays are refused)
         except (OSError, ValueError) as e:
             raise DataError(f"{f} cannot be read ({e}); the corpus is incomplete or damaged, prepare it again") \
                 from None
@@ -731,9 +733,14 @@ class PreparedCorpus:
             checks += [(s["tokens_file"], s["sha256_tokens"]), (s["word_starts_file"], s["sha256_word_starts"])]
         checks += list(self.meta.get("index_sha256", {}).items())
         for rel, expected in checks:
-            if _sha256_file(self.path / rel) != expected:
-                raise DataError(f"{self.path / rel}: checksum mismatch with meta.json (the file changed or is damaged); "
-                                "prepare the corpus again")
+            f = self.path / rel
+            if not f.is_file():
+                raise DataError(f"{f} is missing; the prepared corpus is incomplete — run 'plmkit prepare' for it "
+                                "again (with --overwrite), or restore the folder from a copy")
+            if _sha256_file(f) != expected:
+                raise DataError(f"{f}: checksum mismatch — its SHA-256 does not match the one recorded in {self.path / META}, so the file "
+                                "is damaged or was changed after 'plmkit prepare'; run 'plmkit prepare' for this "
+                                "corpus again (with --overwrite), or restore the folder from a copy")
 
     # -- access
     def _shard(self, offset: int) -> int:

@@ -743,18 +743,46 @@ class Elmo(nn.Module):
             self.lm.eval()  # a frozen biLM never applies its own dropout
         return self
 
-    def forward(self, char_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
+    @property
+    def num_layers(self) -> int:
+        """L + 1: the token layer and the biLM's L LSTM layers."""
+        return self.lm.config.num_layers + 1
+
+    def layer_states(self, char_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The biLM's layer states for the words of right-padded rows, (L + 1, B, T, 2P).
+
+        Sentence markers are added before and removed after (when the biLM was trained with them).
+        With a frozen biLM this needs no gradient and depends on nothing the task learns, so a task
+        may compute it once per sentence and pass it to :meth:`forward` as ``layer_states``.
+        """
         mask = attention_mask.bool() if attention_mask is not None else (char_ids > 0).any(-1)
         lm = self.lm
-        ids = char_ids
+        ids = char_ids.long()
         if lm.config.sentence_boundaries:
-            ids, mask_b = add_sentence_boundaries(char_ids, mask, lm.bos_chars, lm.eos_chars)
+            ids, mask_b = add_sentence_boundaries(ids, mask, lm.bos_chars, lm.eos_chars)
         else:
             mask_b = mask
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
             states = lm.layer_states(char_ids=ids, attention_mask=mask_b)  # (L + 1, B, T', 2P)
         if lm.config.sentence_boundaries:
             states, _ = remove_sentence_boundaries(states, mask_b)
+        return states  # (L + 1, B, T, 2P)
+
+    def forward(self, char_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                layer_states: torch.Tensor | None = None):
+        """ELMo vectors (B, T, 2P) from ``char_ids`` (B, T, W), or from precomputed ``layer_states``
+        (B, T, L + 1, 2P) — e.g. :meth:`layer_states` cached per sentence — which skips the biLM."""
+        if layer_states is not None:
+            if layer_states.dim() != 4 or layer_states.shape[2:] != (self.num_layers, self.output_dim):
+                raise UsageError(f"layer_states must be (batch, length, {self.num_layers}, {self.output_dim}) for this "
+                                 f"ELMo, got {tuple(layer_states.shape)}")
+            states = layer_states.permute(2, 0, 1, 3)  # (L + 1, B, T, 2P)
+            mask = attention_mask.bool() if attention_mask is not None else states[0].ne(0).any(-1)
+        elif char_ids is not None:
+            mask = attention_mask.bool() if attention_mask is not None else (char_ids > 0).any(-1)
+            states = self.layer_states(char_ids, mask)
+        else:
+            raise UsageError("Elmo needs char_ids (B, T, W) or precomputed layer_states (B, T, L + 1, 2P)")
         reps = [self.dropout(mix(states, mask)) for mix in self.mixes]  # each (B, T, 2P)
         return reps[0] if len(reps) == 1 else reps
 

@@ -30,6 +30,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .._files import as_created
 from ..config import ModelConfig
 from ..errors import CheckpointError, ConfigError
 from .model import PlmModel, normalize_task, task_heads
@@ -114,7 +115,8 @@ def config_from_hf(d: dict[str, Any], source: str = CONFIG_NAME) -> ModelConfig:
     plm = d.get("plmkit") or {}
     for key, value in (plm.get("model") or {}).items():
         if key not in _VARIANT_FIELDS:
-            raise ConfigError(f"{source}: unknown key plmkit.model.{key}")
+            raise ConfigError(f"{source}: unknown key plmkit.model.{key}; plmkit writes only "
+                              f"{', '.join(sorted(_VARIANT_FIELDS))} there — remove the key or correct its name")
         kw[key] = value
     return ModelConfig.from_dict(kw, source=source)
 
@@ -342,7 +344,12 @@ def _read_json(path: Path) -> dict[str, Any]:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+        raise CheckpointError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); fix the file or "
+                              "restore it from the model's source") from None
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"{path}: not a JSON text file (byte {e.start}: {e.reason}; it may be binary, e.g. a "
+                              "pickle); plmkit reads configuration only as JSON — restore the file from the model's "
+                              "source") from None
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
@@ -385,7 +392,7 @@ def load_state(folder: Path) -> dict[str, torch.Tensor]:
 
 def from_pretrained(path: str | os.PathLike, task: str | None = "auto", num_labels: int | None = None,
                     id2label: dict[int, str] | None = None, **config_overrides: Any):
-    """Load any plmkit or Hugging Face model folder (bert, roberta, albert, gpt2; elmo).
+    """Load any plmkit or Hugging Face model folder (bert, roberta, albert, gpt2; elmo; bilstm-tagger/-classifier).
 
     ``task="auto"`` keeps the task the checkpoint was saved for (its ``architectures``). Naming
     another task keeps the checkpoint's heads and adds the task's heads, newly initialised, with a
@@ -397,6 +404,10 @@ def from_pretrained(path: str | os.PathLike, task: str | None = "auto", num_labe
         from .elmo import load_elmo  # ELMo shares the folder shape, not the class
 
         return load_elmo(folder)
+    if raw.get("model_type") in ("bilstm-tagger", "bilstm-classifier"):
+        from .tagger import load_tagger  # the BiLSTM task models (with or without ELMo)
+
+        return load_tagger(folder)
     config = config_from_hf(raw, source=str(folder / CONFIG_NAME))
     if config_overrides:
         config = config.replace(**config_overrides)
@@ -544,6 +555,7 @@ def _atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        as_created(tmp)  # mkstemp (and safetensors) create 0600 files; give it the umask's mode
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -11,7 +11,10 @@ Batches (built by :func:`tagger_batch`) are dicts of tensors:
 
 * ``input_ids`` (B, T) word indices into the task's word vocabulary (0 = ``<pad>``, 1 = ``<unk>``),
 * ``attention_mask`` (B, T) 1 for real words,
-* ``char_ids`` (B, T, 50) ELMo character ids of the raw words (only when an ELMo is used),
+* ``char_ids`` (B, T, 50) ELMo character ids of the raw words (only when an ELMo is used), or instead
+  ``elmo_states`` (B, T, L + 1, 2P): the frozen biLM's layer states (:meth:`Elmo.layer_states`),
+  computed once per sentence — ``plmkit finetune`` caches them so that epochs and seeds do not
+  rerun the biLM; the learned scalar mix is applied to them in every step either way,
 * ``labels`` (B, T) tag indices with -100 at padding (tagging) or (B,) class indices (classification).
 
 Both models return a :class:`~plmkit.models.ModelOutput` with ``loss`` and ``logits``, so the shared
@@ -71,6 +74,9 @@ class TaggerConfig:
                 raise ConfigError(f"tagger config {name} must be a positive integer, got {getattr(self, name)!r}")
         if self.pooling not in ("max", "mean"):
             raise ConfigError(f"tagger config pooling must be 'max' or 'mean', got {self.pooling!r}")
+        for name in ("dropout", "elmo_dropout"):
+            if not 0.0 <= float(getattr(self, name)) < 1.0:
+                raise ConfigError(f"tagger config {name} must be in [0, 1), got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -201,19 +207,33 @@ class _BiLstmEncoder(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-               char_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+               char_ids: torch.Tensor | None, elmo_states: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
         mask = attention_mask.bool() if attention_mask is not None else input_ids != self.config.pad_id  # (B, T)
         x = self.embed(input_ids)  # (B, T, E)
         if self.elmo is not None:
-            if char_ids is None:
-                raise UsageError("this model uses ELMo, so its batches need char_ids: build them with "
-                                 "tagger_batch(..., elmo=model.elmo)")
-            x = torch.cat([x, self.elmo(char_ids, mask)], dim=-1)  # (B, T, E + 2P)
+            if elmo_states is not None:  # the frozen biLM's layers, computed once per sentence
+                e = self.elmo(attention_mask=mask, layer_states=elmo_states)  # (B, T, 2P)
+            elif char_ids is not None:
+                e = self.elmo(char_ids, mask)  # (B, T, 2P)
+            else:
+                raise UsageError("this model uses ELMo, so its batches need char_ids (or precomputed elmo_states): "
+                                 "build them with tagger_batch(..., elmo=model.elmo)")
+            x = torch.cat([x, e], dim=-1)  # (B, T, E + 2P)
+        elif elmo_states is not None:
+            raise UsageError("elmo_states were given but this model has no ELMo")
         lengths = mask.sum(1).clamp(min=1).cpu()
         packed = pack_padded_sequence(self.dropout(x), lengths, batch_first=True, enforce_sorted=False)
         h, _ = self.lstm(packed)
         h, _ = pad_packed_sequence(h, batch_first=True, total_length=input_ids.shape[1])  # (B, T, 2H)
         return self.dropout(h), mask
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The labels in id order (``logits[..., i]`` scores ``label_names[i]``)."""
+        if self.label_vocab is None:
+            raise UsageError("this model was built without label_vocab, so its labels have no names")
+        return tuple(sorted(self.label_vocab, key=self.label_vocab.__getitem__))
 
     def batch(self, sentences: Sequence[Sequence[str]], labels: Sequence[Any] | None = None) -> dict[str, torch.Tensor]:
         """:func:`tagger_batch` with this model's vocabularies (and ELMo, if it has one)."""
@@ -256,6 +276,7 @@ class BiLstmTagger(_BiLstmEncoder):
     """Static word embeddings [+ ELMo] → BiLSTM → per-word softmax (POS, NER)."""
 
     model_type = "bilstm-tagger"
+    task = "token-classification"  # the plmkit / transformers task name (finetune, the trainer's loss weighting)
 
     def __init__(self, config: TaggerConfig, elmo: Elmo | None = None, word_vocab: Mapping[str, int] | None = None,
                  label_vocab: Mapping[str, int] | None = None):
@@ -263,10 +284,11 @@ class BiLstmTagger(_BiLstmEncoder):
         self.out = nn.Linear(2 * config.hidden_size, config.num_labels)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                char_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None, **unused: Any) -> ModelOutput:
+                char_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                elmo_states: torch.Tensor | None = None, **unused: Any) -> ModelOutput:
         if unused:
             raise UsageError(f"unexpected tagger input(s): {', '.join(sorted(unused))}")
-        h, mask = self.encode(input_ids, attention_mask, char_ids)
+        h, mask = self.encode(input_ids, attention_mask, char_ids, elmo_states)
         logits = self.out(h)  # (B, T, num_labels)
         loss = None
         if labels is not None:
@@ -280,6 +302,7 @@ class BiLstmClassifier(_BiLstmEncoder):
     """Static word embeddings [+ ELMo] → BiLSTM → max / mean pool over words → linear (sentence labels)."""
 
     model_type = "bilstm-classifier"
+    task = "sequence-classification"
 
     def __init__(self, config: TaggerConfig, elmo: Elmo | None = None, word_vocab: Mapping[str, int] | None = None,
                  label_vocab: Mapping[str, int] | None = None):
@@ -287,10 +310,11 @@ class BiLstmClassifier(_BiLstmEncoder):
         self.out = nn.Linear(2 * config.hidden_size, config.num_labels)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                char_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None, **unused: Any) -> ModelOutput:
+                char_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                elmo_states: torch.Tensor | None = None, **unused: Any) -> ModelOutput:
         if unused:
             raise UsageError(f"unexpected classifier input(s): {', '.join(sorted(unused))}")
-        h, mask = self.encode(input_ids, attention_mask, char_ids)  # (B, T, 2H)
+        h, mask = self.encode(input_ids, attention_mask, char_ids, elmo_states)  # (B, T, 2H)
         m = mask.unsqueeze(-1)
         if self.config.pooling == "max":
             pooled = h.masked_fill(~m, float("-inf")).amax(1)  # (B, 2H)

@@ -31,9 +31,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .._files import as_created
 from ..errors import CheckpointError, PlmkitError
 
 STATE_NAME = "trainer_state.json"
+# Suffixes of pickle-based formats (torch.save, HF Trainer state): plmkit neither reads nor exports them.
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
 LATEST = "latest"
 PREFIX = "step-"
 
@@ -44,6 +47,14 @@ def sha256(path: Path, chunk: int = 1 << 22) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def disk_full(e: BaseException) -> bool:
+    """Whether ``e`` says the disk (or the quota) is full: an OSError, or safetensors' Rust I/O error."""
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(e)
+    return "os error 28" in text or "os error 122" in text or "No space left on device" in text
 
 
 def fsync_dir(path: Path) -> None:
@@ -62,6 +73,7 @@ def fsync_dir(path: Path) -> None:
 def write_json_atomic(path: Path, data: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        as_created(tmp)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2)
             f.flush()
@@ -89,11 +101,19 @@ def optimizer_to_files(opt: torch.optim.Optimizer, folder: Path) -> None:
 
 
 def optimizer_from_files(opt: torch.optim.Optimizer, folder: Path) -> None:
-    meta = json.loads((folder / "optimizer.json").read_text())
+    try:
+        meta = json.loads((folder / "optimizer.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or not UTF-8
+        raise CheckpointError(f"{folder / 'optimizer.json'}: cannot read the optimizer state ({e}); resume from "
+                              "another checkpoint (move this one away)") from None
     if meta.get("class") != type(opt).__name__:
         raise CheckpointError(f"{folder}: optimizer state is for {meta.get('class')}, but this run uses "
                               f"{type(opt).__name__}; resume with the same optimizer setting")
-    flat = load_file(str(folder / "optimizer.safetensors"))
+    try:
+        flat = load_file(str(folder / "optimizer.safetensors"))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{folder / 'optimizer.safetensors'}: not a readable safetensors file ({e}); resume "
+                              "from another checkpoint (move this one away)") from None
     state: dict[int, dict[str, Any]] = {}
     for name, value in flat.items():
         _, idx, key = name.split(".", 2)
@@ -138,6 +158,7 @@ def save_checkpoint(run_dir: Path, step: int, model, optimizer: torch.optim.Opti
     final = root / step_name(step)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{step_name(step)}-", dir=root))
     try:
+        as_created(tmp, directory=True)
         model.save_pretrained(tmp, tokenizer=tokenizer, extra=model_extra)
         optimizer_to_files(optimizer, tmp)
         for rank, rng in (rank_rng or {0: rng_state()}).items():
@@ -147,6 +168,7 @@ def save_checkpoint(run_dir: Path, step: int, model, optimizer: torch.optim.Opti
         write_json_atomic(tmp / STATE_NAME, {**state, "step": step, "files": manifest})
         for p in tmp.iterdir():
             if p.is_file():
+                as_created(p)  # safetensors writes 0600 files; give them the umask's mode
                 with open(p, "rb") as f:
                     os.fsync(f.fileno())
         fsync_dir(tmp)
@@ -155,17 +177,18 @@ def save_checkpoint(run_dir: Path, step: int, model, optimizer: torch.optim.Opti
         os.replace(tmp, final)
         fsync_dir(root)
         fd, ptr = tempfile.mkstemp(prefix=".latest.", dir=root)
+        as_created(ptr)
         with os.fdopen(fd, "w") as f:
             f.write(final.name + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(ptr, root / LATEST)
         fsync_dir(root)
-    except OSError as e:
+    except (OSError, SafetensorError) as e:  # safetensors reports a full disk as SafetensorError("... os error 28")
         shutil.rmtree(tmp, ignore_errors=True)
         prev = latest_checkpoint(run_dir, verify=False)
         keep = f"; the previous checkpoint {prev} is intact" if prev else ""
-        if e.errno == errno.ENOSPC:
+        if disk_full(e):
             raise CheckpointError(f"no space left on the device while saving checkpoint {final}{keep}. "
                                   "Free disk space (or lower --keep-last) and resume with --resume") from None
         raise CheckpointError(f"could not save checkpoint {final}: {e}{keep}") from None
@@ -201,9 +224,11 @@ def verify_checkpoint(folder: Path) -> str | None:
     if not state_path.exists():
         return f"{state_path} is missing (the save did not finish)"
     try:
-        state = json.loads(state_path.read_text())
+        state = json.loads(state_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         return f"{state_path} is not valid JSON"
+    if not isinstance(state, dict) or not isinstance(state.get("files", {}), dict):
+        return f"{state_path} does not hold a trainer state"
     for name, digest in state.get("files", {}).items():
         p = folder / name
         if not p.exists():
@@ -231,14 +256,15 @@ def latest_checkpoint(run_dir: Path, verify: bool = True) -> Path | None:
             return folder
         problems.append(problem)
     if problems:
-        raise CheckpointError("no usable checkpoint: " + "; ".join(problems))
+        raise CheckpointError("no usable checkpoint: " + "; ".join(problems) + ". Restore a checkpoint folder from a "
+                              "copy, or start a new run with another --out")
     return None
 
 
 def load_trainer_state(folder: Path) -> dict[str, Any]:
     try:
-        return json.loads((folder / STATE_NAME).read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        return json.loads((folder / STATE_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # ValueError: bad JSON or not UTF-8
         raise CheckpointError(f"{folder / STATE_NAME}: cannot read trainer state ({e})") from None
 
 
@@ -269,20 +295,21 @@ def export_checkpoint(run_dir: Path, out: Path, step: int | None = None, overwri
             raise CheckpointError(f"{run_dir} has no checkpoint at step {step}; available steps: {have}")
         problem = verify_checkpoint(src)
         if problem:
-            raise CheckpointError(f"checkpoint {src} is damaged: {problem}")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise PlmkitError(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
+            raise CheckpointError(f"checkpoint {src} is damaged: {problem}; export another --step (or leave --step "
+                                  "out for the newest good one)")
+    from ..data.shards import atomic_output_dir
+
     trainer_files = {STATE_NAME, "optimizer.safetensors", "optimizer.json"}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent if out.parent.exists() else None))
-    try:
+    empty = out.is_dir() and not any(out.iterdir())
+    # Written next to `out` and renamed into place when complete; --overwrite replaces only a model folder.
+    with atomic_output_dir(out, overwrite or empty, is_ours=lambda p: (p / "config.json").is_file(),
+                           what="model folder") as tmp:
         for p in src.iterdir():
-            if p.is_file() and p.name not in trainer_files and not p.name.startswith("rng-rank"):
+            # Pickle-format files (pytorch_model.bin, optimizer.pt, training_args.bin ...) are never plmkit's:
+            # they are not carried into a model folder that others will load.
+            if p.is_dir():  # e.g. a BiLSTM tagger's frozen ELMo in elmo/
+                shutil.copytree(p, tmp / p.name)
+            elif p.is_file() and p.name not in trainer_files and not p.name.startswith("rng-rank") \
+                    and p.suffix not in PICKLE_SUFFIXES:
                 shutil.copy2(p, tmp / p.name)
-        if out.exists():
-            shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(tmp), str(out))
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator, Protocol
 import torch
 from torch import nn
 
-from ..errors import ConfigError, PlmkitError
+from ..errors import ConfigError, PlmkitError, UsageError
 from . import checkpoint as ckpt
 from . import distributed as distr
 from .optim import build_optimizer, lr_factor
@@ -218,11 +218,20 @@ class Trainer:
         existing = ckpt.list_checkpoints(out)
         if self.resume:
             if not existing:
+                if (out / "run.json").exists() or (out / "metrics.jsonl").exists():
+                    # The run stopped (or was killed) before its first checkpoint: start it again from step 0.
+                    if self.dist.is_main:
+                        print(f"plmkit: note: {out} has no checkpoint yet (the run stopped before its first save); "
+                              "starting it again from step 0", file=sys.stderr)
+                    return None
                 raise PlmkitError(f"--resume: {out} has no checkpoint to resume from; start without --resume")
             return ckpt.latest_checkpoint(out)
         if existing or (out / "metrics.jsonl").exists():
             raise PlmkitError(f"{out} already holds a run; continue it with --resume, or choose a new --out "
                               "(plmkit never overwrites a run)")
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise UsageError(f"--out {out} exists and is not an empty folder (nor a plmkit run); choose a new --out "
+                             "(plmkit writes only into a new or empty folder)")
         return None
 
     def _check_resume_config(self, state: dict[str, Any], folder: Path) -> None:
@@ -315,9 +324,10 @@ class Trainer:
         d = self.dist
         if c.max_steps is None and c.max_time is None and c.epochs is None:
             raise ConfigError("give a stop condition: --max-steps, --max-time or --epochs")
-        resume_from = self._prepare_out_dir() if d.is_main else (ckpt.latest_checkpoint(self.out_dir) if self.resume else None)
+        # Every rank checks (read-only), so a bad --out stops them all instead of leaving ranks at a barrier.
+        resume_from = self._prepare_out_dir()
         distr.barrier(d)
-        if not self.resume:
+        if resume_from is None:
             torch.manual_seed(c.seed + d.rank)
         if c.bf16 and not distr.bf16_is_fast(d.device):
             warnings.warn(f"--bf16: this {d.device.type.upper()} has no native bf16 (no AVX512-BF16/AMX on CPU), so "
@@ -332,6 +342,8 @@ class Trainer:
             self._load_resume(resume_from, optimizer)
             if d.is_main:
                 print(f"resumed from {resume_from} at step {self.step}", file=sys.stderr)
+        elif self.resume:
+            self._truncate_metrics(0)  # lines of the attempt that never saved are redone
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if d.is_main:
             ckpt.write_json_atomic(self.out_dir / "run.json", {

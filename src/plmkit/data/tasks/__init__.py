@@ -170,6 +170,34 @@ def convert_sentences(examples: Sequence[SentenceExample], tokenizer, labels: Se
 
 
 # --------------------------------------------------------------------------- file helpers
+class _Utf8File(io.TextIOWrapper):
+    """A UTF-8 text file whose decoding errors are :class:`DataError` naming the file (not a bare
+    ``UnicodeDecodeError`` with no file name)."""
+
+    def _bad(self, e: UnicodeDecodeError) -> DataError:
+        byte = e.object[e.start:e.start + 1] if isinstance(e.object, (bytes, bytearray)) else b""
+        return DataError(f"{self.name}: not UTF-8 text (byte {byte!r}: {e.reason}); it may be binary or in another "
+                         "encoding — save it as UTF-8 (e.g. iconv -f latin1 -t utf-8 FILE > NEW)")
+
+    def read(self, *args: Any) -> str:
+        try:
+            return super().read(*args)
+        except UnicodeDecodeError as e:
+            raise self._bad(e) from None
+
+    def readline(self, *args: Any) -> str:
+        try:
+            return super().readline(*args)
+        except UnicodeDecodeError as e:
+            raise self._bad(e) from None
+
+    def __next__(self) -> str:
+        try:
+            return super().__next__()
+        except UnicodeDecodeError as e:
+            raise self._bad(e) from None
+
+
 def open_text(path: str | Path) -> io.TextIOBase:
     """Open a UTF-8 text file, dropping a byte-order mark (MRPC's TSVs start with one)."""
     p = Path(path)
@@ -177,7 +205,7 @@ def open_text(path: str | Path) -> io.TextIOBase:
         raise DataError(f"{p}: no such file; check the path")
     if p.is_dir():
         raise DataError(f"{p} is a folder; this task reads a single file")
-    return open(p, encoding="utf-8-sig", newline="")
+    return _Utf8File(open(p, "rb"), encoding="utf-8-sig", newline="")
 
 
 def read_tsv_rows(path: str | Path) -> Iterator[tuple[int, list[str]]]:

@@ -36,7 +36,8 @@ def _load_json_list(path: str | Path) -> list[Any]:
         try:
             data = json.load(f)
         except json.JSONDecodeError as e:
-            raise DataError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+            raise DataError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); fix the file — "
+                            "KLUE files are one JSON list of examples") from None
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list):

@@ -48,7 +48,8 @@ def read_squad(path: str | Path, for_training: bool = False, require_answers: bo
         try:
             raw = json.load(f)
         except json.JSONDecodeError as e:
-            raise DataError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+            raise DataError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); fix the file — "
+                            "SQuAD files are one JSON object {\"version\": ..., \"data\": [articles]}") from None
     data = raw.get("data") if isinstance(raw, dict) else None
     if not isinstance(data, list):
         raise DataError(f"{path}: not a SQuAD file — expected a JSON object with a 'data' list of articles")
