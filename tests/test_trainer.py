@@ -131,6 +131,22 @@ def test_loss_falls_and_logs_have_required_keys(tmp_path):
     assert lrs[0] < lrs[1] and lrs[-1] == pytest.approx(3e-3 * (30 - 29) / 28)
 
 
+def test_eval_at_start_logs_step_0_and_leaves_training_unchanged(tmp_path):
+    def probe(m):  # the held-out "loss" is a function of the weights, so step 0 differs from later evals
+        return {"probe": float(sum(p.detach().abs().sum() for p in m.parameters()))}
+
+    runs = {}
+    for flag in (False, True):
+        Trainer(tiny_model(), cfg(max_steps=6, eval_every=3, eval_at_start=flag), ToySource(8),
+                tmp_path / str(flag), evaluate=probe).train()
+        runs[flag] = [json.loads(x) for x in (tmp_path / str(flag) / "metrics.jsonl").read_text().splitlines()]
+    evals = {k: [(r["step"], r["eval_probe"]) for r in v if "eval_probe" in r] for k, v in runs.items()}
+    assert [s for s, _ in evals[True]] == [0, 3, 6] and [s for s, _ in evals[False]] == [3, 6]
+    assert evals[True][1:] == evals[False] and evals[True][0][1] != evals[True][1][1]
+    # evaluating first (in eval mode, no dropout draws) changes nothing in training
+    assert [r["loss"] for r in runs[True] if "loss" in r] == [r["loss"] for r in runs[False] if "loss" in r]
+
+
 def test_checkpoint_is_a_model_folder_that_loads_everywhere(tmp_path):
     Trainer(tiny_model(), cfg(max_steps=2), ToySource(4), tmp_path).train()
     folder = ckpt.latest_checkpoint(tmp_path)

@@ -7,6 +7,12 @@ import json
 from . import common_parent
 
 
+def _micro_batch(text: str):
+    from ..training.autobatch import parse_micro_batch  # torch loads only when the flag is used
+
+    return parse_micro_batch(text)
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "pretrain", parents=[common_parent()],
@@ -22,8 +28,16 @@ def register(sub) -> None:
     stop.add_argument("--max-time", help="time budget, e.g. 90s, 30m, 2h; the LR schedule follows the clock")
     stop.add_argument("--stop-after", type=int, help="save and stop after N steps of the planned run (resume later)")
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--batch-size", type=int, help="micro-batch per process (default 32)")
-    opt.add_argument("--grad-accum", type=int, help="micro-batches per optimizer step")
+    opt.add_argument("--batch-size", type=int,
+                     help="rows per process in each optimizer step (default 32); the effective batch is this × the "
+                          "number of processes (× --grad-accum, which instead accumulates whole --batch-size batches)")
+    opt.add_argument("--micro-batch", type=_micro_batch, metavar="M|auto",
+                     help="split each --batch-size batch into micro-batches of M rows and accumulate their gradients "
+                          "(batch/M steps): the same optimisation as the whole batch, in less memory. M must divide "
+                          "--batch-size. 'auto' picks the largest divisor that fits the device's memory (probed on "
+                          "GPU, estimated on CPU), prints what it chose, and records it in the run for --resume")
+    opt.add_argument("--grad-accum", type=int,
+                     help="micro-batches of --batch-size rows per optimizer step (not with --micro-batch)")
     opt.add_argument("--max-length", type=int, help="tokens per sequence (default 128)")
     opt.add_argument("--lr", type=float, help="peak learning rate")
     opt.add_argument("--warmup", type=float, help="warmup: steps (>= 1) or a fraction of the run (< 1)")
@@ -65,7 +79,8 @@ def run_pretrain(args) -> int:
 
     flags = {
         "max_steps": args.max_steps, "max_time": parse_duration(args.max_time), "stop_after": args.stop_after,
-        "batch_size": args.batch_size, "grad_accum": args.grad_accum, "max_length": args.max_length, "lr": args.lr,
+        "batch_size": args.batch_size, "micro_batch": args.micro_batch, "grad_accum": args.grad_accum,
+        "max_length": args.max_length, "lr": args.lr,
         "warmup": args.warmup, "optimizer": args.optimizer, "bf16": args.bf16,
         "gradient_checkpointing": args.gradient_checkpointing, "compile": args.compile, "seed": args.seed,
         "device": args.device, "log_every": args.log_every, "eval_every": args.eval_every,

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import difflib
 import math
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -21,7 +22,8 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig, get_preset, model_config_from_preset
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, UsageError
+from .autobatch import MicroBatchChoice, check_micro_batch, choose_micro_batch, divisors
 from .trainer import TrainConfig, Trainer
 
 SECTIONS = ("model", "data", "train")
@@ -151,13 +153,81 @@ def evaluate_pretraining(model: nn.Module, batches: list[dict[str, torch.Tensor]
     return res
 
 
+def _held_out_batches(corpus, dcfg, seed: int, eval_docs, eval_batches: int, rows: int,
+                      per: int) -> list[dict[str, torch.Tensor]]:
+    """Up to ``eval_batches`` batches of ``rows`` held-out rows, served ``per`` rows at a time (``per | rows``).
+
+    A split batch gives the same rows as the whole one (the held-out order does not depend on the
+    batch size), so the evaluation does not change with ``--micro-batch``, only its memory does.
+    """
+    from ..data.objectives import PretrainingStream
+
+    held_out = PretrainingStream(corpus, dcfg, batch_size=per, seed=seed + 1, documents=eval_docs)
+    n_held = held_out.num_instances(0)
+    count = rows // per * min(eval_batches, max(1, n_held // rows))
+    if 0 < n_held < rows:  # a small corpus: evaluate on what the held-out documents give
+        per = max(x for x in divisors(n_held) if x <= per)
+        held_out = PretrainingStream(corpus, dcfg, batch_size=per, seed=seed + 1, documents=eval_docs)
+        count = n_held // per
+    it = iter(held_out)
+    return [next(it) for _ in range(count)]
+
+
+def recorded_micro_batch(out: str | Path) -> dict[str, Any] | None:
+    """The micro-batch choice recorded in the newest checkpoint of run ``out`` (None when there is none)."""
+    from . import checkpoint as ckpt
+
+    folder = ckpt.latest_checkpoint(Path(out), verify=False) if Path(out).is_dir() else None
+    if folder is None:
+        return None  # no checkpoint: the run starts again from step 0 and may choose afresh
+    return ckpt.load_trainer_state(folder).get("run_config", {}).get("micro_batch")
+
+
+def _check_micro_batch_request(spec: int | str | None, recorded: dict[str, Any] | None,
+                               tcfg: TrainConfig) -> int | str | MicroBatchChoice | None:
+    """Validate ``--micro-batch`` against ``--batch-size``/``--grad-accum``; on resume, the run's recorded choice."""
+    if tcfg.grad_accum != 1:
+        given = f"--micro-batch {spec}" if spec is not None else f"the run's micro-batch {recorded['micro_batch']}"
+        raise UsageError(f"--grad-accum {tcfg.grad_accum} (train.grad_accum) and {given} both split the batch; use "
+                         "one of them. With --micro-batch M, --batch-size is the batch the optimizer sees and is "
+                         "accumulated from --batch-size/M micro-batches of M rows")
+    if spec is not None:
+        check_micro_batch(spec, tcfg.batch_size)
+    if recorded is None:
+        return spec
+    rb, rm = int(recorded["batch_size"]), int(recorded["micro_batch"])
+    if rb != tcfg.batch_size:
+        raise ConfigError(f"--resume: the run being resumed has --batch-size {rb} (micro-batches of {rm}), now "
+                          f"{tcfg.batch_size}; resume with --batch-size {rb}")
+    if spec not in (None, "auto") and spec != rm:
+        raise ConfigError(f"--resume: the run being resumed uses --micro-batch {rm} (chosen at its start), now "
+                          f"{spec}; resume with --micro-batch {rm} or auto, so that it continues exactly")
+    return MicroBatchChoice(rb, rm, bool(recorded.get("auto", False)),
+                            "recorded in the run at its start; not probed again", recorded.get("details"))
+
+
+def _choose(spec: int | str, tcfg: TrainConfig, model: nn.Module, stream, d) -> MicroBatchChoice:
+    """An explicit micro-batch, or the largest divisor of the batch that fits the device (probed)."""
+    if spec != "auto":
+        return MicroBatchChoice(tcfg.batch_size, int(spec), False, "--micro-batch as given")
+    import numpy as np
+
+    # Real rows of the objective (full length, labels included); building them does not move the stream.
+    make_batch = lambda m: stream.build_batch(0, np.arange(m))  # noqa: E731
+    return choose_micro_batch(model, make_batch, tcfg.batch_size, d.device, bf16=tcfg.bf16,
+                              gradient_checkpointing=tcfg.gradient_checkpointing, optimizer=tcfg.optimizer,
+                              world_size=d.world_size, dist=d)
+
+
 def pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping[str, Any] | None = None,
              flags: Mapping[str, Any] | None = None, resume: bool = False, eval_batches: int = 20,
              eval_fraction: float = 0.02, verify_data: bool = True) -> dict[str, Any]:
     """Pretrain ``preset`` on the prepared corpus ``data`` into run folder ``out``; returns the summary.
 
     ``flags`` are explicit settings (from the command line) that win over ``overrides``: any
-    ``TrainConfig`` field, plus ``max_length``. ``verify_data`` checks the SHA-256 of every shard and
+    ``TrainConfig`` field, plus ``max_length`` and ``micro_batch`` (M or ``"auto"``: split the per-process
+    ``batch_size`` into micro-batches of M rows accumulated by the trainer's ``grad_accum``; see
+    :mod:`plmkit.training.autobatch`). ``verify_data`` checks the SHA-256 of every shard and
     index file against the corpus' ``meta.json`` before training (about 1.4 GB/s on one core; file
     sizes are always checked), so a damaged shard stops the run at the start with a message naming it.
     """
@@ -166,6 +236,7 @@ def pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping[
     from . import distributed as distr
 
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    micro_spec = flags.pop("micro_batch", None)
     corpus = PreparedCorpus(data, verify=verify_data)
     tokenizer = corpus.load_tokenizer()
     elmo = is_elmo_preset(preset)
@@ -180,6 +251,9 @@ def pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping[
     dcfg = data_config_from_preset(preset, sections["data"])
     train_kw = {**sections["train"], **flags}
     tcfg = TrainConfig.from_dict(train_kw, source="train settings")
+    recorded = recorded_micro_batch(out) if resume else None
+    if micro_spec is not None or recorded is not None:
+        micro_spec = _check_micro_batch_request(micro_spec, recorded, tcfg)
 
     if elmo:
         from ..models.elmo import ElmoModel, elmo_config_from_preset
@@ -219,17 +293,23 @@ def pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping[
         raise DataError(f"{data}: an epoch has only {stream.num_instances(0)} sequences of max_length "
                         f"{dcfg.max_length}, fewer than one global batch of {global_batch}; use more data or a "
                         "smaller --batch-size")
-    held_out = PretrainingStream(corpus, dcfg, batch_size=tcfg.batch_size, seed=tcfg.seed + 1, documents=eval_docs)
-    n_held = held_out.num_instances(0)
-    if 0 < n_held < tcfg.batch_size:  # a small corpus: evaluate on what the held-out documents give
-        held_out = PretrainingStream(corpus, dcfg, batch_size=n_held, seed=tcfg.seed + 1, documents=eval_docs)
-    eval_list: list[dict[str, torch.Tensor]] = []
-    it = iter(held_out)
-    for _ in range(min(eval_batches, max(1, held_out.steps_per_epoch()))):
-        eval_list.append(next(it))
+    choice = None
+    if micro_spec is not None:
+        # Split the per-process batch into micro-batches; the trainer's grad_accum sums them (one mechanism).
+        choice = micro_spec if isinstance(micro_spec, MicroBatchChoice) else _choose(
+            micro_spec, tcfg, model, stream, d)
+        if d.is_main:
+            print(choice.message(), file=sys.stderr, flush=True)
+        stream.batch_size = choice.micro_batch  # the data position does not depend on it
+        tcfg = dataclasses.replace(tcfg, batch_size=choice.micro_batch, grad_accum=choice.grad_accum)
+    # The same held-out rows with or without --micro-batch; only the memory they take changes.
+    eval_rows = choice.batch_size if choice is not None else tcfg.batch_size
+    eval_list = _held_out_batches(corpus, dcfg, tcfg.seed, eval_docs, eval_batches, eval_rows, tcfg.batch_size)
     run_config = {"preset": preset, "data": str(Path(data).resolve()), "tokenizer_hash": corpus.tokenizer_hash,
                   "model": model_desc, "data_config": dcfg.to_dict(), "eval_documents": int(len(eval_docs)),
                   "train_documents": int(len(train_docs))}
+    if choice is not None:
+        run_config["micro_batch"] = choice.to_dict()
     trainer = Trainer(model, tcfg, stream, out, tokenizer=tokenizer, run_config=run_config, resume=resume,
                       evaluate=lambda m: evaluate_pretraining(m, eval_list, d.device, tcfg.bf16),
                       model_extra={"preset": preset, "data_config": dcfg.to_dict()})

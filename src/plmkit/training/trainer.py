@@ -84,6 +84,8 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 10
     eval_every: int = 0
+    # Also evaluate before the first step of a fresh run, so a learning curve starts where the model did.
+    eval_at_start: bool = False
     save_every: int = 0
     keep_last: int = 3
     compile: bool = False
@@ -118,8 +120,8 @@ class TrainConfig:
 
 
 # Settings that may change when a run is resumed; anything else must match the checkpoint.
-RESUMABLE_CHANGES = {"max_steps", "max_time", "epochs", "stop_after", "log_every", "eval_every", "save_every",
-                     "keep_last", "progress", "tensorboard", "device", "compile", "on_nonfinite"}
+RESUMABLE_CHANGES = {"max_steps", "max_time", "epochs", "stop_after", "log_every", "eval_every", "eval_at_start",
+                     "save_every", "keep_last", "progress", "tensorboard", "device", "compile", "on_nonfinite"}
 
 
 def parse_duration(text: str | float | int | None) -> float | None:
@@ -367,6 +369,9 @@ class Trainer:
         start_wall = time.perf_counter() - self.elapsed
         stop_reason = "max_steps"
         try:
+            if c.eval_at_start and self.step == 0 and self.evaluate_fn is not None:
+                last_eval = self._run_eval(model, metrics_file, writer, time.perf_counter() - start_wall)
+                window["t0"] = time.perf_counter()
             model.train()
             while True:
                 if self._should_stop(time.perf_counter() - start_wall):
