@@ -195,6 +195,28 @@ def memory_child(tool: str, preset: str, batch: int, length: int, steps: int, bf
     print(json.dumps({"tool": tool, "peak_rss_mb": peak / 1024, "rss_before_steps_mb": base / 1024}))
 
 
+def profile(preset: str, batch: int, length: int, bf16: bool, top: int = 12) -> None:
+    """Self CPU time per operation over 3 steps of each tool: transformers (what users have) vs plmkit."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    config, ours, peer = build_pair(preset)
+    data = make_batch(config, batch, length)
+    for name, model, loss_fn in (("transformers", peer, peer_loss), ("plmkit", ours, ours_loss)):
+        step = make_step(model, loss_fn, bf16)
+        for _ in range(2):
+            step(data)
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(3):
+                step(data)
+        events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+        total = sum(e.self_cpu_time_total for e in events)
+        print(f"\n{name} ({preset}, B={batch} L={length}): {total / 3e6:.3f} s of operator time per step")
+        print("| operation | self CPU per step (ms) | share |\n|---|---:|---:|")
+        for e in events[:top]:
+            print(f"| `{e.key}` | {e.self_cpu_time_total / 3e3:.1f} | {e.self_cpu_time_total / total:.1%} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", default="bert-mini", help="comma-separated presets")
@@ -210,6 +232,8 @@ def main() -> None:
                     help="auto: bf16 autocast where the hardware runs bf16 natively (GPU, AVX512-BF16/AMX CPU), else fp32")
     ap.add_argument("--peak-tflops", type=float, default=None,
                     help="dense bf16 peak of the device for MFU (H100/H200 SXM: 989)")
+    ap.add_argument("--profile", action="store_true",
+                    help="where the time goes: torch.profiler top operations of each tool (3 steps after warm-up)")
     ap.add_argument("--json", help="also write results to this file")
     ap.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -227,6 +251,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, device {device} ({cpu}), threads {torch.get_num_threads()}, "
           f"precision {'bf16 autocast' if bf16 else 'fp32'} for both tools")
     for preset in args.configs.split(","):
+        if args.profile:
+            profile(preset, args.batch, args.length, bf16)
+            continue
         if args.memory:
             row = {"config": preset, "batch": args.batch, "length": args.length}
             for tool in ("plmkit", "transformers"):

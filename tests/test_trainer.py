@@ -276,3 +276,17 @@ def test_lamb_optimizer_trains(tmp_path):
     Trainer(tiny_model(dropout=0.0), cfg(max_steps=12, optimizer="lamb", lr=1e-2), ToySource(8), tmp_path).train()
     ls = [x for _, x in losses(tmp_path)]
     assert ls[-1] < ls[0]
+
+
+def test_malloc_trim_is_found_on_glibc_linux_and_harmless():
+    import platform
+    import sys
+
+    from plmkit.training import trainer as T
+
+    trim = T._malloc_trim()
+    if sys.platform == "linux" and platform.libc_ver()[0] == "glibc":
+        assert trim is not None
+        assert trim(0) in (0, 1)  # 1: memory was released, 0: there was none to release
+    else:
+        assert trim is None or callable(trim)
