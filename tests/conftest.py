@@ -42,3 +42,12 @@ def tmp_model_dir(tmp_path: Path) -> Path:
     d = tmp_path / "model"
     d.mkdir()
     return d
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny LSTMs run step by step: one thread is faster than two, and far faster on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -19,17 +19,8 @@ from plmkit.models.tagger import (
     BiLstmClassifier, BiLstmTagger, TaggerConfig, build_label_vocab, build_word_vocab, load_tagger, tagger_batch,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
-
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny LSTMs run step by step: one thread is faster than two, and far faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.filterwarnings("ignore:LSTM with projections is not supported"),
+              pytest.mark.usefixtures("one_thread")]
 
 
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]

@@ -20,16 +20,8 @@ import torch
 import plmkit
 from plmkit.cli import main
 
-pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny LSTMs run step by step: one thread is faster than two, and far faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.filterwarnings("ignore:LSTM with projections is not supported"),
+              pytest.mark.usefixtures("one_thread")]
 
 
 def run(*argv) -> int:
