@@ -238,10 +238,11 @@ def verify_checkpoint(folder: Path) -> str | None:
     return None
 
 
-def latest_checkpoint(run_dir: Path, verify: bool = True) -> Path | None:
+def latest_checkpoint(run_dir: Path, verify: bool = True, warn: bool = True) -> Path | None:
     """The newest checkpoint that is complete (and, with ``verify``, matches its checksums).
 
-    A damaged newest checkpoint produces a warning naming the problem and the older one used.
+    A damaged newest checkpoint produces a warning (unless ``warn`` is False) naming the problem and the
+    older one used.
     """
     # Folders appear under their final name only once complete, so the newest verified one wins;
     # the `latest` pointer is for people and tools.
@@ -250,7 +251,7 @@ def latest_checkpoint(run_dir: Path, verify: bool = True) -> Path | None:
     for folder in sorted(candidates, key=lambda p: int(p.name[len(PREFIX):]), reverse=True):
         problem = verify_checkpoint(folder) if verify else (None if (folder / STATE_NAME).exists() else "incomplete")
         if problem is None:
-            if problems:
+            if problems and warn:
                 warnings.warn("skipped damaged checkpoint(s): " + "; ".join(problems) + f"; using {folder}",
                               stacklevel=2)
             return folder
