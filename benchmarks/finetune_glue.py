@@ -240,9 +240,9 @@ def main(argv=None) -> int:
             results["tasks"][task] = entry
             rows.append(summary_row(task, entry))
             print(table([rows[-1]]), file=sys.stderr, flush=True)
+            if args.json:  # after every task, so that a long run stopped midway keeps what it finished
+                Path(args.json).write_text(json.dumps(results, indent=2, default=float))
     print(table(rows))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2, default=float))
     return 0
 
 
