@@ -113,9 +113,9 @@ class ModelConfig:
         if bool(self.pre_norm) != (self.model_type == "gpt2"):
             # The checkpoint is the transformers layout of model_type, and each fixes where LayerNorm sits:
             # BERT/RoBERTa/ALBERT normalise the embeddings and after each sub-layer, GPT-2 before each one.
-            raise ConfigError(f"model.pre_norm={self.pre_norm} does not fit model_type {self.model_type!r}: "
-                              f"{'only gpt2 (the gpt-* presets) is pre-LayerNorm' if self.pre_norm else 'gpt2 is always pre-LayerNorm'}"
-                              "; its checkpoint layout has no place for the other arrangement. Remove the setting")
+            which = "only gpt2 (the gpt-* presets) is pre-LayerNorm" if self.pre_norm else "gpt2 is always pre-LayerNorm"
+            raise ConfigError(f"model.pre_norm={self.pre_norm} does not fit model_type {self.model_type!r}: {which}; "
+                              "its checkpoint layout has no place for the other arrangement. Remove the setting")
         if self.position_offset >= self.max_position_embeddings:
             raise ConfigError("position_offset must be smaller than max_position_embeddings")
         if self.id2label is not None:

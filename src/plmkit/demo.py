@@ -4,11 +4,11 @@
 2. Hold out one document in five of every genre; train a cased WordPiece tokenizer on the rest.
 3. Prepare the training documents (``plmkit prepare``).
 4. Pretrain a small BERT (MLM + NSP) for a fixed time budget (``plmkit pretrain``).
-5. Fine-tune two tasks whose gold labels come from the corpus itself — Brown POS tagging (87-tag
-   Brown tagset, token accuracy) and genre classification of passages of about 100 words (the 15
-   Brown genres, accuracy) — twice with the same budget: from the pretrained weights and from the same
-   architecture's random initialisation, over several seeds. Evaluation uses only the held-out
-   documents, which pretraining never saw.
+5. Fine-tune two tasks whose gold labels come from the corpus itself — Brown POS tagging (the full
+   Brown tags: 87 base tags with their -tl/-hl/compound forms, 178 labels; token accuracy) and genre
+   classification of passages of about 100 words (the 15 Brown genres, accuracy) — twice with the
+   same budget: from the pretrained weights and from the same architecture's random initialisation,
+   over several seeds. Evaluation uses only the held-out documents, which pretraining never saw.
 6. Print the table (task, metric, scratch, pretrained, gain), write ``report.json`` and two PNG
    plots (pretraining loss curve; scratch-vs-pretrained bars) into the run folder.
 """
