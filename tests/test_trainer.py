@@ -288,5 +288,5 @@ def test_malloc_trim_is_found_on_glibc_linux_and_harmless():
     if sys.platform == "linux" and platform.libc_ver()[0] == "glibc":
         assert trim is not None
         assert trim(0) in (0, 1)  # 1: memory was released, 0: there was none to release
-    else:
-        assert trim is None or callable(trim)
+    else:  # macOS, Windows, musl: no malloc_trim, so the trainer does nothing
+        assert trim is None

@@ -196,11 +196,12 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     PlmModel(mcfg, task="pretraining").save_pretrained(scratch_dir, tokenizer=tok)
     t = time.time()
     run_dir = out / "pretrain"
-    _log(f"pretraining {cfg.preset} (MLM + NSP, {cfg.batch_size} rows of {cfg.pretrain_max_length or cfg.max_length} "
-         f"tokens) for {cfg.minutes:g} min on {corpus.num_tokens:,} tokens ...")
+    rows_of = cfg.pretrain_max_length or cfg.max_length
+    _log(f"pretraining {cfg.preset} (MLM + NSP, {cfg.batch_size} rows of {rows_of} tokens) for {cfg.minutes:g} min "
+         f"on {corpus.num_tokens:,} tokens ...")
     summary = pretrain(cfg.preset, prepared, run_dir,
                        flags={"max_time": cfg.minutes * 60, "batch_size": cfg.batch_size,
-                              "max_length": cfg.pretrain_max_length or cfg.max_length,
+                              "max_length": rows_of,
                               "lr": cfg.lr, "warmup": 0.05, "log_every": 10, "eval_every": 100 if cfg.quick else 300,
                               "eval_at_start": True, "save_every": 0,
                               "seed": 0, "tensorboard": True})

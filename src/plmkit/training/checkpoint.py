@@ -218,17 +218,25 @@ def rotate(run_dir: Path, keep_last: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def verify_checkpoint(folder: Path) -> str | None:
-    """None when every file matches the recorded checksum, else what is wrong."""
+def _state_problem(folder: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the trainer state, None) when ``folder``'s state file is readable, else (None, what is wrong)."""
     state_path = folder / STATE_NAME
     if not state_path.exists():
-        return f"{state_path} is missing (the save did not finish)"
+        return None, f"{state_path} is missing (the save did not finish)"
     try:
         state = json.loads(state_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return f"{state_path} is not valid JSON"
+        return None, f"{state_path} is not valid JSON"
     if not isinstance(state, dict) or not isinstance(state.get("files", {}), dict):
-        return f"{state_path} does not hold a trainer state"
+        return None, f"{state_path} does not hold a trainer state"
+    return state, None
+
+
+def verify_checkpoint(folder: Path) -> str | None:
+    """None when every file matches the recorded checksum, else what is wrong."""
+    state, problem = _state_problem(folder)
+    if state is None:
+        return problem
     for name, digest in state.get("files", {}).items():
         p = folder / name
         if not p.exists():
@@ -238,20 +246,21 @@ def verify_checkpoint(folder: Path) -> str | None:
     return None
 
 
-def latest_checkpoint(run_dir: Path, verify: bool = True, warn: bool = True) -> Path | None:
-    """The newest checkpoint that is complete (and, with ``verify``, matches its checksums).
+def latest_checkpoint(run_dir: Path, verify: bool = True) -> Path | None:
+    """The newest checkpoint that is complete: a readable trainer state (and, with ``verify``, every file
+    matching its checksum).
 
-    A damaged newest checkpoint produces a warning (unless ``warn`` is False) naming the problem and the
-    older one used.
+    A damaged newest checkpoint produces a warning naming the problem and the older one used (only with
+    ``verify``: the quick look without checksums is for messages and settings, not for resuming).
     """
     # Folders appear under their final name only once complete, so the newest verified one wins;
     # the `latest` pointer is for people and tools.
     candidates = list_checkpoints(run_dir)
     problems = []
     for folder in sorted(candidates, key=lambda p: int(p.name[len(PREFIX):]), reverse=True):
-        problem = verify_checkpoint(folder) if verify else (None if (folder / STATE_NAME).exists() else "incomplete")
+        problem = verify_checkpoint(folder) if verify else _state_problem(folder)[1]
         if problem is None:
-            if problems and warn:
+            if problems and verify:
                 warnings.warn("skipped damaged checkpoint(s): " + "; ".join(problems) + f"; using {folder}",
                               stacklevel=2)
             return folder

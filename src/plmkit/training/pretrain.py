@@ -177,9 +177,9 @@ def recorded_micro_batch(out: str | Path) -> dict[str, Any] | None:
     """The micro-batch choice recorded in the newest checkpoint of run ``out`` (None when there is none)."""
     from . import checkpoint as ckpt
 
-    # The same checkpoint the trainer will resume from: verified, so a damaged newest one is skipped here too
-    # (quietly: the trainer warns about it when it resumes).
-    folder = ckpt.latest_checkpoint(Path(out), warn=False) if Path(out).is_dir() else None
+    # Any checkpoint with a readable state will do (the run's micro-batch is the same in all of them); the
+    # trainer verifies the checksums of the one it resumes from, so they are not hashed twice.
+    folder = ckpt.latest_checkpoint(Path(out), verify=False) if Path(out).is_dir() else None
     if folder is None:
         return None  # no checkpoint: the run starts again from step 0 and may choose afresh
     return ckpt.load_trainer_state(folder).get("run_config", {}).get("micro_batch")
