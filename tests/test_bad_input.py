@@ -450,6 +450,11 @@ CASES = [
     Case("pretrain-set-pre-norm-bert", lambda w, t: pretrain_args(w, t, "--max-steps", "1", "--set",
                                                                    "model.pre_norm=true"), 2,
          (r"model.pre_norm=True does not fit model_type 'bert'", r"Remove the setting")),
+    Case("pretrain-device-missing", lambda w, t: pretrain_args(w, t, "--max-steps", "1", "--device", "cuda:99"), 2,
+         (r"--device cuda:99: (this PyTorch build has no CUDA support|no CUDA GPU is visible|this machine has \d+ "
+          r"CUDA device)",)),
+    Case("pretrain-device-bad-name", lambda w, t: pretrain_args(w, t, "--max-steps", "1", "--device", "gpu"), 2,
+         (r"--device gpu: not a device name; use auto, cpu, cuda or cuda:N",)),
     Case("pretrain-set-without-equals", lambda w, t: pretrain_args(w, t, "--max-steps", "1", "--set", "lr"), 2,
          (r"--set 'lr'", r"expected key=value")),
     Case("pretrain-set-bad-value", lambda w, t: pretrain_args(w, t, "--max-steps", "1", "--set",

@@ -1249,9 +1249,9 @@ def _write_predictions(spec: TaskSpec, examples: Sequence, scored: Scored, out: 
 
 
 def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    from .training.distributed import choose_device
+
+    return choose_device(name)
 
 
 __all__ = ["TaskSpec", "TASKS", "get_task", "TaskOptions", "FinetuneConfig", "finetune", "evaluate",

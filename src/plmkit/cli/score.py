@@ -64,13 +64,9 @@ def read_sentences(inputs: list[str]) -> list[str]:
 
 
 def default_device(name: str | None) -> str:
-    import torch
+    from ..training.distributed import choose_device
 
-    if name is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: no CUDA device is available here; use --device cpu")
-    return name
+    return str(choose_device(name or "auto"))
 
 
 def progress_bar(total: int | None, desc: str):

@@ -31,11 +31,31 @@ class Dist:
 
 
 def choose_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
-    if spec == "auto":
+    """The device ``--device SPEC`` names (auto: this rank's GPU if there is one, else the CPU).
+
+    A device this machine does not have is a usage error that says what it has, not a traceback
+    from deep inside PyTorch at the first tensor moved there.
+    """
+    from ..errors import UsageError
+
+    if spec in (None, "auto"):
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(spec)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device(f"cuda:{local_rank}")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise UsageError(f"--device {spec}: not a device name; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this PyTorch build has no CUDA support" if not torch.backends.cuda.is_built() else \
+                "no CUDA GPU is visible (check CUDA_VISIBLE_DEVICES and the driver)"
+            raise UsageError(f"--device {spec}: {why}; use --device cpu (or auto)")
+        if device.index is None:
+            device = torch.device(f"cuda:{local_rank}")
+        if device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {spec}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    elif device.type not in ("cpu", "mps"):
+        raise UsageError(f"--device {spec}: plmkit runs on cpu or cuda devices")
     return device
 
 
