@@ -142,9 +142,9 @@ def bench(preset: str, batch: int, length: int, steps: int, warmup: int, bf16: b
           device: torch.device = torch.device("cpu"), peak_tflops: float | None = None) -> dict:
     config, ours, peer = build_pair(preset)
     data = make_batch(config, batch, length)
-    la, lb = check_same_loss(ours, peer, data)
     ours.to(device), peer.to(device)
     data = {k: v.to(device) for k, v in data.items()}
+    la, lb = check_same_loss(ours, peer, data)  # fp32, on the device (TF32 is off by default)
     if compile_:
         ours = torch.compile(ours)
     step_ours = make_step(ours, ours_loss, bf16, device)
@@ -175,46 +175,123 @@ def bench(preset: str, batch: int, length: int, steps: int, warmup: int, bf16: b
             "plmkit_step_s": med["plmkit"], "transformers_step_s": med["transformers"]}
 
 
-def memory_child(tool: str, preset: str, batch: int, length: int, steps: int, bf16: bool) -> None:
-    """Peak RSS of one tool's training steps (CPU), in a process of its own."""
+def memory_child(tool: str, preset: str, batch: int, length: int, steps: int, bf16: bool,
+                 device: torch.device = torch.device("cpu")) -> None:
+    """Peak memory of one tool's training steps, in a process of its own: RSS on CPU, allocated on CUDA."""
     config, ours, peer = build_pair(preset)
-    data = make_batch(config, batch, length)
+    data = {k: v.to(device) for k, v in make_batch(config, batch, length).items()}
     if tool == "plmkit":
         del peer
-        step = make_step(ours, ours_loss, bf16)
+        model, loss_fn = ours, ours_loss
     else:
         del ours
-        step = make_step(peer, peer_loss, bf16)
+        model, loss_fn = peer, peer_loss
     import gc
 
     gc.collect()
+    model.to(device)
+    step = make_step(model, loss_fn, bf16, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        for _ in range(steps):
+            step(data)
+        sync(device)
+        peak = torch.cuda.max_memory_allocated(device)
+        print(json.dumps({"tool": tool, "peak_mb": peak / 2**20, "before_steps_mb": base / 2**20,
+                          "measure": "torch.cuda.max_memory_allocated"}))
+        return
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for _ in range(steps):
         step(data)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"tool": tool, "peak_rss_mb": peak / 1024, "rss_before_steps_mb": base / 1024}))
+    print(json.dumps({"tool": tool, "peak_mb": peak / 1024, "before_steps_mb": base / 1024,
+                      "measure": "peak RSS (ru_maxrss)"}))
 
 
-def profile(preset: str, batch: int, length: int, bf16: bool, top: int = 12) -> None:
-    """Self CPU time per operation over 3 steps of each tool: transformers (what users have) vs plmkit."""
+def kernel_kind(name: str) -> str:
+    """A coarse class of a CUDA kernel, from its name."""
+    n = name.lower()
+    if any(k in n for k in ("gemm", "xmma", "cutlass", "cublas", "sm90_", "nvjet")):
+        return "matmul"
+    if "flash" in n or "fmha" in n or "attention" in n:
+        return "attention"
+    if "adam" in n or "multi_tensor" in n or "foreach" in n:
+        return "optimizer"
+    if "norm" in n:
+        return "layer norm"
+    if "softmax" in n or "nll" in n or "cross_entropy" in n or "log_softmax" in n:
+        return "softmax / loss"
+    if "copy" in n or "cast" in n or "to_copy" in n:
+        return "copies / casts"
+    return "other element-wise"
+
+
+def profile_step(name: str, step, data, top: int = 12, device: torch.device = torch.device("cpu"),
+                 warmup: int = 2, flops: float | None = None, label: str = "") -> None:
+    """Profile 3 calls of ``step(data)`` after ``warmup`` and print where the time goes: self CPU time per
+    operation (CPU), or time per CUDA kernel, per kernel class, and how busy the GPU was (CUDA)."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    config, ours, peer = build_pair(preset)
-    data = make_batch(config, batch, length)
-    for name, model, loss_fn in (("transformers", peer, peer_loss), ("plmkit", ours, ours_loss)):
-        step = make_step(model, loss_fn, bf16)
-        for _ in range(2):
+    cuda = device.type == "cuda"
+    for _ in range(warmup):
+        step(data)
+    sync(device)
+    t0 = time.perf_counter()
+    with torch_profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        for _ in range(3):
             step(data)
-        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
-            for _ in range(3):
-                step(data)
-        events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+        sync(device)
+    wall = (time.perf_counter() - t0) / 3
+    events = prof.key_averages()
+    if not cuda:
+        events = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)
         total = sum(e.self_cpu_time_total for e in events)
-        print(f"\n{name} ({preset}, B={batch} L={length}): {total / 3e6:.3f} s of operator time per step")
+        print(f"\n{name} ({label}): {total / 3e6:.3f} s of operator time per step")
         print("| operation | self CPU per step (ms) | share |\n|---|---:|---:|")
         for e in events[:top]:
             print(f"| `{e.key}` | {e.self_cpu_time_total / 3e3:.1f} | {e.self_cpu_time_total / total:.1%} |")
+        return
+    try:
+        kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        assert kernels, "no CUDA kernel events recorded"
+    except Exception as exc:  # an older/newer profiler API: fall back to its own table
+        print(f"\n{name}: step {wall * 1e3:.1f} ms under the profiler ({exc!r}); per-operation table:")
+        print(events.table(sort_by="self_cuda_time_total", row_limit=top))
+        return
+    busy = sum(e.device_time_total for e in kernels) / 3e3  # ms per step (µs → ms, 3 steps)
+    per_kind: dict[str, float] = {}
+    per_name: dict[str, float] = {}
+    for e in kernels:
+        per_kind[kernel_kind(e.name)] = per_kind.get(kernel_kind(e.name), 0.0) + e.device_time_total / 3e3
+        per_name[e.name] = per_name.get(e.name, 0.0) + e.device_time_total / 3e3
+    print(f"\n{name} ({label}): step {wall * 1e3:.1f} ms under the profiler, GPU busy {busy:.1f} ms "
+          f"({busy / (wall * 1e3):.0%}), {len(kernels) // 3} kernels per step"
+          + (f"; model FLOPs {flops / 1e12:.2f} T" if flops else ""))
+    print("| kernel class | GPU ms per step | share of busy |\n|---|---:|---:|")
+    for k, v in sorted(per_kind.items(), key=lambda kv: -kv[1]):
+        print(f"| {k} | {v:.2f} | {v / busy:.1%} |")
+    if flops and "matmul" in per_kind:
+        print(f"matmul kernels alone: {flops / (per_kind['matmul'] / 1e3) / 1e12:.0f} TFLOP/s of model FLOPs")
+    print("| kernel | GPU ms per step |\n|---|---:|")
+    for k, v in sorted(per_name.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"| `{k[:90]}` | {v:.2f} |")
+
+
+def profile(preset: str, batch: int, length: int, bf16: bool, top: int = 12,
+            device: torch.device = torch.device("cpu"), compile_: bool = False) -> None:
+    """Where the time goes over 3 training steps of each tool (transformers first: what users have)."""
+    config, ours, peer = build_pair(preset)
+    data = {k: v.to(device) for k, v in make_batch(config, batch, length).items()}
+    for name, model, loss_fn in (("transformers", peer, peer_loss), ("plmkit", ours, ours_loss)):
+        model.to(device)
+        compiled = compile_ and name == "plmkit"
+        if compiled:
+            model = torch.compile(model)
+        profile_step(name, make_step(model, loss_fn, bf16, device), data, top, device, warmup=5 if compiled else 2,
+                     flops=model_flops_per_step(config, batch, length),
+                     label=f"{preset}, B={batch} L={length}{', compiled' if compiled else ''}")
 
 
 def main() -> None:
@@ -225,7 +302,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=7, help="timed steps per tool (median reported)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--compile", action="store_true", help="torch.compile plmkit's model")
-    ap.add_argument("--memory", action="store_true", help="peak RSS per tool, each in its own process")
+    ap.add_argument("--memory", action="store_true", help="peak memory per tool, each in its own process (RSS on CPU, allocated GPU memory on CUDA)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
@@ -234,6 +311,7 @@ def main() -> None:
                     help="dense bf16 peak of the device for MFU (H100/H200 SXM: 989)")
     ap.add_argument("--profile", action="store_true",
                     help="where the time goes: torch.profiler top operations of each tool (3 steps after warm-up)")
+    ap.add_argument("--top", type=int, default=12, help="rows of the --profile tables")
     ap.add_argument("--json", help="also write results to this file")
     ap.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -244,7 +322,7 @@ def main() -> None:
     device = torch.device(args.device)
     bf16 = args.precision == "bf16" or (args.precision == "auto" and bf16_is_fast(device))
     if args._child:
-        memory_child(args._child[0], args._child[1], args.batch, args.length, args.steps, bf16)
+        memory_child(args._child[0], args._child[1], args.batch, args.length, args.steps, bf16, device)
         return
     results = []
     cpu = torch.backends.cpu.get_cpu_capability() if device.type == "cpu" else torch.cuda.get_device_name()
@@ -252,16 +330,18 @@ def main() -> None:
           f"precision {'bf16 autocast' if bf16 else 'fp32'} for both tools")
     for preset in args.configs.split(","):
         if args.profile:
-            profile(preset, args.batch, args.length, bf16)
+            profile(preset, args.batch, args.length, bf16, args.top, device, args.compile)
             continue
         if args.memory:
-            row = {"config": preset, "batch": args.batch, "length": args.length}
+            row = {"config": preset, "batch": args.batch, "length": args.length, "device": str(device)}
             for tool in ("plmkit", "transformers"):
                 cmd = [sys.executable, __file__, "--_child", tool, preset, "--batch", str(args.batch), "--length",
-                       str(args.length), "--steps", "3", "--precision", "bf16" if bf16 else "fp32"]
-                out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-                row[f"{tool}_peak_rss_mb"] = json.loads(out)["peak_rss_mb"]
-            row["ratio_rss"] = row["plmkit_peak_rss_mb"] / row["transformers_peak_rss_mb"]
+                       str(args.length), "--steps", "3", "--precision", "bf16" if bf16 else "fp32",
+                       "--device", str(device)]
+                out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True)
+                                 .stdout.strip().splitlines()[-1])
+                row[f"{tool}_peak_mb"], row["measure"] = out["peak_mb"], out["measure"]
+            row["ratio_memory"] = row["plmkit_peak_mb"] / row["transformers_peak_mb"]
             print(json.dumps(row))
             results.append(row)
             continue

@@ -1,0 +1,88 @@
+"""Where CPU fine-tuning time goes: MiniLM + a new classification head, plmkit against transformers.
+
+Both tools get the same batches of real rows (plmkit's length-bucketed batches of the task's training
+file, padded per batch; the peer also gets the all-ones attention mask its collator would pass), the
+same fused AdamW, clipping and fp32. ``torch.profiler`` records 3 training steps of each after
+2 warm-up steps and prints the top operations by self CPU time (transformers first: what users have).
+
+    PLMKIT_DATA=../shared/data python benchmarks/finetune_profile.py --task sst2 --threads 2
+    PLMKIT_DATA=../shared/data python benchmarks/finetune_profile.py --task mrpc --max-length 128 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+warnings.filterwarnings("ignore")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import plmkit  # noqa: E402
+from finetune_glue import TASKS, minilm_dir  # noqa: E402
+from pretrain_throughput import make_step, profile_step  # noqa: E402
+from plmkit.finetune import FeatureBatches, FinetuneConfig, TaskOptions, get_task, pad_id_for, prepare_data  # noqa: E402
+from plmkit.models import from_pretrained  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--task", default="sst2", choices=["sst2", "mrpc", "rte", "stsb", "cola"])
+    ap.add_argument("--data", default=os.environ.get("PLMKIT_DATA"), help="the shared data folder (PLMKIT_DATA)")
+    ap.add_argument("--model", default=None, help="model folder (default: the MiniLM checkpoint package)")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--max-length", type=int, default=None, help="default: the task's length in finetune_glue.py")
+    ap.add_argument("--batch-index", type=int, default=0, help="which of the epoch's batches to profile")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--top", type=int, default=12)
+    args = ap.parse_args()
+    if not args.data:
+        raise SystemExit("--data or PLMKIT_DATA: the shared data folder (it holds glue/<TASK>/train.tsv)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model_dir = Path(args.model) if args.model else minilm_dir()
+    train, _ev, _max_train, max_length, *_ = TASKS[args.task]
+    max_length = args.max_length or max_length
+    spec = get_task(args.task)
+    tok = plmkit.load_tokenizer(model_dir)
+    with tempfile.TemporaryDirectory() as out:
+        cfg = FinetuneConfig(task=args.task, model=str(model_dir), train=str(Path(args.data) / train), out=out,
+                             batch_size=args.batch_size, max_train=2000, progress=False, tensorboard=False,
+                             options=TaskOptions(max_length=max_length))
+        data = prepare_data(cfg, spec, tok, with_types=True)
+    kwargs = {"num_labels": 1, "problem_type": "regression"} if spec.regression else \
+        {"id2label": dict(enumerate(data.labels))}
+    torch.manual_seed(1)
+    ours = from_pretrained(str(model_dir), task=spec.model_task, **kwargs)
+    pad = pad_id_for(tok, ours)
+    source = FeatureBatches(data.train_features, args.batch_size, seed=1, pad_id=pad, bucket=True)
+    batch = next(itertools.islice(iter(source), args.batch_index % len(source), None))  # the stream repeats epochs
+    peer_batch = dict(batch)  # what transformers' collator passes: the same rows, plus the attention mask
+    peer_batch.setdefault("attention_mask", torch.ones_like(batch["input_ids"]))
+
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    hf_kwargs = {"num_labels": 1, "problem_type": "regression"} if spec.regression else \
+        {"num_labels": len(data.labels)}
+    torch.manual_seed(1)
+    peer = transformers.AutoModelForSequenceClassification.from_pretrained(
+        str(model_dir), attn_implementation="sdpa", **hf_kwargs)
+    ours.train(), peer.train()
+    rows, length = batch["input_ids"].shape
+    label = f"MiniLM, {args.task}, one batch of {rows} × {length} tokens, threads {torch.get_num_threads()}"
+    print(f"torch {torch.__version__}; {label}")
+    profile_step("transformers", make_step(peer, lambda m, b: m(**b).loss, False), peer_batch, args.top,
+                 label=label)
+    profile_step("plmkit", make_step(ours, lambda m, b: m(**b).loss, False), batch, args.top, label=label)
+
+
+if __name__ == "__main__":
+    main()
