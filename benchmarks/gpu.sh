@@ -13,6 +13,7 @@
 # 3. Peak GPU memory of each tool at the same batch (torch.cuda.max_memory_allocated, own process each).
 # 4. The same BERT-base step with --compile (torch.compile of plmkit's model), and a batch of 256.
 # 5. Where the GPU time goes (torch.profiler, CUDA kernels by class), eager and compiled.
+# 6. Document masking (data.document_mask): FlexAttention against the SDPA boolean mask.
 # Parts can be picked: bash benchmarks/gpu.sh 1 5
 #
 # MFU = (6·N·tokens + attention FLOPs + the MLM decoder at the 15% predicted tokens) / time / peak,
@@ -25,7 +26,7 @@ OUT="${OUT:-/tmp/plmkit-gpu}"
 mkdir -p "$OUT"
 PEAK="${PEAK_TFLOPS:-989}"
 T="python3 benchmarks/pretrain_throughput.py --device cuda --precision bf16 --length 128 --peak-tflops $PEAK"
-PARTS="${*:-1 2 3 4a 4b 5}"  # bash benchmarks/gpu.sh 5   runs part 5 alone
+PARTS="${*:-1 2 3 4a 4b 5 6}"  # bash benchmarks/gpu.sh 5   runs part 5 alone
 want() { [[ " $PARTS " == *" $1 "* ]]; }
 part() { echo; echo "=== $1 ($(date +%T))"; }
 
@@ -66,5 +67,9 @@ if want 5; then
   timeout 120 $T --configs bert-base --batch 128 --profile --top 15 || echo "part 5 eager FAILED (exit $?)"
   timeout 150 $T --configs bert-base --batch 128 --profile --compile --top 15 2>&1 | grep -v "W1\|^W" \
       || echo "part 5 compiled FAILED (exit $?)"
+fi
+if want 6; then
+  part "6. document masking: FlexAttention vs the SDPA mask, bert-base 32 x 512"
+  timeout 150 python3 benchmarks/document_mask.py --device cuda || echo "part 6 FAILED (exit $?)"
 fi
 part "done"

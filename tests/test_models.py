@@ -148,6 +148,41 @@ def test_roberta_position_ids_count_only_real_tokens():
     assert model.config.positions_available == 512
 
 
+@pytest.mark.parametrize("preset", ["bert-tiny", "roberta-tiny", "albert-tiny", "gpt-tiny"])
+def test_document_mask_encodes_each_document_as_if_alone(preset):
+    """A packed row of three documents with document_ids gives, for each document, the hidden states of
+    that document encoded on its own (positions restart, nothing crosses a document boundary)."""
+    torch.manual_seed(0)
+    model = PlmModel(model_config_from_preset(preset, {"vocab_size": 99})).eval()
+    lengths = (7, 12, 5)
+    docs = [torch.randint(5, 99, (n,)) for n in lengths]
+    row = torch.cat(docs).unsqueeze(0)  # (1, 24)
+    document_ids = torch.cat([torch.full((n,), i) for i, n in enumerate(lengths)]).unsqueeze(0)
+    with torch.no_grad():
+        packed = model(row, document_ids=document_ids).last_hidden_state[0]
+        plain = model(row).last_hidden_state[0]
+        alone = torch.cat([model(d.unsqueeze(0)).last_hidden_state[0] for d in docs])
+    torch.testing.assert_close(packed, alone, atol=2e-5, rtol=1e-4)
+    # without the mask the later documents do see (and shift positions past) the earlier ones
+    assert not torch.allclose(plain[lengths[0]:], alone[lengths[0]:], atol=1e-3)
+    assert model.body.embeddings.position_ids(row, document_ids)[0, lengths[0]:lengths[0] + 3].tolist() == \
+        ([2, 3, 4] if preset == "roberta-tiny" else [0, 1, 2])
+
+
+def test_document_mask_trains_with_dropout_and_checks_its_shape():
+    torch.manual_seed(0)
+    model = PlmModel(model_config_from_preset("roberta-tiny", {"vocab_size": 99}), task="masked-lm").train()
+    ids = torch.randint(5, 99, (2, 16))
+    doc = torch.tensor([[0] * 9 + [1] * 7, [0] * 16])
+    labels = torch.full_like(ids, -100)
+    labels[:, 3] = ids[:, 3]
+    loss = model(ids, labels=labels, document_ids=doc).loss
+    loss.backward()
+    assert torch.isfinite(loss) and model.body.embeddings.word.weight.grad is not None
+    with pytest.raises(UsageError, match="document_ids must have the shape of input_ids"):
+        model(ids, document_ids=doc[:, :8])
+
+
 @pytest.mark.parametrize("kind", ["bert", "gpt2"])
 def test_fully_padded_row_gives_no_nan(kind):
     extra = dict(model_type="gpt2", causal=True, pre_norm=True, type_vocab_size=0, pad_token_id=0) if kind == "gpt2" else {}

@@ -376,10 +376,17 @@ def test_presets_give_their_papers_recipes():
     ({"packing": "full-sentences"}, "pair"),  # NSP needs segment pairs
     ({"objective": "causal"}, "causal"),
     ({"ngram": 0}, "ngram"),
+    ({"document_mask": True}, "document_mask=true needs rows that pack several documents"),
 ])
 def test_bad_data_config_names_the_key(overrides, fragment):
     with pytest.raises(ConfigError, match=fragment):
         data_config_from_preset("bert-base", overrides)
+
+
+def test_none_from_the_command_line_is_the_choice_none():
+    # --set data.pair=none parses the value as None; the choice fields read it as "none"
+    cfg = data_config_from_preset("bert-base", {"pair": None, "packing": "full-sentences"})
+    assert (cfg.pair, cfg.packing) == ("none", "full-sentences")
 
 
 def test_unknown_preset_is_an_error():
@@ -686,6 +693,33 @@ def test_causal_windows(gpt_corpus):
     flat = got["input_ids"].reshape(-1)
     assert np.array_equal(flat, expected_stream(gpt_corpus, stream.documents, eos)[:len(flat)])
     assert len(flat) > expected_stream(gpt_corpus, stream.documents, eos).size - 48
+
+
+@pytest.mark.parametrize("preset", ["roberta-base", "gpt-tiny"])
+def test_document_ids_number_the_documents_of_each_row(preset, roberta_corpus, gpt_corpus):
+    corpus = gpt_corpus if preset == "gpt-tiny" else roberta_corpus
+    tok = corpus.load_tokenizer()
+    sep = tok.eos_token_id if preset == "gpt-tiny" else tok.sep_token_id
+    plain = PretrainingStream(corpus, data_config_from_preset(preset, {"max_length": 48}), batch_size=8, seed=0)
+    cfg = data_config_from_preset(preset, {"max_length": 48, "document_mask": True})
+    stream = PretrainingStream(corpus, cfg, batch_size=8, seed=0)
+    rows = np.arange(stream.num_instances())
+    got, ref = rows_of(stream, 0, rows), rows_of(plain, 0, rows)
+    assert set(got) == set(ref) | {"document_ids"}
+    for k in ref:  # the same rows and masks: only the document numbers are added
+        assert np.array_equal(got[k], ref[k]), k
+    orig = np.where(got["labels"] != IGNORE_INDEX, got["labels"], got["input_ids"])
+    doc = got["document_ids"]
+    first = 1 if preset == "roberta-base" else 0
+    inner = slice(first, 48 - first)
+    assert (doc[:, 0] == 0).all() and (np.diff(doc, axis=1) >= 0).all()
+    # a new document starts exactly after each separator inside the row (not after the row's last token)
+    is_sep = orig[:, inner] == sep
+    starts = np.diff(doc[:, inner], axis=1) == 1
+    assert np.array_equal(starts, is_sep[:, :-1])
+    assert (np.diff(doc, axis=1) <= 1).all() and doc.max() >= 1
+    batch = next(iter(stream))
+    assert batch["document_ids"].shape == batch["input_ids"].shape and batch["document_ids"].dtype == torch.int64
 
 
 # =========================================================================== determinism, resume, DDP

@@ -154,6 +154,27 @@ def test_ddp_two_ranks_equal_one_process_with_twice_the_batch(corpora, tmp_path)
     assert len(list((tmp_path / "ddp" / "checkpoints").glob("step-*"))) == 1
 
 
+def test_document_mask_reaches_the_model_and_learns(corpora, tmp_path, monkeypatch):
+    """--set data.document_mask=true: every batch (training and held-out) carries document_ids, rows do hold
+    several documents, and RoBERTa's full-sentences pretraining still learns."""
+    calls: list[tuple[bool, int]] = []
+    forward = plmkit.PlmModel.forward
+
+    def spy(self, *args, document_ids=None, **kwargs):
+        calls.append((document_ids is not None, -1 if document_ids is None else int(document_ids.max())))
+        return forward(self, *args, document_ids=document_ids, **kwargs)
+
+    monkeypatch.setattr(plmkit.PlmModel, "forward", spy)
+    out = tmp_path / "dm"
+    assert run(common(corpora["bpe"], out, "--preset", "roberta-tiny", "--max-steps", "30", "--lr", "2e-3",
+                      "--set", "data.document_mask=true", "--set", "data.pair=none")) == 0
+    assert calls and all(has for has, _ in calls), "a batch without document_ids reached the model"
+    assert max(most for _, most in calls) >= 1  # some row packs two or more documents
+    losses = [m["loss"] for m in metrics(out) if "loss" in m]
+    assert losses[-1] < losses[0] - 0.5
+    assert json.loads((out / "run.json").read_text())["data_config"]["document_mask"] is True
+
+
 def test_unknown_set_key_and_vocab_mismatch_are_clear_errors(corpora, tmp_path, capsys):
     corpus = corpora["wordpiece"]
     code = run(common(corpus, tmp_path / "x", "--preset", "bert-tiny", "--max-steps", "1", "--set", "model.hiden_size=3"))

@@ -103,12 +103,18 @@ class DataConfig:
     short_seq_prob: float = 0.1
     # Cap on predictions per sequence (BERT: 20 at length 128); None = no cap beyond mask_prob.
     max_predictions: int | None = None
+    # Rows that pack several documents (full-sentences, causal) attend only within each document and
+    # restart positions there (batches carry ``document_ids``): each document is seen as if alone, with
+    # no padding. Off by default: RoBERTa's full-sentences and GPT-2 attend across documents.
+    document_mask: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         def choice(name: str, options: tuple[str, ...]) -> None:
+            if getattr(self, name) is None and "none" in options:  # --set data.pair=none parses as None
+                setattr(self, name, "none")
             if getattr(self, name) not in options:
                 raise ConfigError(f"data.{name}={getattr(self, name)!r} is not one of {', '.join(options)}")
 
@@ -133,6 +139,13 @@ class DataConfig:
                 "the rest of the predicted tokens stay unchanged (BERT: 0.8 + 0.1, leaving 0.1)")
         if not isinstance(self.whole_word, bool):
             raise ConfigError(f"data.whole_word must be true or false, got {self.whole_word!r}")
+        if not isinstance(self.document_mask, bool):
+            raise ConfigError(f"data.document_mask must be true or false, got {self.document_mask!r}")
+        if self.document_mask and (self.packing not in ("full-sentences", "causal") or self.objective == "bilm"):
+            raise ConfigError(f"data.document_mask=true needs rows that pack several documents into a Transformer: "
+                              f"packing 'full-sentences' or 'causal' with objective 'mlm' or 'causal' (got packing="
+                              f"{self.packing!r}, objective={self.objective!r}); segment-pair and doc-sentences rows "
+                              "never hold two documents")
         if self.objective in ("causal", "bilm"):
             if (self.packing, self.masking, self.pair) != ("causal", "none", "none"):
                 raise ConfigError(
@@ -710,9 +723,12 @@ class PretrainingStream:
             out.append((ids[lo:lo + n], None if ws is None else ws[lo:lo + n]))
         return out
 
-    def _stream_rows(self, rows: np.ndarray, ids: np.ndarray, word_starts: np.ndarray, first: int) -> None:
+    def _stream_rows(self, rows: np.ndarray, ids: np.ndarray, word_starts: np.ndarray, first: int,
+                     doc_ids: np.ndarray | None = None) -> None:
         """Fill ids[:, first:first+W] (and word_starts) with rows of the document stream: the documents
-        joined by a separator, cut into rows of W = ``self._width`` tokens."""
+        joined by a separator, cut into rows of W = ``self._width`` tokens. ``doc_ids`` (if given) gets
+        the number of the document each token belongs to within its row (0, 1, …; a separator belongs
+        to the document it ends; the columns before ``first`` and after the row to the first and last)."""
         w = self._width
         sep = self.sep_id if self.config.packing == "full-sentences" else self.eos_id
         begin = np.asarray(rows, dtype=np.int64) * w
@@ -722,18 +738,27 @@ class PretrainingStream:
         for b, (s, i) in enumerate(zip(begin.tolist(), first_doc.tolist())):
             e = s + w
             col = first
+            n_doc = 0
             while s < e:
                 ds, dl = int(stream_start[i]), int(doc_len[i])
                 if s < ds + dl:
                     hi = min(e, ds + dl)
                     pieces.append((b, col, int(docs[i]), s - ds, hi - s))
+                    if doc_ids is not None:
+                        doc_ids[b, col:col + hi - s] = n_doc
                     col += hi - s
                     s = hi
                 else:  # the separator after document i
                     ids[b, col] = sep
+                    if doc_ids is not None:
+                        doc_ids[b, col] = n_doc
+                        n_doc += 1 if s + 1 < e else 0  # a new document starts after it, in this row
                     col += 1
                     s += 1
                     i += 1
+            if doc_ids is not None:
+                doc_ids[b, :first] = 0
+                doc_ids[b, col:] = doc_ids[b, col - 1]
         if pieces:
             arr = np.asarray(pieces, dtype=np.int64)
             for (b, col, _, _, n), (t, f) in zip(pieces, self._read_docs(arr[:, 2], arr[:, 3], arr[:, 4])):
@@ -790,7 +815,10 @@ class PretrainingStream:
             out["attention_mask"] = attn
         else:  # full-sentences / causal: full rows, no padding
             ids = np.empty((B, L), dtype=np.int64)
-            self._stream_rows(rows, ids, word_starts, 1 if cfg.packing == "full-sentences" else 0)
+            docs = np.zeros((B, L), dtype=np.int64) if cfg.document_mask else None
+            self._stream_rows(rows, ids, word_starts, 1 if cfg.packing == "full-sentences" else 0, docs)
+            if docs is not None:
+                out["document_ids"] = docs
             if cfg.packing == "full-sentences":
                 ids[:, 0] = self.cls_id
                 ids[:, L - 1] = self.sep_id

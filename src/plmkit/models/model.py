@@ -157,7 +157,8 @@ class PlmModel(nn.Module):
                 labels: torch.Tensor | None = None, next_sentence_label: torch.Tensor | None = None,
                 sentence_order_label: torch.Tensor | None = None,
                 start_positions: torch.Tensor | None = None, end_positions: torch.Tensor | None = None,
-                output_hidden_states: bool = False, **unused: Any) -> ModelOutput:
+                output_hidden_states: bool = False, document_ids: torch.Tensor | None = None,
+                **unused: Any) -> ModelOutput:
         if unused:
             raise UsageError(f"unexpected model input(s): {', '.join(sorted(unused))}")
         heads = self.active_heads
@@ -170,7 +171,8 @@ class PlmModel(nn.Module):
             input_ids, attention_mask, token_type_ids, position_ids = map(
                 flat, (input_ids, attention_mask, token_type_ids, position_ids))
 
-        enc = self.body(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
+        enc = self.body(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
+                        document_ids=document_ids)
         h = enc.last_hidden_state  # (B, T, H)
         needs_pool = any(getattr(self.heads[k], "uses_pooler", False) for k in heads)
         pooled = self.body.pool(h) if (needs_pool or (not heads and self.body.pooler is not None)) else None

@@ -14,6 +14,15 @@ Attention is ``torch.nn.functional.scaled_dot_product_attention`` with boolean m
 attend). A query row with no key to attend to (a fully padded sequence, or left padding under a
 causal mask) attends uniformly to every key instead of producing NaN; its output is never used.
 
+Document masking (``document_ids``, from ``data.document_mask``): a packed row that holds several
+documents attends only within each one, and position ids restart at every document, so each
+document is encoded as if it were alone in its row (the padding-free equivalent of one row per
+document). It runs as an SDPA boolean (B, 1, T, T) mask. FlexAttention with a block mask (which skips
+the blocks across documents) is there as an opt-in for GPUs (``encoder.flex_attention = True``, used
+only when no attention dropout is active): on an H100, BERT-base at 32 × 512 with ~4 documents per
+row, it was slower than the SDPA mask (61.1 vs 46.6 ms per training step; BENCHMARKS.md), so it is
+not the default.
+
 This module does no I/O and knows nothing of tasks, files or the trainer.
 """
 
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +39,9 @@ from torch.utils.checkpoint import checkpoint
 
 from ..config import ModelConfig
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from torch.nn.attention.flex_attention import BlockMask
 
 
 def activation(name: str):
@@ -72,9 +85,17 @@ class Embeddings(nn.Module):
         self.norm = None if config.pre_norm else nn.LayerNorm(e, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def position_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """(B, T) position ids; RoBERTa-style offsets count only non-pad tokens."""
+    def position_ids(self, input_ids: torch.Tensor, document_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) position ids; RoBERTa-style offsets count only non-pad tokens; with ``document_ids``
+        they restart at 0 (RoBERTa: pad id + 1) where each document begins."""
         B, T = input_ids.shape
+        if document_ids is not None:
+            idx = torch.arange(T, device=input_ids.device).unsqueeze(0).expand(B, T)
+            starts = torch.ones_like(document_ids, dtype=torch.bool)
+            starts[:, 1:] = document_ids[:, 1:] != document_ids[:, :-1]
+            first = torch.where(starts, idx, torch.zeros_like(idx)).cummax(dim=1).values  # (B, T)
+            pos = idx - first
+            return pos + self.config.pad_token_id + 1 if self.config.position_offset else pos
         if self.config.position_offset:
             pad = self.config.pad_token_id
             mask = (input_ids != pad).int()
@@ -82,9 +103,9 @@ class Embeddings(nn.Module):
         return torch.arange(T, device=input_ids.device).unsqueeze(0).expand(B, T)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+                position_ids: torch.Tensor | None = None, document_ids: torch.Tensor | None = None) -> torch.Tensor:
         if position_ids is None:
-            position_ids = self.position_ids(input_ids)
+            position_ids = self.position_ids(input_ids, document_ids)
         x = self.word(input_ids) + self.position(position_ids)  # (B, T, E)
         if self.token_type is not None:
             if token_type_ids is None:
@@ -108,15 +129,52 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(h, h)
         self.dropout_p = config.attention_probs_dropout_prob
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, is_causal: bool) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: "torch.Tensor | BlockMask | None", is_causal: bool) -> torch.Tensor:
         B, T, H = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, T, head_dim)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout_p if self.training else 0.0,
-            is_causal=is_causal and mask is None,
-        )  # (B, heads, T, head_dim)
+        if mask is not None and not isinstance(mask, torch.Tensor):  # a FlexAttention block mask
+            y = _flex_attention()(q, k, v, block_mask=mask)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.dropout_p if self.training else 0.0,
+                is_causal=is_causal and mask is None,
+            )  # (B, heads, T, head_dim)
         return self.out(y.transpose(1, 2).reshape(B, T, H))
+
+
+_FLEX = None
+
+
+def _flex_attention():
+    """FlexAttention, compiled once per process (its uncompiled form is a slow reference)."""
+    global _FLEX
+    if _FLEX is None:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        _FLEX = torch.compile(flex_attention, dynamic=False)
+    return _FLEX
+
+
+def flex_available() -> bool:
+    try:
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention  # noqa: F401
+    except ImportError:  # PyTorch < 2.5
+        return False
+    return True
+
+
+def document_block_mask(document_ids: torch.Tensor, causal: bool):
+    """FlexAttention block mask: attend within the same document (and to the past, if causal)."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    B, T = document_ids.shape
+
+    def same_document(b, h, q, kv):
+        keep = document_ids[b, q] == document_ids[b, kv]
+        return keep & (q >= kv) if causal else keep
+
+    return create_block_mask(same_document, B, None, T, T, device=document_ids.device)
 
 
 class FeedForward(nn.Module):
@@ -142,7 +200,7 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, is_causal: bool) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: "torch.Tensor | BlockMask | None", is_causal: bool) -> torch.Tensor:
         if self.pre_norm:
             x = x + self.dropout(self.attn(self.norm1(x), mask, is_causal))
             return x + self.dropout(self.ffn(self.norm2(x)))
@@ -177,6 +235,9 @@ class TransformerEncoder(nn.Module):
         self.gradient_checkpointing = False
         # Validating ids costs a device sync; the trainer turns it off once data is known good.
         self.check_inputs = True
+        # Document masks as FlexAttention block masks (GPU, no attention dropout) instead of SDPA masks;
+        # off: slower than SDPA at BERT's lengths on an H100 (see the module docstring).
+        self.flex_attention = False
         self.apply(lambda m: init_weights(m, config.initializer_range))
         if add_pooler:
             self.add_pooler()
@@ -227,8 +288,21 @@ class TransformerEncoder(nn.Module):
                     + ("; RoBERTa models take no segment ids (pass token_type_ids=None)" if c.type_vocab_size == 1 else "")
                 )
 
-    def attention_mask(self, attention_mask: torch.Tensor | None, T: int) -> torch.Tensor | None:
-        """Boolean SDPA mask, True = attend: (B, 1, 1, T) for padding, (B, 1, T, T) with causality."""
+    def attention_mask(self, attention_mask: torch.Tensor | None, T: int,
+                       document_ids: torch.Tensor | None = None) -> "torch.Tensor | BlockMask | None":
+        """Boolean SDPA mask, True = attend: (B, 1, 1, T) for padding, (B, 1, T, T) with causality or
+        documents; a FlexAttention block mask for documents where ``self.flex_attention`` allows it."""
+        if document_ids is not None:
+            dropout = self.training and self.config.attention_probs_dropout_prob > 0
+            if self.flex_attention and document_ids.is_cuda and attention_mask is None and not dropout \
+                    and flex_available():
+                return document_block_mask(document_ids, self.config.causal)
+            mask = (document_ids[:, None, :, None] == document_ids[:, None, None, :])  # (B, 1, T, T)
+            if attention_mask is not None:
+                mask = mask & attention_mask.bool()[:, None, None, :]
+            if self.config.causal:
+                mask = mask & torch.ones(T, T, dtype=torch.bool, device=mask.device).tril()
+            return mask | ~mask.any(dim=-1, keepdim=True)
         if attention_mask is None:
             return None  # no padding: the fast path (is_causal for causal models)
         keep = attention_mask.bool()
@@ -244,13 +318,16 @@ class TransformerEncoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
-                output_hidden_states: bool = False) -> EncoderOutput:
+                output_hidden_states: bool = False, document_ids: torch.Tensor | None = None) -> EncoderOutput:
         self._validate(input_ids, token_type_ids)
         T = input_ids.shape[1]
-        x = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T, E)
+        if document_ids is not None and document_ids.shape != input_ids.shape:
+            raise UsageError(f"document_ids must have the shape of input_ids {tuple(input_ids.shape)}, "
+                             f"got {tuple(document_ids.shape)}")
+        x = self.embeddings(input_ids, token_type_ids, position_ids, document_ids)  # (B, T, E)
         if self.embed_proj is not None:
             x = self.embed_proj(x)  # (B, T, H)
-        mask = self.attention_mask(attention_mask, T)
+        mask = self.attention_mask(attention_mask, T, document_ids)
         causal = self.config.causal
         hidden: list[torch.Tensor] = [x] if output_hidden_states else []
         for i in range(self.config.num_hidden_layers):
