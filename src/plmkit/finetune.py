@@ -54,6 +54,7 @@ from .data.tasks import generic as generic_tasks
 from .data.tasks import glue, korean, squad, swag, tagging
 from .errors import CheckpointError, DataError, PlmkitError, UsageError
 from .evaluation import metrics as M
+from .training.distributed import choose_device
 
 # --------------------------------------------------------------------------- task registry
 
@@ -957,7 +958,7 @@ class WordFeaturizer:
             cache = cfg.elmo_cache if cfg.elmo_cache is not None else need <= ELMO_CACHE_MAX_BYTES
             _log(f"ELMo: {'caching' if cache else 'not caching'} the frozen biLM's layer states of {words:,} words "
                  f"({need / 2**20:,.0f} MiB){'' if cache else '; the biLM runs in every training step'}")
-        return cls(spec, vocab, labels, elmo, cache=cache, device=_device(cfg.device))
+        return cls(spec, vocab, labels, elmo, cache=cache, device=choose_device(cfg.device))
 
     @property
     def vocab_hash(self) -> str:
@@ -1137,7 +1138,7 @@ def evaluate(task: str, model_dir: str | Path, eval_files: Sequence[str], option
              ) -> dict[str, Any]:
     """Score a fine-tuned model folder on labelled files (metric names prefixed by file when several)."""
     model, tokenizer, spec, labels, opts = load_finetuned(task, model_dir, options, explicit)
-    model.to(_device(device))
+    model.to(choose_device(device))
     feat, pad_id = _loaded_featurizer(model, tokenizer, spec, labels, opts)
     out: dict[str, Any] = {}
     reports = []
@@ -1203,7 +1204,7 @@ def predict(task: str, model_dir: str | Path, input_file: str | Path, out_file: 
         if path.exists() and not overwrite and (path == out or get_task(task).family == "squad"):
             raise UsageError(f"{path} already exists; choose another --out (plmkit never overwrites files)")
     model, tokenizer, spec, labels, opts = load_finetuned(task, model_dir, options, explicit)
-    model.to(_device(device))
+    model.to(choose_device(device))
     feat, pad_id = _loaded_featurizer(model, tokenizer, spec, labels, opts)
     if spec.name == "conll-ner" and Path(input_file).suffix == ".txt":  # plain sentences, one per line
         ex, rep = tagging.read_plain_sentences(input_file)
@@ -1246,12 +1247,6 @@ def _write_predictions(spec: TaskSpec, examples: Sequence, scored: Scored, out: 
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _device(name: str) -> torch.device:
-    from .training.distributed import choose_device
-
-    return choose_device(name)
 
 
 __all__ = ["TaskSpec", "TASKS", "get_task", "TaskOptions", "FinetuneConfig", "finetune", "evaluate",

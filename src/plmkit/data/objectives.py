@@ -728,7 +728,8 @@ class PretrainingStream:
         """Fill ids[:, first:first+W] (and word_starts) with rows of the document stream: the documents
         joined by a separator, cut into rows of W = ``self._width`` tokens. ``doc_ids`` (if given) gets
         the number of the document each token belongs to within its row (0, 1, …; a separator belongs
-        to the document it ends; the columns before ``first`` and after the row to the first and last)."""
+        to the document it ends; the columns before ``first`` and after the row to the first and last;
+        ``doc_ids`` must come zero-filled)."""
         w = self._width
         sep = self.sep_id if self.config.packing == "full-sentences" else self.eos_id
         begin = np.asarray(rows, dtype=np.int64) * w
@@ -756,8 +757,7 @@ class PretrainingStream:
                     col += 1
                     s += 1
                     i += 1
-            if doc_ids is not None:
-                doc_ids[b, :first] = 0
+            if doc_ids is not None:  # (the columns before `first` are already 0)
                 doc_ids[b, col:] = doc_ids[b, col - 1]
         if pieces:
             arr = np.asarray(pieces, dtype=np.int64)
