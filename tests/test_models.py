@@ -227,6 +227,59 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         assert torch.allclose(p.grad, q.grad, atol=1e-6), n
 
 
+@pytest.mark.parametrize("preset", ["bert-tiny", "roberta-tiny", "albert-tiny", "gpt-tiny"])
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_classifier_last_layer_only_at_the_read_position_is_exact(preset, checkpointing):
+    """A sequence classifier reads one position per row ([CLS], <s>, GPT-2's last non-pad token): its last
+    layer computes only that row. Logits, loss and every gradient equal those of the full last layer
+    (output_hidden_states=True runs every position), with padding and a causal model included."""
+    torch.manual_seed(0)
+    config = model_config_from_preset(preset, {"vocab_size": 99, "num_labels": 3, "hidden_dropout_prob": 0.0,
+                                               "attention_probs_dropout_prob": 0.0, "classifier_dropout": 0.0,
+                                               "pad_token_id": 1})
+    model = PlmModel(config, task="sequence-classification")
+    if checkpointing:
+        model.gradient_checkpointing_enable()
+    ids = torch.randint(5, 99, (3, 11))
+    mask = torch.ones_like(ids)
+    ids[1, 7:], mask[1, 7:] = 1, 0  # padded rows: GPT-2 reads position 6 there
+    ids[2, 4:], mask[2, 4:] = 1, 0
+    labels = torch.tensor([0, 2, 1])
+    grads = []
+    for full in (True, False):
+        model.zero_grad()
+        out = model(ids, attention_mask=mask, labels=labels, output_hidden_states=full)
+        out.loss.backward()
+        grads.append((out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()
+                                            if p.grad is not None}))
+        if not full:
+            assert out.last_hidden_state.shape == (3, 1, config.hidden_size)  # the row the head read, alone
+    (full_logits, full_grads), (row_logits, row_grads) = grads
+    torch.testing.assert_close(row_logits, full_logits, atol=1e-5, rtol=1e-4)
+    assert full_grads.keys() == row_grads.keys()
+    for n in full_grads:
+        torch.testing.assert_close(row_grads[n], full_grads[n], atol=1e-5, rtol=1e-4, msg=n)
+    # and the saving is real: the last layer's feed-forward sees B x 1 rows, not B x T
+    seen = []
+    hook = model.body.layer(config.num_hidden_layers - 1).ffn.fc1.register_forward_hook(
+        lambda m, i, o: seen.append(tuple(i[0].shape)))
+    model(ids, attention_mask=mask)
+    hook.remove()
+    assert seen[-1] == (3, 1, config.hidden_size)
+
+
+def test_multiple_choice_reads_only_the_first_rows_and_matches_the_full_encoder():
+    torch.manual_seed(0)
+    config = model_config_from_preset("bert-tiny", {"vocab_size": 99, "hidden_dropout_prob": 0.0,
+                                                    "attention_probs_dropout_prob": 0.0})
+    model = PlmModel(config, task="multiple-choice").eval()
+    ids = torch.randint(5, 99, (2, 4, 9))
+    with torch.no_grad():
+        rows = model(ids).logits
+        full = model(ids, output_hidden_states=True).logits
+    torch.testing.assert_close(rows, full, atol=1e-5, rtol=1e-4)
+
+
 # --------------------------------------------------------------------------- configs & presets
 def test_preset_with_conflicting_size_is_an_error():
     with pytest.raises(ConfigError, match="hidden_size"):

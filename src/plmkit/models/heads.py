@@ -132,8 +132,20 @@ class SequenceClassificationHead(Head):
         self.out = nn.Linear(h, config.num_labels, bias=self.style != "last-token")
         self.reset_parameters(config)
 
+    def read_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, 1): the one position per row this head reads — the first token, or GPT-2's last non-pad."""
+        B, T = input_ids.shape
+        if self.style != "last-token":
+            return torch.zeros(B, 1, dtype=torch.long, device=input_ids.device)
+        pad = self.config.pad_token_id
+        if pad is None:
+            return torch.full((B, 1), T - 1, dtype=torch.long, device=input_ids.device)
+        idx = torch.arange(T, device=input_ids.device)
+        return (idx * (input_ids != pad)).argmax(-1, keepdim=True)  # (B, 1)
+
     def forward(self, hidden: torch.Tensor, pooled: torch.Tensor | None, input_ids: torch.Tensor,
-                labels: torch.Tensor | None = None):
+                labels: torch.Tensor | None = None, at_rows: bool = False):
+        """``at_rows``: ``hidden`` is (B, 1, H), already the row :meth:`read_positions` names."""
         if self.style == "pooled":
             logits = self.out(self.dropout(pooled))
         elif self.style == "first-token":
@@ -141,14 +153,9 @@ class SequenceClassificationHead(Head):
             x = self.dropout(torch.tanh(self.dense(x)))
             logits = self.out(x)
         else:
-            pad = self.config.pad_token_id
-            B, T = input_ids.shape
-            if pad is None:
-                last = torch.full((B,), T - 1, device=input_ids.device)
-            else:
-                idx = torch.arange(T, device=input_ids.device)
-                last = (idx * (input_ids != pad)).argmax(-1)  # (B,)
-            logits = self.out(hidden[torch.arange(B, device=hidden.device), last])
+            last = torch.zeros(hidden.shape[0], dtype=torch.long, device=hidden.device) if at_rows \
+                else self.read_positions(input_ids)[:, 0]
+            logits = self.out(hidden[torch.arange(hidden.shape[0], device=hidden.device), last])
         loss = sequence_loss(logits, labels, self.config) if labels is not None else None
         return logits, loss
 
@@ -186,6 +193,10 @@ class ChoiceHead(Head):
         self.dropout = nn.Dropout(classifier_dropout(config))
         self.out = nn.Linear(config.hidden_size, 1)
         self.reset_parameters(config)
+
+    def read_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, 1): the pooled [CLS] position of every (flattened) choice."""
+        return torch.zeros(input_ids.shape[0], 1, dtype=torch.long, device=input_ids.device)
 
     def forward(self, pooled: torch.Tensor, num_choices: int, labels: torch.Tensor | None = None):
         logits = self.out(self.dropout(pooled)).view(-1, num_choices)  # (B, C)

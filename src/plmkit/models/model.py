@@ -171,9 +171,14 @@ class PlmModel(nn.Module):
             input_ids, attention_mask, token_type_ids, position_ids = map(
                 flat, (input_ids, attention_mask, token_type_ids, position_ids))
 
+        # A classifier or multiple-choice head reads one position per row: the last layer computes only
+        # that row (same numbers; the head then finds it at index 0), and last_hidden_state holds it alone.
+        rows = None
+        if len(heads) == 1 and heads[0] in ("classifier", "choice") and not output_hidden_states:
+            rows = self.heads[heads[0]].read_positions(input_ids)  # (B, 1)
         enc = self.body(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
-                        document_ids=document_ids)
-        h = enc.last_hidden_state  # (B, T, H)
+                        document_ids=document_ids, output_positions=rows)
+        h = enc.last_hidden_state  # (B, T, H), or (B, 1, H) at ``rows``
         needs_pool = any(getattr(self.heads[k], "uses_pooler", False) for k in heads)
         pooled = self.body.pool(h) if (needs_pool or (not heads and self.body.pooler is not None)) else None
         out = ModelOutput(last_hidden_state=h, pooler_output=pooled, hidden_states=enc.hidden_states)
@@ -196,7 +201,7 @@ class PlmModel(nn.Module):
                 out.logits, loss = head(h, decoder, labels)
                 losses.append(loss)
             elif kind == "classifier":
-                out.logits, loss = head(h, pooled, input_ids, labels)
+                out.logits, loss = head(h, pooled, input_ids, labels, at_rows=rows is not None)
                 losses.append(loss)
             elif kind == "qa":
                 out.start_logits, out.end_logits, loss = head(h, start_positions, end_positions)

@@ -23,6 +23,12 @@ only when no attention dropout is active): on an H100, BERT-base at 32 × 512 wi
 row, it was slower than the SDPA mask (61.1 vs 46.6 ms per training step; BENCHMARKS.md), so it is
 not the default.
 
+Output rows (``output_positions``): a head that reads one position per row — a sequence classifier's
+[CLS] / ``<s>`` / GPT-2 last token, a multiple-choice head's [CLS] — needs the last layer only there.
+That layer then projects its keys and values for every position but its queries, attention output and
+feed-forward for those rows alone: the same numbers as the full layer's rows, and ~10/12 of one
+layer's matmul FLOPs per token skipped (1/6 of MiniLM's encoder; 1/12 of BERT-base's).
+
 This module does no I/O and knows nothing of tasks, files or the trainer.
 """
 
@@ -129,8 +135,19 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(h, h)
         self.dropout_p = config.attention_probs_dropout_prob
 
-    def forward(self, x: torch.Tensor, mask: "torch.Tensor | BlockMask | None", is_causal: bool) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: "torch.Tensor | BlockMask | None", is_causal: bool,
+                queries: torch.Tensor | None = None) -> torch.Tensor:
+        """``queries`` (B, k, H): attend from these rows only (keys and values from all of ``x``)."""
         B, T, H = x.shape
+        if queries is not None:
+            k_rows = queries.shape[1]
+            q = F.linear(queries, self.qkv.weight[:H], self.qkv.bias[:H])
+            q = q.view(B, k_rows, self.n_heads, self.head_dim).transpose(1, 2)  # (B, heads, k, head_dim)
+            kv = F.linear(x, self.qkv.weight[H:], self.qkv.bias[H:]).view(B, T, 2, self.n_heads, self.head_dim)
+            k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                               dropout_p=self.dropout_p if self.training else 0.0)
+            return self.out(y.transpose(1, 2).reshape(B, k_rows, H))
         qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, T, head_dim)
         if mask is not None and not isinstance(mask, torch.Tensor):  # a FlexAttention block mask
@@ -200,12 +217,37 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, x: torch.Tensor, mask: "torch.Tensor | BlockMask | None", is_causal: bool) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: "torch.Tensor | BlockMask | None", is_causal: bool,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``rows`` (B, k): compute the output at these positions only, (B, k, H) — keys and values still
+        come from every position, so the result equals those rows of the full output; ``mask`` must then
+        be the rows' own mask (see :func:`rows_mask`)."""
+        if rows is None:
+            if self.pre_norm:
+                x = x + self.dropout(self.attn(self.norm1(x), mask, is_causal))
+                return x + self.dropout(self.ffn(self.norm2(x)))
+            x = self.norm1(x + self.dropout(self.attn(x, mask, is_causal)))
+            return self.norm2(x + self.dropout(self.ffn(x)))
+        idx = rows[:, :, None].expand(-1, -1, x.shape[-1])
         if self.pre_norm:
-            x = x + self.dropout(self.attn(self.norm1(x), mask, is_causal))
+            n = self.norm1(x)
+            x = x.gather(1, idx) + self.dropout(self.attn(n, mask, False, queries=n.gather(1, idx)))
             return x + self.dropout(self.ffn(self.norm2(x)))
-        x = self.norm1(x + self.dropout(self.attn(x, mask, is_causal)))
+        xr = x.gather(1, idx)
+        x = self.norm1(xr + self.dropout(self.attn(x, mask, False, queries=xr)))
         return self.norm2(x + self.dropout(self.ffn(x)))
+
+
+def rows_mask(mask: torch.Tensor | None, rows: torch.Tensor, T: int, causal: bool) -> torch.Tensor | None:
+    """The attention mask of the query rows ``rows`` (B, k), from the full (B, 1, 1|T, T) mask."""
+    if mask is None:
+        if not causal:
+            return None
+        keys = torch.arange(T, device=rows.device)
+        return keys[None, None, None, :] <= rows[:, None, :, None]  # (B, 1, k, T)
+    if mask.shape[-2] == 1:
+        return mask  # padding only: the same for every query
+    return mask.gather(2, rows[:, None, :, None].expand(-1, 1, -1, T))  # (B, 1, k, T)
 
 
 @dataclass
@@ -318,7 +360,12 @@ class TransformerEncoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
-                output_hidden_states: bool = False, document_ids: torch.Tensor | None = None) -> EncoderOutput:
+                output_hidden_states: bool = False, document_ids: torch.Tensor | None = None,
+                output_positions: torch.Tensor | None = None) -> EncoderOutput:
+        """``output_positions`` (B, k): return the last layer at these positions only, (B, k, H) — what a
+        head that reads only the [CLS] (or last) token needs. The last layer then computes its queries,
+        attention output and feed-forward for those rows alone (its keys and values still see every
+        position): the same numbers as the full output's rows, one layer's FLOPs less per token."""
         self._validate(input_ids, token_type_ids)
         T = input_ids.shape[1]
         if document_ids is not None and document_ids.shape != input_ids.shape:
@@ -330,18 +377,26 @@ class TransformerEncoder(nn.Module):
         mask = self.attention_mask(attention_mask, T, document_ids)
         causal = self.config.causal
         hidden: list[torch.Tensor] = [x] if output_hidden_states else []
-        for i in range(self.config.num_hidden_layers):
+        # Every layer is needed for the hidden states, and FlexAttention block masks have no row form.
+        rows = output_positions if (output_positions is not None and not output_hidden_states
+                                    and (mask is None or isinstance(mask, torch.Tensor))) else None
+        n_layers = self.config.num_hidden_layers
+        for i in range(n_layers):
             block = self.layer(i)
+            last_rows = rows if i == n_layers - 1 else None
+            layer_mask = mask if last_rows is None else rows_mask(mask, last_rows, T, causal)
             if self.gradient_checkpointing and self.training:
-                x = checkpoint(block, x, mask, causal, use_reentrant=False)
+                x = checkpoint(block, x, layer_mask, causal, last_rows, use_reentrant=False)
             else:
-                x = block(x, mask, causal)
+                x = block(x, layer_mask, causal, last_rows)
             if output_hidden_states:
                 hidden.append(x)
         if self.final_norm is not None:
             x = self.final_norm(x)
             if output_hidden_states:
                 hidden[-1] = x  # GPT-2 reports the last layer after ln_f
+        if output_positions is not None and (rows is None or n_layers == 0):
+            x = x.gather(1, output_positions[:, :, None].expand(-1, -1, x.shape[-1]))
         return EncoderOutput(last_hidden_state=x, hidden_states=tuple(hidden) if output_hidden_states else None)
 
     def num_parameters(self) -> int:
