@@ -52,9 +52,9 @@ TASKS = {
     "stsb": ("glue/STS-B/train.tsv", None, None, 128, 3, 5e-5, 32),
     "cola": ("glue/CoLA/train.tsv", None, None, 64, 3, 5e-5, 32),
     "sst2": ("glue/SST-2/train.tsv", None, 8000, 64, 3, 5e-5, 32),
-    "squad": ("squad/squad-v1.1-dev-part-a.json", None, None, 384, 1, 5e-5, 16),
+    "squad": ("squad/squad-v1.1-dev-part-a.json", None, 1500, 384, 1, 5e-5, 16),
     "conll-ner": ("conll2003/eng.train", "conll2003/eng.testa", None, 128, 3, 5e-5, 32),
-    "nsmc": ("korean/nsmc/ratings-part-a.txt", None, None, 128, 1, 5e-5, 32),
+    "nsmc": ("korean/nsmc/ratings-part-a.txt", None, 8000, 128, 1, 5e-5, 32),
     "kornli": ("korean/kornli/xnli.dev.ko.tsv", None, None, 128, 3, 5e-5, 32),
 }
 EVAL_SPLIT = {"squad": 0.25}  # by article

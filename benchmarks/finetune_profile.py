@@ -7,6 +7,12 @@ same fused AdamW, clipping and fp32. ``torch.profiler`` records 3 training steps
 
     PLMKIT_DATA=../shared/data python benchmarks/finetune_profile.py --task sst2 --threads 2
     PLMKIT_DATA=../shared/data python benchmarks/finetune_profile.py --task mrpc --max-length 128 --threads 2
+
+``--time N`` times instead: N training steps of each, interleaved (median seconds per step) —
+transformers, plmkit, and plmkit with the full last layer (``output_hidden_states=True``, which runs
+every position) to measure what computing only the [CLS] row saves:
+
+    PLMKIT_DATA=../shared/data python benchmarks/finetune_profile.py --task mrpc --batch-index 40 --time 20 --threads 2
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import statistics
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -42,6 +50,8 @@ def main() -> None:
     ap.add_argument("--batch-index", type=int, default=0, help="which of the epoch's batches to profile")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--time", type=int, default=0, metavar="N",
+                    help="time N interleaved steps of each instead of profiling")
     args = ap.parse_args()
     if not args.data:
         raise SystemExit("--data or PLMKIT_DATA: the shared data folder (it holds glue/<TASK>/train.tsv)")
@@ -79,9 +89,35 @@ def main() -> None:
     rows, length = batch["input_ids"].shape
     label = f"MiniLM, {args.task}, one batch of {rows} × {length} tokens, threads {torch.get_num_threads()}"
     print(f"torch {torch.__version__}; {label}")
+    if args.time:
+        time_steps(args.time, label, [
+            ("transformers", make_step(peer, lambda m, b: m(**b).loss, False), peer_batch),
+            ("plmkit", make_step(ours, lambda m, b: m(**b).loss, False), batch),
+            ("plmkit, full last layer", make_step(ours, lambda m, b: m(**b, output_hidden_states=True).loss, False),
+             batch)])
+        return
     profile_step("transformers", make_step(peer, lambda m, b: m(**b).loss, False), peer_batch, args.top,
                  label=label)
     profile_step("plmkit", make_step(ours, lambda m, b: m(**b).loss, False), batch, args.top, label=label)
+
+
+def time_steps(n: int, label: str, runs: list) -> None:
+    """2 warm-up steps each, then ``n`` rounds of one step of each in turn; median seconds per step."""
+    for _name, step, batch in runs:
+        for _ in range(2):
+            step(batch)
+    times: dict[str, list[float]] = {name: [] for name, _s, _b in runs}
+    for _ in range(n):
+        for name, step, batch in runs:
+            t0 = time.perf_counter()
+            step(batch)
+            times[name].append(time.perf_counter() - t0)
+    base = statistics.median(times[runs[0][0]])
+    print(f"{label}; {n} steps each, interleaved, median")
+    print("| run | s/step | vs " + runs[0][0] + " |\n|---|---:|---:|")
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        print(f"| {name} | {med:.4f} | {base / med:.2f}× |")
 
 
 if __name__ == "__main__":
