@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
 
@@ -21,6 +22,9 @@ import plmkit
 import plmkit.models.transformer as tr
 from plmkit.config import model_config_from_preset
 from plmkit.training.optim import build_optimizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pretrain_throughput import interleaved_seconds  # noqa: E402
 
 
 def documents(B: int, T: int, lo: int, hi: int, g: torch.Generator) -> torch.Tensor:
@@ -91,18 +95,12 @@ def main() -> None:
                 ("document mask, SDPA boolean mask", {"document_ids": doc}, False)]
     if flex_here:
         variants.append(("document mask, FlexAttention", {"document_ids": doc}, True))
-    times: dict[str, list[float]] = {name: [] for name, _, _ in variants}
-    for i in range(args.warmup + args.steps):
-        for name, kwargs, flex in variants:  # interleaved
-            set_flex(flex)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            step(kwargs)
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-            if i >= args.warmup:
-                times[name].append(time.perf_counter() - t0)
+    def run(kwargs, flex):
+        set_flex(flex)
+        step(kwargs)
+
+    times = interleaved_seconds({name: (lambda kw=kwargs, fl=flex: run(kw, fl)) for name, kwargs, flex in variants},
+                                args.steps, args.warmup, dev)
     set_flex(False)
     base = statistics.median(times[variants[0][0]])
     print("| variant | step (ms) | tokens/s | vs no mask |\n|---|---:|---:|---:|")

@@ -23,7 +23,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -35,7 +34,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import plmkit  # noqa: E402
 from finetune_glue import TASKS, minilm_dir  # noqa: E402
-from pretrain_throughput import make_step, profile_step  # noqa: E402
+from pretrain_throughput import interleaved_seconds, make_step, profile_step  # noqa: E402
 from plmkit.finetune import FeatureBatches, FinetuneConfig, TaskOptions, get_task, pad_id_for, prepare_data  # noqa: E402
 from plmkit.models import from_pretrained  # noqa: E402
 
@@ -103,15 +102,8 @@ def main() -> None:
 
 def time_steps(n: int, label: str, runs: list) -> None:
     """2 warm-up steps each, then ``n`` rounds of one step of each in turn; median seconds per step."""
-    for _name, step, batch in runs:
-        for _ in range(2):
-            step(batch)
-    times: dict[str, list[float]] = {name: [] for name, _s, _b in runs}
-    for _ in range(n):
-        for name, step, batch in runs:
-            t0 = time.perf_counter()
-            step(batch)
-            times[name].append(time.perf_counter() - t0)
+    times = interleaved_seconds({name: (lambda step=step, batch=batch: step(batch)) for name, step, batch in runs},
+                                steps=n, warmup=2)
     base = statistics.median(times[runs[0][0]])
     print(f"{label}; {n} steps each, interleaved, median")
     print("| run | s/step | vs " + runs[0][0] + " |\n|---|---:|---:|")

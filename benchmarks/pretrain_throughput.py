@@ -112,6 +112,22 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def interleaved_seconds(runs: dict, steps: int, warmup: int,
+                        device: torch.device = torch.device("cpu")) -> dict[str, list[float]]:
+    """``runs``: name → callable doing one step. ``warmup`` + ``steps`` rounds of one step of each in
+    turn (so drifting machine load hits every run alike); the seconds of the timed steps per name."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for i in range(warmup + steps):
+        for name, fn in runs.items():
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return times
+
+
 def model_flops_per_step(config, batch: int, length: int) -> float:
     """6·N·tokens (N = non-embedding parameters, each used once per token) + attention score/value FLOPs.
 
@@ -149,16 +165,8 @@ def bench(preset: str, batch: int, length: int, steps: int, warmup: int, bf16: b
         ours = torch.compile(ours)
     step_ours = make_step(ours, ours_loss, bf16, device)
     step_peer = make_step(peer, peer_loss, bf16, device)
-    times = {"plmkit": [], "transformers": []}
-    for i in range(warmup + steps):
-        for name, fn in (("plmkit", step_ours), ("transformers", step_peer)):
-            sync(device)
-            t0 = time.perf_counter()
-            fn(data)
-            sync(device)
-            dt = time.perf_counter() - t0
-            if i >= warmup:
-                times[name].append(dt)
+    times = interleaved_seconds({"plmkit": lambda: step_ours(data), "transformers": lambda: step_peer(data)},
+                                steps, warmup, device)
     tokens = batch * length
     med = {k: statistics.median(v) for k, v in times.items()}
     extra = {}

@@ -144,8 +144,8 @@ class SequenceClassificationHead(Head):
         return (idx * (input_ids != pad)).argmax(-1, keepdim=True)  # (B, 1)
 
     def forward(self, hidden: torch.Tensor, pooled: torch.Tensor | None, input_ids: torch.Tensor,
-                labels: torch.Tensor | None = None, at_rows: bool = False):
-        """``at_rows``: ``hidden`` is (B, 1, H), already the row :meth:`read_positions` names."""
+                labels: torch.Tensor | None = None):
+        """``hidden``: (B, T, H), or (B, 1, H) when the encoder computed only :meth:`read_positions`'s row."""
         if self.style == "pooled":
             logits = self.out(self.dropout(pooled))
         elif self.style == "first-token":
@@ -153,9 +153,9 @@ class SequenceClassificationHead(Head):
             x = self.dropout(torch.tanh(self.dense(x)))
             logits = self.out(x)
         else:
-            last = torch.zeros(hidden.shape[0], dtype=torch.long, device=hidden.device) if at_rows \
-                else self.read_positions(input_ids)[:, 0]
-            logits = self.out(hidden[torch.arange(hidden.shape[0], device=hidden.device), last])
+            if hidden.shape[1] > 1:  # every position: pick the one this head reads
+                hidden = hidden.gather(1, self.read_positions(input_ids)[:, :, None].expand(-1, -1, hidden.shape[-1]))
+            logits = self.out(hidden[:, 0])
         loss = sequence_loss(logits, labels, self.config) if labels is not None else None
         return logits, loss
 

@@ -201,7 +201,7 @@ class PlmModel(nn.Module):
                 out.logits, loss = head(h, decoder, labels)
                 losses.append(loss)
             elif kind == "classifier":
-                out.logits, loss = head(h, pooled, input_ids, labels, at_rows=rows is not None)
+                out.logits, loss = head(h, pooled, input_ids, labels)
                 losses.append(loss)
             elif kind == "qa":
                 out.start_logits, out.end_logits, loss = head(h, start_positions, end_positions)

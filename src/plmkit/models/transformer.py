@@ -137,27 +137,26 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: "torch.Tensor | BlockMask | None", is_causal: bool,
                 queries: torch.Tensor | None = None) -> torch.Tensor:
-        """``queries`` (B, k, H): attend from these rows only (keys and values from all of ``x``)."""
+        """``queries`` (B, k, H): attend from these rows only (keys and values from all of ``x``; ``mask``
+        is then the rows' own mask, which carries any causality)."""
         B, T, H = x.shape
-        if queries is not None:
-            k_rows = queries.shape[1]
+        if queries is None:
+            qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, T, head_dim)
+        else:
             q = F.linear(queries, self.qkv.weight[:H], self.qkv.bias[:H])
-            q = q.view(B, k_rows, self.n_heads, self.head_dim).transpose(1, 2)  # (B, heads, k, head_dim)
+            q = q.view(B, -1, self.n_heads, self.head_dim).transpose(1, 2)  # (B, heads, k, head_dim)
             kv = F.linear(x, self.qkv.weight[H:], self.qkv.bias[H:]).view(B, T, 2, self.n_heads, self.head_dim)
             k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                               dropout_p=self.dropout_p if self.training else 0.0)
-            return self.out(y.transpose(1, 2).reshape(B, k_rows, H))
-        qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, T, head_dim)
+            is_causal = False
         if mask is not None and not isinstance(mask, torch.Tensor):  # a FlexAttention block mask
             y = _flex_attention()(q, k, v, block_mask=mask)
         else:
             y = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, dropout_p=self.dropout_p if self.training else 0.0,
                 is_causal=is_causal and mask is None,
-            )  # (B, heads, T, head_dim)
-        return self.out(y.transpose(1, 2).reshape(B, T, H))
+            )  # (B, heads, T or k, head_dim)
+        return self.out(y.transpose(1, 2).reshape(B, q.shape[2], H))
 
 
 _FLEX = None
@@ -222,19 +221,15 @@ class Block(nn.Module):
         """``rows`` (B, k): compute the output at these positions only, (B, k, H) — keys and values still
         come from every position, so the result equals those rows of the full output; ``mask`` must then
         be the rows' own mask (see :func:`rows_mask`)."""
-        if rows is None:
-            if self.pre_norm:
-                x = x + self.dropout(self.attn(self.norm1(x), mask, is_causal))
-                return x + self.dropout(self.ffn(self.norm2(x)))
-            x = self.norm1(x + self.dropout(self.attn(x, mask, is_causal)))
-            return self.norm2(x + self.dropout(self.ffn(x)))
-        idx = rows[:, :, None].expand(-1, -1, x.shape[-1])
+        def pick(t: torch.Tensor) -> torch.Tensor:
+            return t if rows is None else t.gather(1, rows[:, :, None].expand(-1, -1, t.shape[-1]))
+
         if self.pre_norm:
             n = self.norm1(x)
-            x = x.gather(1, idx) + self.dropout(self.attn(n, mask, False, queries=n.gather(1, idx)))
+            x = pick(x) + self.dropout(self.attn(n, mask, is_causal, queries=None if rows is None else pick(n)))
             return x + self.dropout(self.ffn(self.norm2(x)))
-        xr = x.gather(1, idx)
-        x = self.norm1(xr + self.dropout(self.attn(x, mask, False, queries=xr)))
+        xr = pick(x)
+        x = self.norm1(xr + self.dropout(self.attn(x, mask, is_causal, queries=None if rows is None else xr)))
         return self.norm2(x + self.dropout(self.ffn(x)))
 
 
@@ -395,7 +390,7 @@ class TransformerEncoder(nn.Module):
             x = self.final_norm(x)
             if output_hidden_states:
                 hidden[-1] = x  # GPT-2 reports the last layer after ln_f
-        if output_positions is not None and (rows is None or n_layers == 0):
+        if output_positions is not None and rows is None:  # every position was computed: pick the rows
             x = x.gather(1, output_positions[:, :, None].expand(-1, -1, x.shape[-1]))
         return EncoderOutput(last_hidden_state=x, hidden_states=tuple(hidden) if output_hidden_states else None)
 
