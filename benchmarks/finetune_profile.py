@@ -1,4 +1,4 @@
-"""Where CPU fine-tuning time goes: MiniLM + a new classification head, plmkit against transformers.
+"""Where CPU fine-tuning time goes: MiniLM + a new task head, plmkit against transformers.
 
 Both tools get the same batches of real rows (plmkit's length-bucketed batches of the task's training
 file, padded per batch; the peer also gets the all-ones attention mask its collator would pass), the
@@ -9,8 +9,9 @@ same fused AdamW, clipping and fp32. ``torch.profiler`` records 3 training steps
     PLMKIT_DATA=../shared/data python benchmarks/finetune_profile.py --task mrpc --max-length 128 --threads 2
 
 ``--time N`` times instead: N training steps of each, interleaved (median seconds per step) —
-transformers, plmkit, and plmkit with the full last layer (``output_hidden_states=True``, which runs
-every position) to measure what computing only the [CLS] row saves:
+transformers, plmkit, and for sentence tasks plmkit with the full last layer (``output_hidden_states=True``,
+which runs every position) to measure what computing only the [CLS] row saves. Every task of
+``finetune_glue.py`` works (``--task squad --batch-size 16``, ``--task conll-ner``, ``--task nsmc``...):
 
     PLMKIT_DATA=../shared/data python benchmarks/finetune_profile.py --task mrpc --batch-index 40 --time 20 --threads 2
 """
@@ -33,7 +34,7 @@ warnings.filterwarnings("ignore")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import plmkit  # noqa: E402
-from finetune_glue import TASKS, minilm_dir  # noqa: E402
+from finetune_glue import HF_CLASS, TASKS, minilm_dir  # noqa: E402
 from pretrain_throughput import interleaved_seconds, make_step, profile_step  # noqa: E402
 from plmkit.finetune import FeatureBatches, FinetuneConfig, TaskOptions, get_task, pad_id_for, prepare_data  # noqa: E402
 from plmkit.models import from_pretrained  # noqa: E402
@@ -41,7 +42,7 @@ from plmkit.models import from_pretrained  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--task", default="sst2", choices=["sst2", "mrpc", "rte", "stsb", "cola"])
+    ap.add_argument("--task", default="sst2", choices=sorted(TASKS))
     ap.add_argument("--data", default=os.environ.get("PLMKIT_DATA"), help="the shared data folder (PLMKIT_DATA)")
     ap.add_argument("--model", default=None, help="model folder (default: the MiniLM checkpoint package)")
     ap.add_argument("--batch-size", type=int, default=32)
@@ -66,8 +67,13 @@ def main() -> None:
                              batch_size=args.batch_size, max_train=2000, progress=False, tensorboard=False,
                              options=TaskOptions(max_length=max_length))
         data = prepare_data(cfg, spec, tok, with_types=True)
-    kwargs = {"num_labels": 1, "problem_type": "regression"} if spec.regression else \
-        {"id2label": dict(enumerate(data.labels))}
+    if spec.family == "squad":
+        kwargs = hf_kwargs = {}
+    elif spec.regression:
+        kwargs = hf_kwargs = {"num_labels": 1, "problem_type": "regression"}
+    else:
+        kwargs = {"id2label": dict(enumerate(data.labels))}
+        hf_kwargs = {"num_labels": len(data.labels)}
     torch.manual_seed(1)
     ours = from_pretrained(str(model_dir), task=spec.model_task, **kwargs)
     pad = pad_id_for(tok, ours)
@@ -79,21 +85,20 @@ def main() -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
-    hf_kwargs = {"num_labels": 1, "problem_type": "regression"} if spec.regression else \
-        {"num_labels": len(data.labels)}
     torch.manual_seed(1)
-    peer = transformers.AutoModelForSequenceClassification.from_pretrained(
+    peer = getattr(transformers, HF_CLASS[spec.family]).from_pretrained(
         str(model_dir), attn_implementation="sdpa", **hf_kwargs)
     ours.train(), peer.train()
     rows, length = batch["input_ids"].shape
-    label = f"MiniLM, {args.task}, one batch of {rows} × {length} tokens, threads {torch.get_num_threads()}"
+    label = f"MiniLM + {HF_CLASS[spec.family].removeprefix('AutoModelFor')} head, {args.task}, one batch of {rows} × {length} tokens, threads {torch.get_num_threads()}"
     print(f"torch {torch.__version__}; {label}")
     if args.time:
-        time_steps(args.time, label, [
-            ("transformers", make_step(peer, lambda m, b: m(**b).loss, False), peer_batch),
-            ("plmkit", make_step(ours, lambda m, b: m(**b).loss, False), batch),
-            ("plmkit, full last layer", make_step(ours, lambda m, b: m(**b, output_hidden_states=True).loss, False),
-             batch)])
+        runs = [("transformers", make_step(peer, lambda m, b: m(**b).loss, False), peer_batch),
+                ("plmkit", make_step(ours, lambda m, b: m(**b).loss, False), batch)]
+        if spec.family == "sentence":  # the head that reads one row: what computing only that row saves
+            runs.append(("plmkit, full last layer",
+                         make_step(ours, lambda m, b: m(**b, output_hidden_states=True).loss, False), batch))
+        time_steps(args.time, label, runs)
         return
     profile_step("transformers", make_step(peer, lambda m, b: m(**b).loss, False), peer_batch, args.top,
                  label=label)

@@ -48,6 +48,7 @@ from torch import nn
 
 from ..config import get_preset
 from ..errors import CheckpointError, ConfigError, UsageError
+from .dropout import Dropout
 from .model import ModelOutput
 
 # torch's CPU LSTM with proj_size falls back from oneDNN to its own (correct) kernel and says so on
@@ -442,7 +443,7 @@ class ElmoModel(nn.Module):
             nn.LSTM(P, C, proj_size=P, batch_first=True) for _ in range(config.num_layers))
         self.backward_layers = nn.ModuleList(
             nn.LSTM(P, C, proj_size=P, batch_first=True) for _ in range(config.num_layers))
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.softmax = ElmoSoftmax(config, len(vocab))
 
     # ------------------------------------------------------------------ vocabulary
@@ -723,7 +724,7 @@ class Elmo(nn.Module):
             self.lm.eval()
         L = model.config.num_layers + 1
         self.mixes = nn.ModuleList(ScalarMix(L, layer_norm=layer_norm) for _ in range(num_output_representations))
-        self.dropout = nn.Dropout(dropout)  # allennlp's Elmo default 0.5
+        self.dropout = Dropout(dropout)  # allennlp's Elmo default 0.5
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs: Any) -> "Elmo":

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from .dropout import Dropout
 from .transformer import activation, init_weights
 
 IGNORE_INDEX = -100
@@ -83,7 +84,7 @@ class PairHead(Head):
 
     def __init__(self, config: ModelConfig, dropout: float = 0.0):
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.classifier = nn.Linear(config.hidden_size, 2)
         self.reset_parameters(config)
 
@@ -126,7 +127,7 @@ class SequenceClassificationHead(Head):
         self.config = config
         self.style = {"roberta": "first-token", "gpt2": "last-token"}.get(config.model_type, "pooled")
         self.uses_pooler = self.style == "pooled"
-        self.dropout = nn.Dropout(classifier_dropout(config))
+        self.dropout = Dropout(classifier_dropout(config))
         h = config.hidden_size
         self.dense = nn.Linear(h, h) if self.style == "first-token" else None
         self.out = nn.Linear(h, config.num_labels, bias=self.style != "last-token")
@@ -190,7 +191,7 @@ class ChoiceHead(Head):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.dropout = nn.Dropout(classifier_dropout(config))
+        self.dropout = Dropout(classifier_dropout(config))
         self.out = nn.Linear(config.hidden_size, 1)
         self.reset_parameters(config)
 
@@ -210,7 +211,7 @@ class TokenClassificationHead(Head):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.dropout = nn.Dropout(classifier_dropout(config))
+        self.dropout = Dropout(classifier_dropout(config))
         self.out = nn.Linear(config.hidden_size, config.num_labels)
         self.reset_parameters(config)
 

@@ -39,6 +39,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..errors import CheckpointError, ConfigError, UsageError
+from .dropout import Dropout
 from .elmo import Elmo, ElmoModel, batch_to_char_ids, load_elmo
 from .model import ModelOutput
 
@@ -204,7 +205,7 @@ class _BiLstmEncoder(nn.Module):
         in_dim = config.embedding_dim + (elmo.output_dim if elmo is not None else 0)
         self.lstm = nn.LSTM(in_dim, config.hidden_size, num_layers=config.num_layers, batch_first=True,
                             bidirectional=True, dropout=config.dropout if config.num_layers > 1 else 0.0)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
                char_ids: torch.Tensor | None, elmo_states: torch.Tensor | None = None

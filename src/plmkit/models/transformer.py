@@ -13,6 +13,9 @@ Follows Vaswani et al. (2017) as used by BERT (Devlin et al., 2019). The variant
 Attention is ``torch.nn.functional.scaled_dot_product_attention`` with boolean masks (True =
 attend). A query row with no key to attend to (a fully padded sequence, or left padding under a
 causal mask) attends uniformly to every key instead of producing NaN; its output is never used.
+Training with attention dropout on a CPU runs the same math as SDPA's CPU path there
+(:func:`~plmkit.models.dropout.attention_with_dropout`) with cheaper dropout masks; every dropout in
+the models is :class:`~plmkit.models.dropout.Dropout` (``nn.Dropout`` with that mask on CPUs).
 
 Document masking (``document_ids``, from ``data.document_mask``): a packed row that holds several
 documents attends only within each one, and position ids restart at every document, so each
@@ -45,6 +48,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..config import ModelConfig
 from ..errors import UsageError
+from .dropout import Dropout, attention_with_dropout
 
 if TYPE_CHECKING:
     from torch.nn.attention.flex_attention import BlockMask
@@ -89,7 +93,7 @@ class Embeddings(nn.Module):
         self.token_type = nn.Embedding(config.type_vocab_size, e) if config.type_vocab_size > 0 else None
         # Pre-LN models (GPT-2) normalise inside each block instead.
         self.norm = None if config.pre_norm else nn.LayerNorm(e, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def position_ids(self, input_ids: torch.Tensor, document_ids: torch.Tensor | None = None) -> torch.Tensor:
         """(B, T) position ids; RoBERTa-style offsets count only non-pad tokens; with ``document_ids``
@@ -151,6 +155,9 @@ class SelfAttention(nn.Module):
             is_causal = False
         if mask is not None and not isinstance(mask, torch.Tensor):  # a FlexAttention block mask
             y = _flex_attention()(q, k, v, block_mask=mask)
+        elif self.training and self.dropout_p > 0 and q.device.type == "cpu":
+            # SDPA's CPU path with dropout is this same math, but with bernoulli_ masks (3x the cost)
+            y = attention_with_dropout(q, k, v, mask, is_causal, self.dropout_p)
         else:
             y = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, dropout_p=self.dropout_p if self.training else 0.0,
@@ -214,7 +221,7 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.ffn = FeedForward(config)
         self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, mask: "torch.Tensor | BlockMask | None", is_causal: bool,
                 rows: torch.Tensor | None = None) -> torch.Tensor:
