@@ -171,8 +171,8 @@ def hf_run_model(model, feats: Features, family: str, batch_size: int, pad: int,
 # --------------------------------------------------------------------------- driver
 def task_config(task: str, data: Path, out: Path, args, seeds: list[int]) -> FinetuneConfig:
     train, ev, max_train, max_length, epochs, lr, bs = TASKS[task]
-    if args.max_train is not None:
-        max_train = args.max_train if max_train is None else min(max_train, args.max_train)
+    if args.max_train is not None:  # replaces the task's default cap (SQuAD 1,500 questions, SST-2 8,000...)
+        max_train = args.max_train
     return FinetuneConfig(
         task=task, model=str(args.model), train=str(data / train), out=str(out),
         eval=[str(data / ev)] if ev else [], epochs=args.epochs or epochs, lr=args.lr or lr,
@@ -189,7 +189,9 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=os.environ.get("PLMKIT_DATA"), help="the shared data folder (PLMKIT_DATA)")
     p.add_argument("--model", default=None, help="model folder (default: the MiniLM checkpoint package)")
     p.add_argument("--seeds", default="1,2,3")
-    p.add_argument("--max-train", type=int, default=None, help="cap on training examples (smoke runs)")
+    p.add_argument("--max-train", type=int, default=None,
+                   help="training examples to use, instead of the task's default cap (e.g. 64 for a smoke run, "
+                        "100000 for all of SQuAD's)")
     p.add_argument("--max-eval", type=int, default=None, help="cap on validation examples (smoke runs)")
     p.add_argument("--epochs", type=float, default=None, help="override every task's epochs")
     p.add_argument("--max-steps", type=int, default=None, help="override: stop after this many steps")
