@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from plmkit.config import model_config_from_preset
 from plmkit.models import PlmModel
-from plmkit.models.dropout import Dropout, attention_with_dropout, dropout
+from plmkit.models.dropout import Dropout, attention_with_dropout, dropout, uses_cpu_mask
 from plmkit.models.transformer import rows_mask
 
 
@@ -49,6 +49,8 @@ def test_eval_mode_zero_and_one_are_f_dropouts():
     assert torch.equal(dropout(x, 1.0), torch.zeros_like(x))
     assert torch.equal(dropout(x, 0.3, training=False), x)
     assert isinstance(m, torch.nn.Dropout) and m.p == 0.4  # same attributes and repr as nn.Dropout
+    # rates the 2^16 levels cannot express (round(p * 2^16) of 0 or 2^16) are left to F.dropout / SDPA
+    assert uses_cpu_mask(x, 0.1) and not uses_cpu_mask(x, 1e-6) and not uses_cpu_mask(x, 1.0)
 
 
 def _qkv(B=2, H=3, T=9, d=8):

@@ -48,11 +48,17 @@ class _CpuDropout(torch.autograd.Function):
         return torch.where(keep, grad, 0.0).mul_(ctx.scale), None
 
 
+def uses_cpu_mask(x: torch.Tensor, p: float) -> bool:
+    """Whether dropout at rate ``p`` on ``x`` takes the 16-bit mask: a CPU tensor and a rate the 2¹⁶
+    levels can express (0 < round(p·2¹⁶) < 2¹⁶); elsewhere ``F.dropout`` / SDPA's own dropout."""
+    return x.device.type == "cpu" and 0 < round(p * _LEVELS) < _LEVELS
+
+
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """``F.dropout(x, p, training)``, with the cheaper mask on CPU tensors."""
     if not training or p <= 0.0:
         return x
-    if x.device.type != "cpu" or p >= 1.0 or round(p * _LEVELS) == 0:
+    if not uses_cpu_mask(x, p):
         return F.dropout(x, p, training)
     return _CpuDropout.apply(x, p)
 

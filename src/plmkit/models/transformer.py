@@ -48,7 +48,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..config import ModelConfig
 from ..errors import UsageError
-from .dropout import Dropout, attention_with_dropout
+from .dropout import Dropout, attention_with_dropout, uses_cpu_mask
 
 if TYPE_CHECKING:
     from torch.nn.attention.flex_attention import BlockMask
@@ -155,7 +155,7 @@ class SelfAttention(nn.Module):
             is_causal = False
         if mask is not None and not isinstance(mask, torch.Tensor):  # a FlexAttention block mask
             y = _flex_attention()(q, k, v, block_mask=mask)
-        elif self.training and self.dropout_p > 0 and q.device.type == "cpu":
+        elif self.training and self.dropout_p > 0 and uses_cpu_mask(q, self.dropout_p):
             # SDPA's CPU path with dropout is this same math, but with bernoulli_ masks (3x the cost)
             y = attention_with_dropout(q, k, v, mask, is_causal, self.dropout_p)
         else:
