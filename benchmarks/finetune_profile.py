@@ -2,7 +2,8 @@
 
 Both tools get the same batches of real rows (plmkit's length-bucketed batches of the task's training
 file, padded per batch; the peer also gets the all-ones attention mask its collator would pass), the
-same fused AdamW, clipping and fp32. ``torch.profiler`` records 3 training steps of each after
+same fused AdamW, clipping and fp32; plmkit's step is its Trainer's (clipping inside the fused AdamW
+kernel, embedding gradient buffers kept between steps: ``plmkit.training.optim``). ``torch.profiler`` records 3 training steps of each after
 2 warm-up steps and prints the top operations by self CPU time (transformers first: what users have).
 
     PLMKIT_DATA=../shared/data python benchmarks/finetune_profile.py --task sst2 --threads 2
@@ -94,15 +95,17 @@ def main() -> None:
     print(f"torch {torch.__version__}; {label}")
     if args.time:
         runs = [("transformers", make_step(peer, lambda m, b: m(**b).loss, False), peer_batch),
-                ("plmkit", make_step(ours, lambda m, b: m(**b).loss, False), batch)]
+                ("plmkit", make_step(ours, lambda m, b: m(**b).loss, False, trainer=True), batch)]
         if spec.family == "sentence":  # the head that reads one row: what computing only that row saves
             runs.append(("plmkit, full last layer",
-                         make_step(ours, lambda m, b: m(**b, output_hidden_states=True).loss, False), batch))
+                         make_step(ours, lambda m, b: m(**b, output_hidden_states=True).loss, False, trainer=True),
+                         batch))
         time_steps(args.time, label, runs)
         return
     profile_step("transformers", make_step(peer, lambda m, b: m(**b).loss, False), peer_batch, args.top,
                  label=label)
-    profile_step("plmkit", make_step(ours, lambda m, b: m(**b).loss, False), batch, args.top, label=label)
+    profile_step("plmkit", make_step(ours, lambda m, b: m(**b).loss, False, trainer=True), batch, args.top,
+                 label=label)
 
 
 def time_steps(n: int, label: str, runs: list) -> None:

@@ -35,7 +35,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import plmkit  # noqa: E402
 from plmkit.config import model_config_from_preset  # noqa: E402
-from plmkit.training.optim import build_optimizer  # noqa: E402
+from plmkit.training.optim import ResidentEmbeddingGrads, build_optimizer, clipped_step, grad_norm  # noqa: E402
 
 PEERS = {"bert": "BertForPreTraining", "roberta": "RobertaForMaskedLM", "albert": "AlbertForPreTraining"}
 
@@ -91,14 +91,26 @@ def ours_loss(model, batch):
     return model(**batch).loss
 
 
-def make_step(model, loss_fn, bf16: bool, device: torch.device = torch.device("cpu")):
+def make_step(model, loss_fn, bf16: bool, device: torch.device = torch.device("cpu"), trainer: bool = False):
+    """One training step: forward, backward, clip to norm 1, fused AdamW, zero the gradients.
+
+    ``trainer=True`` does it as plmkit's Trainer does (``plmkit.training.optim``): clipping inside the
+    fused AdamW kernel and, on a CPU, embedding gradient buffers kept between steps (the model's
+    embedding tables stay in that mode: give every step function of one model ``trainer=True``)."""
     opt = build_optimizer(model, "adamw", 1e-4, 0.01, (0.9, 0.999), 1e-6)  # fused AdamW for both tools
     ctx = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    if trainer:
+        resident = ResidentEmbeddingGrads(model, enabled=device.type == "cpu").__enter__()
+        params = [p for p in model.parameters() if p.requires_grad]
 
     def step(batch):
         with ctx():
             loss = loss_fn(model, batch)
         loss.backward()
+        if trainer:
+            clipped_step(opt, params, grad_norm(params), 1.0)
+            resident.zero_grad(opt)
+            return loss.detach()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -163,7 +175,7 @@ def bench(preset: str, batch: int, length: int, steps: int, warmup: int, bf16: b
     la, lb = check_same_loss(ours, peer, data)  # fp32, on the device (TF32 is off by default)
     if compile_:
         ours = torch.compile(ours)
-    step_ours = make_step(ours, ours_loss, bf16, device)
+    step_ours = make_step(ours, ours_loss, bf16, device, trainer=not compile_)  # as plmkit's Trainer steps
     step_peer = make_step(peer, peer_loss, bf16, device)
     times = interleaved_seconds({"plmkit": lambda: step_ours(data), "transformers": lambda: step_peer(data)},
                                 steps, warmup, device)
@@ -198,7 +210,7 @@ def memory_child(tool: str, preset: str, batch: int, length: int, steps: int, bf
 
     gc.collect()
     model.to(device)
-    step = make_step(model, loss_fn, bf16, device)
+    step = make_step(model, loss_fn, bf16, device, trainer=tool == "plmkit")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
@@ -297,7 +309,8 @@ def profile(preset: str, batch: int, length: int, bf16: bool, top: int = 12,
         compiled = compile_ and name == "plmkit"
         if compiled:
             model = torch.compile(model)
-        profile_step(name, make_step(model, loss_fn, bf16, device), data, top, device, warmup=5 if compiled else 2,
+        step = make_step(model, loss_fn, bf16, device, trainer=name == "plmkit" and not compiled)
+        profile_step(name, step, data, top, device, warmup=5 if compiled else 2,
                      flops=model_flops_per_step(config, batch, length),
                      label=f"{preset}, B={batch} L={length}{', compiled' if compiled else ''}")
 

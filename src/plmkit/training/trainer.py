@@ -36,7 +36,7 @@ from torch import nn
 from ..errors import ConfigError, PlmkitError, UsageError
 from . import checkpoint as ckpt
 from . import distributed as distr
-from .optim import build_optimizer, lr_factor
+from .optim import ResidentEmbeddingGrads, build_optimizer, clipped_step, grad_norm as total_grad_norm, lr_factor
 
 
 class BatchSource(Protocol):
@@ -386,10 +386,14 @@ class Trainer:
         handlers = self._install_signal_handlers()
         data = iter(self.train_source)
         trim = _malloc_trim() if d.device.type == "cpu" else None
+        # CPU: embedding tables keep their gradient buffers between steps (optim.ResidentEmbeddingGrads).
+        resident = ResidentEmbeddingGrads(model, enabled=d.device.type == "cpu" and not d.enabled and not c.compile)
+        params = [p for p in model.parameters() if p.requires_grad]
         last_eval: dict[str, float] = {}
         window = {"loss": 0.0, "n": 0, "tokens": 0, "t0": time.perf_counter(), "extra": {}}
         start_wall = time.perf_counter() - self.elapsed
         stop_reason = "max_steps"
+        resident.__enter__()
         try:
             if c.eval_at_start and self.step == 0 and self.evaluate_fn is not None:
                 last_eval = self._run_eval(model, metrics_file, writer, time.perf_counter() - start_wall)
@@ -424,14 +428,13 @@ class Trainer:
                             w = rows / tot_rows if name == "pair_loss" else n_pred / max(tot_pred, 1)
                             acc[j] += v.detach().float() * w
                 acc = distr.all_reduce_sum(acc, d)  # global means over the effective batch
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), c.clip_norm if c.clip_norm > 0 else float("inf"),
-                                                           foreach=True)
+                grad_norm = total_grad_norm(params)  # clipped inside the optimizer step below
                 values = torch.cat([acc, grad_norm.detach().float().reshape(1).to(acc.device)]).tolist()  # one sync per step
                 loss_value, grad_value = values[0], values[-1]
                 parts = {name: values[j] for j, name in enumerate(LOSS_PARTS, start=1) if values[j] != 0.0}
                 lr = self.lr_at(self.step, time.perf_counter() - start_wall)
                 if not (math.isfinite(loss_value) and math.isfinite(grad_value)):
-                    optimizer.zero_grad(set_to_none=True)
+                    resident.zero_grad(optimizer)
                     if c.on_nonfinite == "skip":
                         self.skipped += 1
                         self._log(metrics_file, writer, {"step": self.step, "skipped_nonfinite": self.skipped,
@@ -447,8 +450,8 @@ class Trainer:
                         "(--lr), raise warmup, or pass --set train.on_nonfinite=skip to skip such steps")
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                clipped_step(optimizer, params, grad_norm, c.clip_norm)
+                resident.zero_grad(optimizer)
                 self.step += 1
                 window["loss"] += loss_value
                 window["n"] += 1
@@ -478,6 +481,7 @@ class Trainer:
                     last_eval = self._run_eval(model, metrics_file, writer, self.elapsed)
             final = self._save(model, optimizer, self.elapsed)
         finally:
+            resident.__exit__(None, None, None)
             self._restore_signal_handlers(handlers)
             if bar is not None:
                 bar.close()
