@@ -21,6 +21,8 @@ Usage (the full run takes hours on a CPU; select tasks and sizes)::
 
     PLMKIT_DATA=../shared/data python benchmarks/finetune_glue.py --tasks rte,mrpc --seeds 1,2,3
     python benchmarks/finetune_glue.py --tasks all --max-train 64 --epochs 1 --seeds 1   # smoke run
+
+On a GPU (``--device cuda``, or auto) both tools train and evaluate there; ``--bf16`` autocasts both.
 """
 
 from __future__ import annotations
@@ -73,6 +75,10 @@ def hf_train_and_eval(task: str, cfg: FinetuneConfig, seed: int, bf16: bool, gro
     import transformers
     from transformers import get_linear_schedule_with_warmup
 
+    from plmkit.training.distributed import choose_device
+
+    device = choose_device(cfg.device)
+
     spec = get_task(task)
     tok = plmkit.load_tokenizer(cfg.model)  # tokenizes exactly as AutoTokenizer on this folder (tested)
     data = prepare_data(cfg, spec, tok, with_types=True)
@@ -88,7 +94,7 @@ def hf_train_and_eval(task: str, cfg: FinetuneConfig, seed: int, bf16: bool, gro
         warnings.simplefilter("ignore")
         transformers.logging.set_verbosity_error()
         model = getattr(transformers, HF_CLASS[spec.family]).from_pretrained(str(cfg.model), **kwargs)
-    model.train()
+    model.to(device).train()
     feats = data.train_features
     steps_per_epoch = math.ceil(len(feats) / cfg.batch_size)
     total = cfg.max_steps or math.ceil(cfg.epochs * steps_per_epoch)
@@ -98,7 +104,7 @@ def hf_train_and_eval(task: str, cfg: FinetuneConfig, seed: int, bf16: bool, gro
               {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0}]
     opt = torch.optim.AdamW(groups, lr=cfg.lr, eps=1e-6, fused=True)  # plmkit's trainer uses BERT's eps
     sched = get_linear_schedule_with_warmup(opt, int(round(cfg.warmup * total)), total)
-    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16))
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16))
     lengths = feats.lengths().tolist()
     pad = tok.pad_token_id or 0
     step = 0
@@ -116,7 +122,7 @@ def hf_train_and_eval(task: str, cfg: FinetuneConfig, seed: int, bf16: bool, gro
             if step >= total:
                 break
             items = [feats.inputs[j] for j in order[i:i + cfg.batch_size]]
-            batch = hf_collate(items, pad)
+            batch = {k: v.to(device, non_blocking=True) for k, v in hf_collate(items, pad).items()}
             with autocast():
                 loss = model(**batch).loss
             loss.backward()
@@ -126,6 +132,8 @@ def hf_train_and_eval(task: str, cfg: FinetuneConfig, seed: int, bf16: bool, gro
             opt.zero_grad(set_to_none=True)
             step += 1
         epoch += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     train_s = time.perf_counter() - t0
     model.eval()
     metrics = {}
@@ -150,21 +158,24 @@ def hf_run_model(model, feats: Features, family: str, batch_size: int, pad: int,
     """transformers' evaluation loop: batches in file order, padded per batch."""
     out: list[dict] = []
     lengths = feats.lengths()
-    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16))
+    device = next(model.parameters()).device
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16))
     drop = {"labels", "start_positions", "end_positions"}
     for i in range(0, len(feats), batch_size):
         idx = list(range(i, min(i + batch_size, len(feats))))
         batch = hf_collate([{k: v for k, v in feats.inputs[j].items() if k not in drop} for j in idx], pad)
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with autocast():
             o = model(**batch)
         for r, j in enumerate(idx):
             n = lengths[j]
             if family == "squad":
-                out.append({"start": o.start_logits[r, :n].float().numpy(), "end": o.end_logits[r, :n].float().numpy()})
+                out.append({"start": o.start_logits[r, :n].float().cpu().numpy(),
+                            "end": o.end_logits[r, :n].float().cpu().numpy()})
             elif family == "tagging":
-                out.append({"tags": o.logits[r, :n].float().argmax(-1).numpy()})
+                out.append({"tags": o.logits[r, :n].float().argmax(-1).cpu().numpy()})
             else:
-                out.append({"logits": o.logits[r].float().numpy()})
+                out.append({"logits": o.logits[r].float().cpu().numpy()})
     return out
 
 
@@ -178,6 +189,7 @@ def task_config(task: str, data: Path, out: Path, args, seeds: list[int]) -> Fin
         eval=[str(data / ev)] if ev else [], epochs=args.epochs or epochs, lr=args.lr or lr,
         batch_size=args.batch_size or bs, seeds=seeds, bf16=args.bf16, eval_split=EVAL_SPLIT.get(task, 0.1),
         max_train=max_train, max_eval=args.max_eval, max_steps=args.max_steps, progress=False, tensorboard=False,
+        device=args.device,
         options=TaskOptions(max_length=args.max_length or max_length,
                             doc_stride=min(128, (args.max_length or max_length) // 4)))
 
@@ -199,6 +211,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--max-length", type=int, default=None)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast on both sides")
+    p.add_argument("--device", default="auto", help="auto (a GPU if there is one), cpu, cuda or cuda:N; both tools")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--no-hf", action="store_true", help="plmkit only")
     p.add_argument("--hf-no-group-by-length", action="store_true", help="transformers without length grouping")
@@ -217,7 +230,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     results = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                           "torch": torch.__version__, "python": platform.python_version()},
+                           "torch": torch.__version__, "python": platform.python_version(),
+                           "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
                "args": {k: str(v) for k, v in vars(args).items()}, "tasks": {}}
     rows = []
     for task in tasks:

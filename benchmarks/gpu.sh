@@ -14,6 +14,16 @@
 # 4. The same BERT-base step with --compile (torch.compile of plmkit's model), and a batch of 256.
 # 5. Where the GPU time goes (torch.profiler, CUDA kernels by class), eager and compiled.
 # 6. Document masking (data.document_mask): FlexAttention against the SDPA boolean mask.
+# 7. Fine-tuning on the GPU, bf16: (a) the Trainer's optimiser step (clipping inside fused AdamW, as
+#    GradScaler's grad_scale) against clip_grad_norm_ + step on CUDA; (b) finetune_glue.py, plmkit
+#    against the same recipe through transformers, 1 epoch of MRPC, CoNLL-2003 and all SQuAD questions,
+#    on a bert-base with random weights (a pretrained checkpoint is too big to carry: this times the
+#    pipelines, it does not score a model). Needs gpu/finetune/ (made on the CPU machine):
+#      mkdir -p gpu/finetune/tokenizer gpu/finetune/data/{glue/MRPC,conll2003,squad}
+#      cp <MiniLM model dir>/{tokenizer.json,tokenizer_config.json,special_tokens_map.json,vocab.txt} gpu/finetune/tokenizer/
+#      cp $PLMKIT_DATA/glue/MRPC/train.tsv gpu/finetune/data/glue/MRPC/
+#      cp $PLMKIT_DATA/conll2003/eng.{train,testa} gpu/finetune/data/conll2003/
+#      cp $PLMKIT_DATA/squad/squad-v1.1-dev-part-a.json gpu/finetune/data/squad/
 # Parts can be picked: bash benchmarks/gpu.sh 1 5
 #
 # MFU = (6·N·tokens + attention FLOPs + the MLM decoder at the 15% predicted tokens) / time / peak,
@@ -26,7 +36,7 @@ OUT="${OUT:-/tmp/plmkit-gpu}"
 mkdir -p "$OUT"
 PEAK="${PEAK_TFLOPS:-989}"
 T="python3 benchmarks/pretrain_throughput.py --device cuda --precision bf16 --length 128 --peak-tflops $PEAK"
-PARTS="${*:-1 2 3 4a 4b 5 6}"  # bash benchmarks/gpu.sh 5   runs part 5 alone
+PARTS="${*:-1 2 3 4a 4b 5 6 7}"  # bash benchmarks/gpu.sh 5   runs part 5 alone
 want() { [[ " $PARTS " == *" $1 "* ]]; }
 part() { echo; echo "=== $1 ($(date +%T))"; }
 
@@ -71,5 +81,42 @@ fi
 if want 6; then
   part "6. document masking: FlexAttention vs the SDPA mask, bert-base 32 x 512"
   timeout 150 python3 benchmarks/document_mask.py --device cuda || echo "part 6 FAILED (exit $?)"
+fi
+if want 7; then
+  part "7a. the Trainer's optimiser step on CUDA against clip_grad_norm_ + step"
+  timeout 60 python3 - <<'PY' || echo "part 7a FAILED (exit $?)"
+import sys, torch
+sys.path.insert(0, "tests")
+from test_optim import OPTIMISERS, fast_steps, plain_steps, tag_batch, tagger
+dev = torch.device("cuda")
+batches = [{k: v.to(dev) for k, v in tag_batch(k).items()} for k in range(4)]
+for name in ("fused adamw", "lamb"):
+    for max_norm in (0.05, 0.0):
+        a, b = tagger().to(dev), tagger().to(dev)
+        na = plain_steps(a, OPTIMISERS[name], batches, max_norm if max_norm > 0 else float("inf"))
+        nb = fast_steps(b, OPTIMISERS[name], batches, max_norm)
+        diff = max((x - y).abs().max().item() for x, y in zip(a.parameters(), b.parameters()))
+        ok = diff < 2e-6 and all(abs(x - y) <= 1e-5 * abs(x) for x, y in zip(na, nb))
+        print(f"{name}, max_norm {max_norm}: norms {[round(x, 4) for x in na]}, max param diff {diff:.2e}: "
+              f"{'OK' if ok else 'DIFFERENT'}")
+PY
+  part "7b. fine-tuning, bert-base (random weights), bf16, 1 epoch: plmkit vs transformers"
+  if [ -d gpu/finetune/tokenizer ]; then
+    rm -rf /tmp/plmkit-gpu-bert-base
+    python3 - <<'PY' || echo "part 7b model FAILED"
+import plmkit, torch
+from plmkit import PlmModel, model_config_from_preset
+tok = plmkit.load_tokenizer("gpu/finetune/tokenizer")
+torch.manual_seed(0)
+model = PlmModel(model_config_from_preset("bert-base", {"vocab_size": 30522, "pad_token_id": 0}), task="pretraining")
+model.save_pretrained("/tmp/plmkit-gpu-bert-base", tokenizer=tok)
+print("bert-base with random weights:", sum(p.numel() for p in model.parameters()) / 1e6, "M parameters")
+PY
+    PLMKIT_DATA=gpu/finetune/data timeout 420 python3 benchmarks/finetune_glue.py --model /tmp/plmkit-gpu-bert-base \
+        --tasks mrpc,conll-ner,squad --seeds 1 --epochs 1 --max-train 100000 --bf16 --device cuda \
+        --json "$OUT/gpu-finetune.json" || echo "part 7b FAILED (exit $?)"
+  else
+    echo "part 7b skipped: no gpu/finetune (see the header)"
+  fi
 fi
 part "done"
