@@ -290,3 +290,16 @@ def test_malloc_trim_is_found_on_glibc_linux_and_harmless():
         assert trim(0) in (0, 1)  # 1: memory was released, 0: there was none to release
     else:  # macOS, Windows, musl: no malloc_trim, so the trainer does nothing
         assert trim is None
+
+
+@pytest.mark.parametrize("interval, expected", [(0.0, 6), (1e9, 0)])
+def test_malloc_trim_runs_at_log_lines_at_most_once_per_interval(tmp_path, monkeypatch, interval, expected):
+    # Each trim hands back pages the next batches fault in again (~1 s per trim on CoNLL-2003), so the
+    # trainer trims at a log line only once TRIM_INTERVAL_S has passed since the last trim.
+    from plmkit.training import trainer as T
+
+    calls = []
+    monkeypatch.setattr(T, "_malloc_trim", lambda: (lambda pad: calls.append(pad) or 0))
+    monkeypatch.setattr(T, "TRIM_INTERVAL_S", interval)
+    Trainer(tiny_model(), cfg(max_steps=12, log_every=2), ToySource(4), tmp_path / "run").train()
+    assert calls == [0] * expected
