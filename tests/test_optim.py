@@ -111,8 +111,11 @@ def test_resident_grads_skip_frozen_sparse_and_disabled_tables():
     m.body.embeddings.position.weight.requires_grad_(False)
     extra = nn.Embedding(5, 3, sparse=True)  # a table the user made sparse on purpose stays theirs
     m.add_module("extra", extra)
+    twin = nn.Embedding(99, 32)
+    twin.weight = m.body.embeddings.word.weight  # two tables, one weight: one buffer
+    m.add_module("twin", twin)
     tables = ResidentEmbeddingGrads(m).tables
-    assert m.body.embeddings.word in tables
+    assert m.body.embeddings.word in tables and twin not in tables
     assert m.body.embeddings.position not in tables and extra not in tables
     assert ResidentEmbeddingGrads(m, enabled=False).tables == []
     with ResidentEmbeddingGrads(m, enabled=False) as r:

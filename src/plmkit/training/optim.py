@@ -118,8 +118,8 @@ def clipped_step(optimizer: torch.optim.Optimizer, params: Sequence[nn.Parameter
                  max_norm: float) -> None:
     """``optimizer.step()`` on the gradients scaled by min(1, max_norm / (norm + 1e-6)) — what
     ``clip_grad_norm_(params, max_norm)`` then ``step()`` do (``norm`` from :func:`grad_norm`;
-    ``max_norm <= 0``: no clipping). Fused AdamW takes the factor as its ``grad_scale`` and divides
-    in its kernel; other optimisers get the gradients multiplied first."""
+    ``max_norm <= 0``: no clipping). Fused AdamW takes the divisor max(1, (norm + 1e-6) / max_norm) as
+    its ``grad_scale`` and divides in its kernel; other optimisers get the gradients divided first."""
     if max_norm <= 0:
         optimizer.step()
         return
@@ -145,9 +145,13 @@ class ResidentEmbeddingGrads:
     makes it the plain ``zero_grad``."""
 
     def __init__(self, model: nn.Module, enabled: bool = True):
-        self.tables = [m for m in model.modules()
-                       if isinstance(m, nn.Embedding) and m.weight.requires_grad and m.weight.device.type == "cpu"
-                       and not m.sparse] if enabled else []
+        self.tables: list[nn.Embedding] = []
+        seen: set[int] = set()  # a weight shared by two tables gets one buffer
+        for m in model.modules() if enabled else ():
+            if (isinstance(m, nn.Embedding) and m.weight.requires_grad and m.weight.device.type == "cpu"
+                    and not m.sparse and id(m.weight) not in seen):
+                seen.add(id(m.weight))
+                self.tables.append(m)
         self._buffers: list[torch.Tensor] = []
 
     def __enter__(self) -> "ResidentEmbeddingGrads":
