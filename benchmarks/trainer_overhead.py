@@ -5,8 +5,9 @@ length-bucketed batches; varying shapes, as in a real epoch), fp32, 2 threads. V
 over all the steps:
 
 * ``trainer`` — ``plmkit.training.trainer.Trainer`` as ``plmkit finetune`` runs it (it collates each
-  batch, logs every 10 steps, trims the heap at most once a minute);
+  batch, logs every 10 steps, trims the heap only when the resident set grew 1.5×);
 * ``trainer-trim10`` — the same with glibc's ``malloc_trim`` at every log line (before f30f0e8);
+* ``trainer-notrim`` — the same without ``malloc_trim``;
 * ``bare`` — plmkit's training step alone over pre-collated batches (``make_step(trainer=True)``:
   forward, backward, clipping inside fused AdamW, embedding gradient buffers kept);
 * ``bare-trim10`` — ``bare`` plus ``malloc_trim(0)`` every 10 steps;
@@ -42,7 +43,7 @@ from plmkit.finetune import FeatureBatches, get_task, prepare_data  # noqa: E402
 from plmkit.models import from_pretrained  # noqa: E402
 from plmkit.training import trainer as trainer_mod  # noqa: E402
 
-VARIANTS = ("trainer", "trainer-trim10", "bare", "bare-trim10", "hf")
+VARIANTS = ("trainer", "trainer-trim10", "trainer-notrim", "bare", "bare-trim10", "hf")
 
 
 def main() -> None:
@@ -85,9 +86,9 @@ def main() -> None:
         torch.manual_seed(1)
         return from_pretrained(cfg.model, task=spec.model_task, **kwargs)
 
-    def run_trainer(trim_every_log: bool) -> float:
-        interval = trainer_mod.TRIM_INTERVAL_S
-        trainer_mod.TRIM_INTERVAL_S = 0.0 if trim_every_log else interval
+    def run_trainer(trim_growth: float | None = None) -> float:
+        growth = trainer_mod.TRIM_GROWTH
+        trainer_mod.TRIM_GROWTH = growth if trim_growth is None else trim_growth
         try:
             tc = trainer_mod.TrainConfig(lr=5e-5, weight_decay=0.01, warmup=0.1, schedule="linear", max_steps=steps,
                                          batch_size=cfg.batch_size, clip_norm=1.0, seed=1, save_every=0, keep_last=1,
@@ -96,7 +97,7 @@ def main() -> None:
                 return trainer_mod.Trainer(ours(), tc, source(), Path(d) / "run", steps_per_epoch=len(source()),
                                            tokenizer=tok, run_config={}).train()["elapsed_s"]
         finally:
-            trainer_mod.TRIM_INTERVAL_S = interval
+            trainer_mod.TRIM_GROWTH = growth
 
     def run_bare(trim_every: int) -> float:
         model = ours()
@@ -128,7 +129,8 @@ def main() -> None:
             step(b)
         return time.perf_counter() - t0
 
-    runs = {"trainer": lambda: run_trainer(False), "trainer-trim10": lambda: run_trainer(True),
+    runs = {"trainer": run_trainer, "trainer-trim10": lambda: run_trainer(0.0),  # 0: trim at every log line
+            "trainer-notrim": lambda: run_trainer(float("inf")),
             "bare": lambda: run_bare(0), "bare-trim10": lambda: run_bare(10), "hf": run_hf}
     print(f"{args.task}: {steps} batches ({sum(b['input_ids'].numel() for b in batches):,} padded tokens), "
           f"threads {torch.get_num_threads()}, torch {torch.__version__}")

@@ -128,9 +128,10 @@ def _malloc_trim():
     bert-tiny 16 × 128 run (benchmarks/soak.py). Trimming returns those pages — but a trim also hands
     back the pages the next large batch needs again, and faulting them in costs: trimming at every log
     line (every 10 steps) made a CoNLL-2003 fine-tuning epoch 301 s instead of 251 s (batches of 5 to
-    128 tokens; ~1 s of page faults after each trim). So the trainer trims at most once every
-    ``TRIM_INTERVAL_S`` seconds: memory stays bounded by what one interval can fragment, for ~2% of
-    the time at worst.
+    128 tokens), and even one trim a minute left epochs at 301–318 s against 251–259 s with none
+    (benchmarks/trainer_overhead.py). So the trainer trims only when memory has grown: when the
+    resident set at a log line exceeds ``TRIM_GROWTH`` times its level at the first log line (or what
+    stayed resident after the last trim). A run whose working set is stable never trims.
     """
     if sys.platform != "linux":
         return None
@@ -145,7 +146,16 @@ def _malloc_trim():
         return None
 
 
-TRIM_INTERVAL_S = 60.0  # seconds between two malloc_trim calls on CPU (see _malloc_trim)
+TRIM_GROWTH = 1.5  # trim when the resident set grew past this factor (see _malloc_trim)
+
+
+def _rss_bytes() -> int | None:
+    """This process's resident set size (Linux), None where /proc is unavailable."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 # Settings that may change when a run is resumed; anything else must match the checkpoint.
@@ -394,7 +404,7 @@ class Trainer:
         handlers = self._install_signal_handlers()
         data = iter(self.train_source)
         trim = _malloc_trim() if d.device.type == "cpu" else None
-        last_trim = time.perf_counter()
+        rss_base: int | None = None  # resident bytes a trim compares against
         # CPU: embedding tables keep their gradient buffers between steps (optim.ResidentEmbeddingGrads).
         resident = ResidentEmbeddingGrads(model, enabled=d.device.type == "cpu" and not d.enabled and not c.compile)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -472,9 +482,13 @@ class Trainer:
                     if d.is_main:
                         self._flush_window(metrics_file, writer, window, lr, grad_value,
                                            time.perf_counter() - start_wall)
-                    if trim is not None and time.perf_counter() - last_trim >= TRIM_INTERVAL_S:
-                        trim(0)
-                        last_trim = time.perf_counter()
+                    rss = _rss_bytes() if trim is not None else None
+                    if rss is not None:
+                        if rss_base is None:
+                            rss_base = rss
+                        elif rss > TRIM_GROWTH * rss_base:
+                            trim(0)
+                            rss_base = max(rss_base, _rss_bytes() or rss_base)
                 if c.eval_every and self.step % c.eval_every == 0 and self.evaluate_fn is not None:
                     last_eval = self._run_eval(model, metrics_file, writer, time.perf_counter() - start_wall)
                 if c.save_every and self.step % c.save_every == 0:
