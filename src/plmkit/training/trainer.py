@@ -158,6 +158,25 @@ def _rss_bytes() -> int | None:
         return None
 
 
+class _HeapTrimmer:
+    """Calls ``_malloc_trim`` at a log line only when the resident set grew past ``TRIM_GROWTH`` times
+    its first level, or what stayed resident after the last trim (see ``_malloc_trim``)."""
+
+    def __init__(self):
+        self.trim = _malloc_trim()
+        self.base: int | None = None
+
+    def __call__(self) -> None:
+        rss = _rss_bytes() if self.trim is not None else None
+        if rss is None:
+            return
+        if self.base is None:
+            self.base = rss
+        elif rss > TRIM_GROWTH * self.base:
+            self.trim(0)
+            self.base = max(self.base, _rss_bytes() or self.base)
+
+
 # Settings that may change when a run is resumed; anything else must match the checkpoint.
 RESUMABLE_CHANGES = {"max_steps", "max_time", "epochs", "stop_after", "log_every", "eval_every", "eval_at_start",
                      "save_every", "keep_last", "progress", "tensorboard", "device", "compile", "on_nonfinite"}
@@ -403,8 +422,7 @@ class Trainer:
         bar = self._progress_bar() if d.is_main else None
         handlers = self._install_signal_handlers()
         data = iter(self.train_source)
-        trim = _malloc_trim() if d.device.type == "cpu" else None
-        rss_base: int | None = None  # resident bytes a trim compares against
+        trim = _HeapTrimmer() if d.device.type == "cpu" else None
         # CPU: embedding tables keep their gradient buffers between steps (optim.ResidentEmbeddingGrads).
         resident = ResidentEmbeddingGrads(model, enabled=d.device.type == "cpu" and not d.enabled and not c.compile)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -482,13 +500,8 @@ class Trainer:
                     if d.is_main:
                         self._flush_window(metrics_file, writer, window, lr, grad_value,
                                            time.perf_counter() - start_wall)
-                    rss = _rss_bytes() if trim is not None else None
-                    if rss is not None:
-                        if rss_base is None:
-                            rss_base = rss
-                        elif rss > TRIM_GROWTH * rss_base:
-                            trim(0)
-                            rss_base = max(rss_base, _rss_bytes() or rss_base)
+                    if trim is not None:
+                        trim()
                 if c.eval_every and self.step % c.eval_every == 0 and self.evaluate_fn is not None:
                     last_eval = self._run_eval(model, metrics_file, writer, time.perf_counter() - start_wall)
                 if c.save_every and self.step % c.save_every == 0:
