@@ -215,6 +215,9 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--no-hf", action="store_true", help="plmkit only")
     p.add_argument("--hf-no-group-by-length", action="store_true", help="transformers without length grouping")
+    p.add_argument("--hf-first", action="store_true",
+                   help="run transformers' seeds before plmkit's (alternate the order between runs to average out "
+                        "a machine whose speed drifts)")
     p.add_argument("--json", default=None, help="write all results to this JSON file")
     args = p.parse_args(argv)
     if not args.data:
@@ -237,6 +240,16 @@ def main(argv=None) -> int:
     for task in tasks:
         with tempfile.TemporaryDirectory(prefix=f"plmkit-bench-{task}-") as tmp:
             cfg = task_config(task, data, Path(tmp) / "plmkit", args, seeds)
+            hf_runs = {}
+
+            def run_hf():
+                for seed in seeds:
+                    print(f"[{task}] transformers: seed {seed}", file=sys.stderr, flush=True)
+                    hf_runs[str(seed)] = hf_train_and_eval(task, replace(cfg, seeds=[seed]), seed, args.bf16,
+                                                           not args.hf_no_group_by_length)
+
+            if args.hf_first and not args.no_hf:
+                run_hf()
             print(f"[{task}] plmkit: {len(seeds)} seed(s)", file=sys.stderr, flush=True)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -244,15 +257,13 @@ def main(argv=None) -> int:
             runs = ours["runs"] if "runs" in ours else {str(seeds[0]): ours}
             main_metric = get_task(task).main_metric
             entry = {"main_metric": main_metric, "validation": ours["validation"],
+                     "order": "transformers first" if args.hf_first else "plmkit first",
                      "plmkit": {s: {"metrics": r["metrics"], "seconds_per_epoch": r["seconds_per_epoch"]}
                                 for s, r in runs.items()}}
             if not args.no_hf:
-                entry["transformers"] = {}
-                for seed in seeds:
-                    print(f"[{task}] transformers: seed {seed}", file=sys.stderr, flush=True)
-                    hf_cfg = replace(cfg, seeds=[seed])
-                    entry["transformers"][str(seed)] = hf_train_and_eval(task, hf_cfg, seed, args.bf16,
-                                                                        not args.hf_no_group_by_length)
+                if not args.hf_first:
+                    run_hf()
+                entry["transformers"] = hf_runs
             results["tasks"][task] = entry
             rows.append(summary_row(task, entry))
             print(table([rows[-1]]), file=sys.stderr, flush=True)
