@@ -22,7 +22,6 @@ over all the steps:
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import sys
 import tempfile
@@ -73,7 +72,7 @@ def main() -> None:
     data = prepare_data(cfg, spec, tok, with_types=True)
     kwargs = {} if spec.family == "squad" else (
         {"num_labels": 1, "problem_type": "regression"} if spec.regression else {"id2label": dict(enumerate(data.labels))})
-    hf_kwargs = {"num_labels": len(data.labels)} if "id2label" in kwargs else {k: v for k, v in kwargs.items()}
+    hf_kwargs = {"num_labels": len(data.labels)} if "id2label" in kwargs else dict(kwargs)
 
     def source() -> FeatureBatches:
         return FeatureBatches(data.train_features, cfg.batch_size, seed=1, pad_id=0, bucket=True)
@@ -104,7 +103,7 @@ def main() -> None:
         model.train()
         model.body.check_inputs = False
         step = make_step(model, lambda m, b: m(**b).loss, False, trainer=True)
-        trim = ctypes.CDLL("libc.so.6").malloc_trim if trim_every else None
+        trim = trainer_mod._malloc_trim() if trim_every else None
         t0 = time.perf_counter()
         for i, b in enumerate(batches):
             step(b)

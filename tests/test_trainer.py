@@ -301,7 +301,7 @@ def test_malloc_trim_runs_only_when_the_resident_set_has_grown(tmp_path, monkeyp
     calls = []
     rss = iter([100, 120, 149, 151, 90, 140, 300, 200, 310, 100] + [100] * 50)
     monkeypatch.setattr(T, "_malloc_trim", lambda: (lambda pad: calls.append(pad) or 0))
-    monkeypatch.setattr(T, "_rss_bytes", lambda: next(rss))
+    monkeypatch.setattr(T, "current_rss", lambda: next(rss))
     Trainer(tiny_model(), cfg(max_steps=12, log_every=2), ToySource(4), tmp_path / "run").train()
     # log lines read 100 (base), 120, 149, 151 → trim (90 after it: base stays 100), 140,
     # 300 → trim (200 after it: base 200): two trims in six log lines
@@ -313,5 +313,5 @@ def test_rss_is_read_on_linux():
 
     from plmkit.training import trainer as T
 
-    rss = T._rss_bytes()
+    rss = T.current_rss()
     assert (rss is not None and rss > 10 * 2**20) if sys.platform == "linux" else rss is None

@@ -36,6 +36,7 @@ from torch import nn
 from ..errors import ConfigError, PlmkitError, UsageError
 from . import checkpoint as ckpt
 from . import distributed as distr
+from .autobatch import current_rss
 from .optim import ResidentEmbeddingGrads, build_optimizer, clipped_step, grad_norm as total_grad_norm, lr_factor
 
 
@@ -149,15 +150,6 @@ def _malloc_trim():
 TRIM_GROWTH = 1.5  # trim when the resident set grew past this factor (see _malloc_trim)
 
 
-def _rss_bytes() -> int | None:
-    """This process's resident set size (Linux), None where /proc is unavailable."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 class _HeapTrimmer:
     """Calls ``_malloc_trim`` at a log line only when the resident set grew past ``TRIM_GROWTH`` times
     its first level, or what stayed resident after the last trim (see ``_malloc_trim``)."""
@@ -167,14 +159,14 @@ class _HeapTrimmer:
         self.base: int | None = None
 
     def __call__(self) -> None:
-        rss = _rss_bytes() if self.trim is not None else None
+        rss = current_rss() if self.trim is not None else None
         if rss is None:
             return
         if self.base is None:
             self.base = rss
         elif rss > TRIM_GROWTH * self.base:
             self.trim(0)
-            self.base = max(self.base, _rss_bytes() or self.base)
+            self.base = max(self.base, current_rss() or self.base)
 
 
 # Settings that may change when a run is resumed; anything else must match the checkpoint.
