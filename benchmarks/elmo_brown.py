@@ -39,7 +39,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -49,6 +48,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from machine_info import machine  # benchmarks/ is the script's folder, first on sys.path
 
 warnings.filterwarnings("ignore", message="LSTM with projections is not supported")
 
@@ -207,23 +207,6 @@ def stage_pos(args, name: str, elmo_dir: Path | None) -> dict:
 
 
 # --------------------------------------------------------------------------- report
-def machine() -> dict:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
-        isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags]
-    except OSError:
-        isa = []
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "isa": isa, "torch": torch.__version__,
-            "python": platform.python_version(), "load_average_at_start": os.getloadavg()}
-
-
 def pos_row(label: str, res: dict) -> str:
     runs = res.get("runs", {})
     per_seed = ", ".join(f"{100 * r['metrics']['accuracy']:.2f}" for r in runs.values())

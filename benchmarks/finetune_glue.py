@@ -31,7 +31,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine_info import machine  # benchmarks/ is the script's folder, first on sys.path
 
 import plmkit
 from plmkit.data.tasks import Features
@@ -232,9 +232,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    results = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                           "torch": torch.__version__, "python": platform.python_version(),
-                           "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
+    results = {"machine": machine(),
                "args": {k: str(v) for k, v in vars(args).items()}, "tasks": {}}
     rows = []
     for task in tasks:
