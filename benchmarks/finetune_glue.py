@@ -189,7 +189,7 @@ def task_config(task: str, data: Path, out: Path, args, seeds: list[int]) -> Fin
         eval=[str(data / ev)] if ev else [], epochs=args.epochs or epochs, lr=args.lr or lr,
         batch_size=args.batch_size or bs, seeds=seeds, bf16=args.bf16, eval_split=EVAL_SPLIT.get(task, 0.1),
         max_train=max_train, max_eval=args.max_eval, max_steps=args.max_steps, progress=False, tensorboard=False,
-        device=args.device,
+        device=args.device, bucket=not args.no_bucket,
         options=TaskOptions(max_length=args.max_length or max_length,
                             doc_stride=min(128, (args.max_length or max_length) // 4)))
 
@@ -215,6 +215,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--no-hf", action="store_true", help="plmkit only")
     p.add_argument("--hf-no-group-by-length", action="store_true", help="transformers without length grouping")
+    p.add_argument("--no-bucket", action="store_true",
+                   help="plmkit with plain shuffled batches (with --hf-no-group-by-length: no length grouping on either side)")
     p.add_argument("--hf-first", action="store_true",
                    help="run transformers' seeds before plmkit's (alternate the order between runs to average out "
                         "a machine whose speed drifts)")
