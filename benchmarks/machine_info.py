@@ -8,21 +8,27 @@ import platform
 from pathlib import Path
 
 
+def _cpuinfo_field(name: str) -> str | None:
+    """The first ``name : value`` of /proc/cpuinfo (Linux), None where there is none."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.split(":", 1)[0].strip() == name), None)
+
+
+def cpu_name() -> str:
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
 def machine() -> dict:
     import torch
 
     from plmkit.training.distributed import bf16_is_fast
 
-    cpu = platform.processor() or platform.machine()
-    isa: list[str] = []
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), cpu)
-        flags = set(next((ln.split(":", 1)[1] for ln in lines if ln.startswith("flags")), "").split())
-        isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    except OSError:
-        pass
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "isa": isa,
+    flags = set((_cpuinfo_field("flags") or "").split())
+    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "isa": isa,
             "cpu_bf16_native": bf16_is_fast(torch.device("cpu")), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(),
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,

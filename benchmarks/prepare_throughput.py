@@ -39,6 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine_info import cpu_name  # benchmarks/ is the script's folder, first on sys.path
+
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -192,15 +194,7 @@ def peak_rss(tokenizer: Path, corpus: Path, out: Path, workers: int) -> dict:
 
 
 def machine() -> str:
-    model = ""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model or platform.processor()} ({os.cpu_count()} CPUs), Python {platform.python_version()}"
+    return f"{cpu_name()} ({os.cpu_count()} CPUs), Python {platform.python_version()}"
 
 
 def main() -> None:

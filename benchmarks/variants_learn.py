@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from machine_info import cpu_name  # benchmarks/ is the script's folder, first on sys.path
+
 VARIANTS = {  # preset: (tokenizer kind, objective key for the held-out loss, transformers class)
     "bert-tiny": ("wordpiece", "eval_mlm_loss", "BertForPreTraining"),
     "roberta-tiny": ("bpe", "eval_mlm_loss", "RobertaForMaskedLM"),
@@ -47,16 +49,6 @@ def inputs(data: Path, smoke: bool) -> list[str]:
     if smoke:
         return [str(p) for p in sorted(brown.glob("c[a-r]0[1-2]"))]
     return [str(brown), str(data / "corpora" / "austen"), str(data / "corpora" / "sotu")]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def check_transformers(model_dir: Path, preset: str) -> float:
