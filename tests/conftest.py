@@ -22,7 +22,7 @@ torch.set_num_threads(2)
 def pytest_runtest_makereport(item, call):
     """With ``PLMKIT_NO_SKIP=1`` (set by .ci/run) a skipped test fails: in CI every test must really run.
 
-    The skips are for users' machines without the real data, the test extra, npm or user namespaces;
+    The skips are for users' machines without the real data, the test extra or npm;
     CI has all of them, so a skip there means a check silently stopped checking.
     """
     outcome = yield
