@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import torch
 import pytest
 
 import plmkit
@@ -308,33 +307,6 @@ def test_length_buckets_cover_each_example_once_and_cut_padding():
     plain = np.random.default_rng(1).permutation(1000)
     padded_plain = sum(16 * lengths[plain[i:i + 16]].max() for i in range(0, 1000, 16))
     assert padded < 0.7 * padded_plain
-
-
-class _GivenPermutation:
-    """An rng whose shuffle is a given permutation (transformers' own, drawn with torch)."""
-
-    def __init__(self, perm):
-        self.perm = perm
-
-    def permutation(self, n):
-        assert n == len(self.perm)
-        return self.perm.copy()
-
-
-@pytest.mark.parametrize("n,batch_size", [(1000, 16), (8000, 32), (2241, 32), (37, 8)])
-def test_length_buckets_are_transformers_group_by_length_order(n, batch_size):
-    """Given transformers' permutation, the training order is LengthGroupedSampler's, index for index:
-    megabatches of min(n // (4 * batch), 50) batches kept whole, each longest first, the epoch's
-    longest example in the first batch."""
-    pt_utils = pytest.importorskip("transformers.trainer_pt_utils")
-    lengths = np.random.default_rng(n).integers(3, 200, n)
-    reference = pt_utils.get_length_grouped_indices(lengths.tolist(), batch_size,
-                                                    generator=torch.Generator().manual_seed(5))
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(5)).numpy()
-    batches = bucketed_batches(lengths, batch_size, _GivenPermutation(perm))
-    assert np.concatenate(batches).tolist() == reference
-    assert lengths[batches[0]].max() == lengths.max()
-    assert all(len(b) == batch_size for b in batches[:-1])
 
 
 def test_feature_batches_resume_exactly():

@@ -9,10 +9,10 @@ heads (see :mod:`plmkit.models.heads`); the training loop is the shared
 
 What this module adds to the recipe, for speed on CPUs and GPUs alike:
 
-* **length-bucketed, dynamically padded batches** — examples are shuffled, cut into megabatches of
-  50 batches, sorted by length within a megabatch (longest first) and batched, the epoch's longest
-  example in the first batch (``transformers``' ``group_by_length`` order); each batch is padded
-  only to its own longest row, and the attention mask is dropped when no row is padded;
+* **length-bucketed, dynamically padded batches** — examples are shuffled, cut into chunks of 50
+  batches, sorted by length within a chunk, batched, and the batches shuffled (``transformers``'
+  ``group_by_length``); each batch is padded only to its own longest row, and the attention mask
+  is dropped when no row is padded;
 * **batched, no-grad evaluation** over length-sorted features, with optional bf16 autocast;
 * ``seeds``: every seed trains from the same data and validation split; the summary gives the mean
   and (sample) standard deviation of every metric, since GLUE scores vary a lot between seeds;
@@ -261,25 +261,21 @@ def collate(items: Sequence[dict[str, np.ndarray]], pad_id: int) -> dict[str, to
 
 def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None,
                      bucket_batches: int = 50) -> list[np.ndarray]:
-    """Index batches grouped by length, in ``transformers``' ``group_by_length`` order.
-
-    Training (``rng`` given): shuffle, cut into megabatches of ``bucket_batches`` batches (fewer when
-    the data would make under 4 megabatches), sort each by length (longest first) and batch it; the
-    megabatches stay whole, in their random order, and the epoch's longest example is swapped into
-    the first batch, so a batch too large for memory fails at the first step, not hours in
-    (``LengthGroupedSampler``). ``rng=None``: no shuffling (evaluation: fully length-sorted).
-    """
+    """Index batches grouped by length: shuffle, sort within chunks of ``bucket_batches`` batches,
+    batch, shuffle the batches. ``rng=None``: no shuffling (evaluation: fully length-sorted)."""
     n = len(lengths)
     if rng is None:
         order = np.argsort(-lengths, kind="stable")
         return [order[i:i + batch_size] for i in range(0, n, batch_size)]
     order = rng.permutation(n)
-    chunk = batch_size * max(1, min(n // (batch_size * 4), bucket_batches))
-    parts = [order[c:c + chunk] for c in range(0, n, chunk)]
-    parts = [part[np.argsort(-lengths[part], kind="stable")] for part in parts]
-    longest = int(np.argmax([lengths[part[0]] for part in parts]))
-    parts[0][0], parts[longest][0] = parts[longest][0], parts[0][0]
-    return [part[i:i + batch_size] for part in parts for i in range(0, len(part), batch_size)]
+    chunk = batch_size * bucket_batches
+    batches = []
+    for c in range(0, n, chunk):
+        part = order[c:c + chunk]
+        part = part[np.argsort(-lengths[part], kind="stable")]
+        batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
+    perm = rng.permutation(len(batches))
+    return [batches[i] for i in perm]
 
 
 class FeatureBatches:
