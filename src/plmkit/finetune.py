@@ -11,8 +11,9 @@ What this module adds to the recipe, for speed on CPUs and GPUs alike:
 
 * **length-bucketed, dynamically padded batches** — examples are shuffled, cut into chunks of 50
   batches, sorted by length within a chunk, batched, and the batches shuffled (``transformers``'
-  ``group_by_length``); each batch is padded only to its own longest row, and the attention mask
-  is dropped when no row is padded;
+  ``group_by_length`` batches the same way but keeps each chunk's batches in order, longest first;
+  that order measured no better: BENCHMARKS.md); each batch is padded only to its own longest row,
+  and the attention mask is dropped when no row is padded;
 * **batched, no-grad evaluation** over length-sorted features, with optional bf16 autocast;
 * ``seeds``: every seed trains from the same data and validation split; the summary gives the mean
   and (sample) standard deviation of every metric, since GLUE scores vary a lot between seeds;
