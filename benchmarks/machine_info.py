@@ -3,18 +3,25 @@ fp32 vs bf16 speed (sessions land on different machines — an AVX2-only AMD EPY
 AVX512-BF16 and AMX — so a timing means little without this)."""
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from pathlib import Path
 
 
+@functools.cache
+def _cpuinfo_lines() -> tuple[str, ...]:
+    """/proc/cpuinfo, read once per process (empty off Linux)."""
+    try:
+        return tuple(Path("/proc/cpuinfo").read_text().splitlines())
+    except OSError:
+        return ()
+
+
 def _cpuinfo_field(name: str) -> str | None:
     """The first ``name : value`` of /proc/cpuinfo (Linux), None where there is none."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return None
-    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.split(":", 1)[0].strip() == name), None)
+    return next((ln.split(":", 1)[1].strip() for ln in _cpuinfo_lines() if ln.split(":", 1)[0].strip() == name),
+                None)
 
 
 def cpu_name() -> str:

@@ -17,6 +17,7 @@ namespaces), or as root in a mount namespace (``unshare -m``), and fill it durin
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import os
@@ -810,6 +811,7 @@ def test_outputs_follow_the_umask(world, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------- a full disk
+@functools.cache  # probed once, and only when a disk-full test runs (not at collection)
 def _private_mount_command() -> list[str] | None:
     """How to run a shell in a mount namespace of its own, where mounting a tmpfs is allowed: a user +
     mount namespace (no root needed where the kernel allows unprivileged user namespaces), or, as root
@@ -825,13 +827,11 @@ def _private_mount_command() -> list[str] | None:
     return None
 
 
-PRIVATE_MOUNT = _private_mount_command()
-
-
 def _on_small_disk(tmp: Path, size_kb: int, script: str) -> None:
     """Run ``script`` (sh) with a ``size_kb`` tmpfs mounted at ``$DISK`` (= tmp/disk); afterwards a copy of
     what is left on it is at tmp/after (the tmpfs vanishes with the namespace)."""
-    if PRIVATE_MOUNT is None:  # not a skip: a full disk is what these tests are for, in CI and on any machine
+    private_mount = _private_mount_command()
+    if private_mount is None:  # not a skip: a full disk is what these tests are for, in CI and on any machine
         pytest.fail("cannot mount a small tmpfs to fill: the disk-full tests need unprivileged user + mount "
                     "namespaces (`unshare -Urm true` must work: sysctl kernel.unprivileged_userns_clone=1, or "
                     "kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu) or root (`unshare -m`)")
@@ -841,7 +841,7 @@ def _on_small_disk(tmp: Path, size_kb: int, script: str) -> None:
            "PY": sys.executable}
     full = (f"mount -t tmpfs -o size={size_kb}k plmkit-full \"$DISK\" && {{\n{textwrap.dedent(script)}\n}}; "
             f"cp -a \"$DISK\" \"{after}\"")
-    res = subprocess.run([*PRIVATE_MOUNT, "sh", "-c", full], env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run([*private_mount, "sh", "-c", full], env=env, capture_output=True, text=True, timeout=300)
     assert after.is_dir(), res.stderr
 
 
