@@ -178,10 +178,13 @@ def _read_brown(path, require_labels: bool):
     untagged file is read as one whitespace-tokenised sentence per line.
     """
     from .data.readers import expand_inputs, iter_tagged, looks_tagged
-    from .data.tasks import TaggingExample
+    from .data.tasks import TaggingExample, refuse_json
 
+    files = expand_inputs(path)
+    for file in files[:1]:
+        refuse_json(file, "brown-pos", "tagged Brown text (word/tag tokens, one sentence per line; NLTK's "
+                    "corpora/brown layout)")
     if not require_labels:
-        files = expand_inputs(path)
         with open(files[0], encoding="utf-8", errors="replace") as f:
             head = f.read(1 << 16)
         if not looks_tagged(head):
@@ -604,8 +607,11 @@ def prepare_data(cfg: FinetuneConfig, spec: TaskSpec, tokenizer, with_types: boo
         if spec.labels_from_data and spec.family == "sentence":
             for e in ex:  # a label the training data never showed cannot be scored
                 if str(e.label) not in labels:
-                    raise DataError(f"{path}, line {e.line}: unknown label {e.label!r}; the training data has "
-                                    f"labels {', '.join(repr(x) for x in labels)}")
+                    from .data.tasks import show_labels
+                    from .errors import excerpt
+
+                    raise DataError(f"{path}, line {e.line}: unknown label {excerpt(str(e.label))}; the training "
+                                    f"data has labels {show_labels(labels)}")
         feats = feat(ex, False, path)
         evals.append((name, ex, feats, v2))
     return TaskData(spec, labels, train_ex, train_feats, evals, reports, validation,
@@ -1162,30 +1168,44 @@ def evaluate_squad_predictions(task: str, eval_file: str | Path, predictions_fil
                                na_probs_file: str | Path | None = None, na_prob_thresh: float = 1.0
                                ) -> dict[str, Any]:
     """Score a prediction file like the official script (no model): v1.1, v2.0 or KorQuAD."""
-    from .data.tasks import open_text
-
-    def load(path, what):
-        with open_text(path) as f:
-            try:
-                return json.load(f)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: the {what} is not valid JSON (line {e.lineno}: {e.msg})") from None
+    from .data.tasks import expect_json, load_json
+    from .errors import excerpt, type_name
 
     spec = get_task(task)
     if spec.family != "squad":
         raise UsageError("--predictions (scoring a prediction file without a model) works for squad and korquad")
-    dataset = load(eval_file, "dataset")
-    if not isinstance(dataset, dict) or not isinstance(dataset.get("data"), list):
-        raise DataError(f"{eval_file}: not a SQuAD file — expected a JSON object with a 'data' list")
+    # The dataset goes through the task's own reader first: every field is type-checked there.
+    squad.read_squad(eval_file, require_answers=False)
+    dataset = load_json(eval_file, "the dataset is SQuAD JSON {\"version\": ..., \"data\": [articles]}")
     if not any(True for a in dataset["data"] for p in a.get("paragraphs", []) for _ in p.get("qas", [])):
         raise DataError(f"{eval_file}: the evaluation file has no questions")
-    preds = load(predictions_file, "prediction file")
+    expected = 'a JSON object mapping question id to answer text ({"56be4db0acb8001400a502ec": "Denver Broncos"})'
+    expect_json(predictions_file, "--predictions", expected, kinds=("a JSON object", "a SQuAD-format JSON"))
+    preds = load_json(predictions_file, f"the prediction file is {expected}")
     if not isinstance(preds, dict):
-        raise DataError(f"{predictions_file}: expected a JSON object mapping question id to answer text")
+        raise DataError(f"{predictions_file}: expected {expected}, got {type_name(preds)}")
+    if "data" in preds and isinstance(preds["data"], list):
+        raise DataError(f"{predictions_file}: this is a SQuAD dataset (it has a 'data' list), not a prediction "
+                        f"file; --predictions takes {expected} (the predictions.json that 'plmkit predict' writes)")
+    for qid, answer in preds.items():
+        if not isinstance(answer, str):
+            raise DataError(f"{predictions_file}: the prediction for {excerpt(qid)} is {type_name(answer)} "
+                            f"({excerpt(answer)}), expected answer text (\"\" for no answer)")
+    na = None
+    if na_probs_file is not None:
+        expect_json(na_probs_file, "--na-probs", "a JSON object mapping question id to a probability",
+                    kinds=("a JSON object",))
+        na = load_json(na_probs_file, "the no-answer probability file is a JSON object {question id: probability}")
+        if not isinstance(na, dict):
+            raise DataError(f"{na_probs_file}: expected a JSON object mapping question id to a no-answer "
+                            f"probability, got {type_name(na)}")
+        for qid, prob in na.items():
+            if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not math.isfinite(prob):
+                raise DataError(f"{na_probs_file}: the no-answer probability of {excerpt(qid)} is {excerpt(prob)}, "
+                                "expected a finite number")
     if spec.name == "korquad":
         metrics = M.korquad_evaluate(dataset["data"], preds)
     elif M.squad_version(dataset) == "2.0" or na_probs_file is not None:
-        na = load(na_probs_file, "no-answer probability file") if na_probs_file else None
         metrics = M.squad_v2_evaluate(dataset["data"], preds, na_probs=na, na_prob_thresh=na_prob_thresh)
     else:
         metrics = M.squad_v1_evaluate(dataset["data"], preds)

@@ -51,7 +51,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, excerpt
 
 FORMATS = ("auto", "text", "jsonl", "json", "brown")
 _HEAD_BYTES = 1 << 16
@@ -192,7 +192,7 @@ def brown_categories(folder: str | os.PathLike, missing_ok: bool = False) -> dic
         if len(parts) < 2:
             if missing_ok:
                 return {}
-            raise DataError(f"{path}:{lineno}: expected 'FILEID CATEGORY...', got {line.strip()!r}")
+            raise DataError(f"{path}:{lineno}: expected 'FILEID CATEGORY...', got {excerpt(line.strip())}")
         cats[parts[0]] = parts[1:]
     if missing_ok and (not cats or not all((Path(folder) / f).is_file() for f in cats)):
         return {}
@@ -550,21 +550,26 @@ def _parse_json(text: str, path: Path, lineno: int | None) -> Any:
         kind = "JSON Lines record" if lineno is not None else "JSON document"
         raise DataError(f"{where}: not a valid {kind} ({e.msg}); use --format text if the file is plain text")\
             from None
+    except (ValueError, RecursionError) as e:  # a 5000-digit number, nesting deeper than the stack
+        where = f"{path}:{lineno}" if lineno is not None else f"{path}"
+        raise DataError(f"{where}: cannot be read as JSON ({excerpt(str(e))}); use --format text if the file is "
+                        "plain text") from None
 
 
 def _record_text(rec: Any, field_name: str, path: Path, lineno: int | None, index: int | None = None) -> str:
     where = f"{path}:{lineno}" if lineno is not None else f"{path}" + (f" (record {index})" if index is not None else "")
     if not isinstance(rec, dict):
-        raise DataError(f"{where}: expected a JSON object with a {field_name!r} field, got {type(rec).__name__}")
+        raise DataError(f"{where}: expected a JSON object with a {field_name!r} field, got {type(rec).__name__} "
+                        f"({excerpt(rec)})")
     if field_name not in rec:
-        keys = ", ".join(sorted(map(str, rec))[:10])
+        keys = ", ".join(excerpt(k, 30) for k in sorted(map(str, rec))[:10])
         raise DataError(f"{where}: the record has no {field_name!r} field (its fields: {keys}); name the text field "
                         "with --text-field")
     text = rec[field_name]
     if text is None:
         return ""
     if not isinstance(text, str):
-        raise DataError(f"{where}: field {field_name!r} holds {type(text).__name__}, not text")
+        raise DataError(f"{where}: field {field_name!r} holds {type(text).__name__}, not text ({excerpt(text)})")
     return text
 
 
@@ -578,7 +583,7 @@ def _tagged_sentences(src: TextSource) -> Iterator[tuple[list[str], list[str]]]:
         for tok in tokens:
             w, sep, t = tok.rpartition("/")
             if not (w and t):
-                raise DataError(f"{src.path}:{lineno}: token {tok!r} is not word/tag; this is not a tagged (Brown) file "
+                raise DataError(f"{src.path}:{lineno}: token {excerpt(tok)} is not word/tag; this is not a tagged (Brown) file "
                                 "(pass --format text to read it as plain text)")
             words.append(w)
             tags.append(t)

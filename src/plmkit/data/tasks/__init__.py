@@ -23,7 +23,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ...errors import DataError
+from ...errors import DataError, excerpt, type_name
 
 IGNORE_INDEX = -100
 
@@ -236,9 +236,13 @@ def read_table(path: str | Path, fmt: str | None = None) -> tuple[list[str], Ite
                         rec = json.loads(line)
                     except json.JSONDecodeError as e:
                         raise DataError(f"{p}, line {n}: not valid JSON ({e.msg}); a .jsonl file needs one "
-                                        "JSON object per line") from None
+                                        f"JSON object per line, and this file looks like {sniff_format(p)}") from None
+                    except (ValueError, RecursionError) as e:  # 5000-digit numbers, nesting beyond the stack
+                        raise DataError(f"{p}, line {n}: cannot be read as JSON ({excerpt(str(e))}); a .jsonl file "
+                                        "needs one JSON object per line") from None
                     if not isinstance(rec, dict):
-                        raise DataError(f"{p}, line {n}: expected a JSON object, got {type(rec).__name__}")
+                        raise DataError(f"{p}, line {n}: expected a JSON object, got {type_name(rec)} "
+                                        f"({excerpt(rec)}); a .jsonl file needs one JSON object per line")
                     yield n, rec
         it = records()
         first = next(it, None)
@@ -258,10 +262,21 @@ def read_table(path: str | Path, fmt: str | None = None) -> tuple[list[str], Ite
         except StopIteration:
             f.close()
             return [], iter(())
+        except csv.Error as e:
+            f.close()
+            raise DataError(f"{p}, line 1: not a CSV header ({excerpt(str(e))}); this file looks like "
+                            f"{sniff_format(p)}") from None
 
         def csv_rows() -> Iterator[tuple[int, dict[str, str]]]:
             with f:
-                for row in reader:
+                while True:
+                    try:
+                        row = next(reader)
+                    except StopIteration:
+                        return
+                    except csv.Error as e:  # a NUL byte, a field over csv's size limit, a stray quote
+                        raise DataError(f"{p}, line {reader.line_num}: not a valid CSV row ({excerpt(str(e))}); "
+                                        "fix the row (quote fields that contain commas or line breaks)") from None
                     if not any(c.strip() for c in row):
                         continue
                     n = reader.line_num
@@ -306,23 +321,135 @@ def where(line: int | str) -> str:
 
 def label_index(label: Any, labels: Sequence[str], path: str | Path, line: int | str) -> int:
     """The id of a class label, or a DataError that names the file, line and the known labels."""
+    if not isinstance(label, (str, int)) or isinstance(label, bool):
+        raise DataError(f"{path}, {where(line)}: the label is {type_name(label)} ({excerpt(label)}), expected a "
+                        f"class name; this task's labels are {show_labels(labels)}")
     key = str(label).strip()
     try:
         return list(labels).index(key)
     except ValueError:
-        shown = ", ".join(repr(x) for x in list(labels)[:20]) + (" …" if len(labels) > 20 else "")
-        raise DataError(f"{path}, {where(line)}: unknown label {key!r}; this task's labels are {shown}. "
-                        "Fix the label or use a file of the right task") from None
+        raise DataError(f"{path}, {where(line)}: unknown label {excerpt(key)}; this task's labels are "
+                        f"{show_labels(labels)}. Fix the label or use a file of the right task") from None
+
+
+def show_labels(labels: Sequence[str], limit: int = 20) -> str:
+    """The first ``limit`` labels, quoted (short), for a message."""
+    labels = list(labels)
+    return ", ".join(excerpt(x, 30) for x in labels[:limit]) + (f" … ({len(labels)} in all)" if len(labels) > limit
+                                                                else "")
 
 
 def parse_float(value: Any, path: str | Path, line: int | str, what: str = "score") -> float:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise DataError(f"{path}, {where(line)}: {what} is {type_name(value)} ({excerpt(value)}), expected a number")
     try:
         x = float(value)
-    except (TypeError, ValueError):
-        raise DataError(f"{path}, {where(line)}: {what} {value!r} is not a number") from None
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"{path}, {where(line)}: {what} {excerpt(value)} is not a number") from None
     if not math.isfinite(x):
-        raise DataError(f"{path}, {where(line)}: {what} {value!r} is not a finite number")
+        raise DataError(f"{path}, {where(line)}: {what} {excerpt(value)} is not a finite number")
     return x
+
+
+def json_text(value: Any, path: str | Path, line: int | str, key: str, optional: bool = False) -> str | None:
+    """``value`` as read from a JSON field that must hold text: a DataError naming the file, record and
+    key when it is null (unless ``optional``), a number, a list or an object."""
+    if isinstance(value, str) or (optional and value is None):
+        return value
+    raise DataError(f"{path}, {where(line)}: {key!r} is {type_name(value)} ({excerpt(value)}), expected text; "
+                    "fix the record or use a file of the right task")
+
+
+def json_id(value: Any, path: str | Path, line: int | str, key: str = "id") -> str:
+    """A record id: text or an integer (kept as text)."""
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return str(value)
+    raise DataError(f"{path}, {where(line)}: {key!r} is {type_name(value)} ({excerpt(value)}), expected text or an "
+                    "integer")
+
+
+def load_json(path: str | Path, expected: str) -> Any:
+    """Parse a whole JSON file; errors name the file and the position, and say what format was expected
+    (``expected``) and which one the file looks like."""
+    p = Path(path)
+    with open_text(p) as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            found = sniff_format(p)
+            hint = "" if found.startswith(("a JSON", "a SQuAD")) else f"; this file looks like {found}"
+            raise DataError(f"{p}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); fix the file — "
+                            f"{expected}{hint}") from None
+        except (ValueError, RecursionError) as e:  # 5000-digit numbers, nesting beyond the stack
+            raise DataError(f"{p}: cannot be read as JSON ({excerpt(str(e))}); fix the file — {expected}") from None
+
+
+# --------------------------------------------------------------------------- format sniffing
+_JSON_KINDS = ("a JSON object", "a JSON list", "JSON Lines", "a SQuAD-format JSON")
+
+
+def sniff_format(path: str | Path) -> str:
+    """What a file looks like from its first 64 KiB, in words ("a JSON list", "tab-separated text
+    (4 columns on line 1)", ...), for messages about a file given to the wrong task."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return "an unreadable file"
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    if not head.strip():
+        return "an empty file"
+    if b"\x00" in head:
+        return "a binary file"
+    text = head.decode("utf-8", errors="replace").lstrip()
+    first = text.split("\n", 1)[0].rstrip("\r")
+    if text[0] == "{":
+        try:
+            json.loads(first)
+            if "\n" in text.strip():
+                return "JSON Lines (one JSON object per line)"
+        except (ValueError, RecursionError):
+            pass
+        if '"paragraphs"' in text and '"qas"' in text:
+            return "a SQuAD-format JSON file"
+        return "a JSON object"
+    if text[0] == "[":
+        return "a JSON list"
+    if first.startswith("##"):
+        return "KLUE-NER text ('## guid' lines, then 'character<TAB>tag' rows)"
+    if "\t" in first:
+        return f"tab-separated text ({first.count(chr(9)) + 1} columns on line 1)"
+    if "," in first:
+        return f"comma-separated text ({first.count(',') + 1} fields on line 1)"
+    words = first.split()
+    if words and all("/" in w[1:] for w in words):
+        return "tagged text (word/tag tokens)"
+    return f"plain text ({len(words)} word(s) on line 1)"
+
+
+def refuse_json(path: str | Path, task: str, expected: str) -> None:
+    """A DataError when a line-oriented task file (TSV, CSV, CoNLL) holds JSON (or binary data) instead:
+    says which format was found and which one the task reads. Other problems are left to the reader."""
+    p = Path(path)
+    if not p.is_file():
+        return
+    found = sniff_format(p)
+    if found.startswith(_JSON_KINDS) or found == "a binary file":
+        raise DataError(f"{p}: this file looks like {found}, but {task} reads {expected}; is it the file of "
+                        "another task? Give the task's own file (see 'plmkit finetune --help' for the formats)")
+
+
+def expect_json(path: str | Path, task: str, expected: str, kinds: tuple[str, ...] = _JSON_KINDS) -> None:
+    """A DataError when a JSON task file does not start like one of ``kinds`` (names from
+    :func:`sniff_format`), saying which format was found and which one the task reads."""
+    p = Path(path)
+    if not p.is_file():
+        return
+    found = sniff_format(p)
+    if not found.startswith(kinds):
+        raise DataError(f"{p}: this file looks like {found}, but {task} reads {expected}; is it the file of "
+                        "another task? Give the task's own file (see 'plmkit finetune --help' for the formats)")
 
 
 # --------------------------------------------------------------------------- validation split
@@ -352,4 +479,5 @@ def carve_split(groups: Sequence[Any] | int, fraction: float, seed: int = 0) -> 
 
 __all__ = ["IGNORE_INDEX", "SentenceExample", "ChoiceExample", "TaggingExample", "SquadExample", "ReadReport",
            "Features", "pair_encode", "encoding_arrays", "open_text", "read_tsv_rows", "read_table",
-           "table_format", "check_not_empty", "convert_sentences", "label_index", "parse_float", "carve_split"]
+           "table_format", "check_not_empty", "convert_sentences", "label_index", "parse_float", "carve_split",
+           "json_text", "json_id", "load_json", "sniff_format", "refuse_json", "expect_json", "show_labels"]

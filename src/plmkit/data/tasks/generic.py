@@ -9,11 +9,13 @@ file (sorted); a label in an evaluation file that training never saw is an error
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
-from ...errors import DataError, UsageError
-from . import ReadReport, SentenceExample, parse_float, read_table
+from ...errors import DataError, UsageError, excerpt, type_name
+from . import ReadReport, SentenceExample, parse_float, read_table, refuse_json, table_format
+from .glue import _columns
 
 
 def read_generic(path: str | Path, text_columns: Sequence[str], label_column: str | None, regression: bool,
@@ -22,28 +24,39 @@ def read_generic(path: str | Path, text_columns: Sequence[str], label_column: st
     if not text_columns or len(text_columns) > 2:
         raise UsageError("give one or two --text-columns (a sentence, or a sentence pair)")
     report = ReadReport(str(path))
-    header, rows = read_table(path)
+    fmt = table_format(Path(path))
+    if fmt != "jsonl":
+        refuse_json(path, "classify / regress", f"a {fmt.upper()} file (its format follows the file extension: "
+                    ".csv, .tsv, or .jsonl for one JSON object per line)")
+    header, rows = read_table(path, fmt)
     if not header:
         return [], report
     missing = [c for c in text_columns if c not in header]
     if missing:
         raise DataError(f"{path}: no column {missing[0]!r}; the file's columns are "
-                        f"{', '.join(repr(h) for h in header)} (set --text-columns / --label-column)")
+                        f"{_columns(header)} (set --text-columns / --label-column)")
     has_label = label_column is not None and label_column in header
     if require_labels and not has_label:
         raise DataError(f"{path}: no label column {label_column!r}; the file's columns are "
-                        f"{', '.join(repr(h) for h in header)} (set --label-column)")
+                        f"{_columns(header)} (set --label-column)")
     examples = []
     for n, row in rows:
         texts = []
         for c in text_columns:
             if c not in row:
                 raise DataError(f"{path}, line {n}: the record has no field {c!r}")
-            texts.append("" if row[c] is None else str(row[c]))
+            value = row[c]
+            if value is not None and not isinstance(value, str):  # JSON Lines: a number, list or object
+                raise DataError(f"{path}, line {n}: field {c!r} is {type_name(value)} ({excerpt(value)}), "
+                                "expected text")
+            texts.append(value or "")
         label = None
         if has_label and row.get(label_column) is not None:
             raw = row[label_column]
-            label = parse_float(raw, path, n, "label") if regression else str(raw).strip()
+            if regression:
+                label = parse_float(raw, path, n, "label")
+            else:
+                label = _class_label(raw, path, n, label_column)
             if not regression and label == "":
                 raise DataError(f"{path}, line {n}: empty label in column {label_column!r}")
         elif require_labels:
@@ -52,3 +65,16 @@ def read_generic(path: str | Path, text_columns: Sequence[str], label_column: st
         examples.append(SentenceExample(guid, texts[0], texts[1] if len(texts) > 1 else None, label, n))
     report.read = len(examples)
     return examples, report
+
+
+def _class_label(raw: object, path: str | Path, n: int, column: str) -> str:
+    """A class label as text: JSON strings, integers and finite numbers are accepted; null is handled by
+    the caller; lists, objects, booleans and NaN / infinity are errors naming the line."""
+    if isinstance(raw, str):
+        return raw.strip()
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        raise DataError(f"{path}, line {n}: label in column {column!r} is {type_name(raw)} ({excerpt(raw)}), "
+                        "expected a class name or number")
+    if isinstance(raw, float) and not math.isfinite(raw):
+        raise DataError(f"{path}, line {n}: label {raw} in column {column!r} is not a finite number")
+    return str(raw)

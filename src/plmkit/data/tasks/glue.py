@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...errors import DataError
-from . import ReadReport, SentenceExample, label_index, parse_float, read_tsv_rows
+from ...errors import DataError, excerpt
+from . import ReadReport, SentenceExample, label_index, parse_float, read_tsv_rows, refuse_json
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ def read_column_tsv(path: str | Path, task: ColumnTask, require_labels: bool = T
                     ) -> tuple[list[SentenceExample], ReadReport]:
     """Read a task TSV into examples; unlabelled files (GLUE test sets) read when ``require_labels`` is off."""
     report = ReadReport(str(path))
+    refuse_json(path, task.name, _expected(task))
     rows = read_tsv_rows(path)
     first = next(rows, None)
     if first is None:
@@ -95,7 +96,7 @@ def read_column_tsv(path: str | Path, task: ColumnTask, require_labels: bool = T
     missing = [c for c in task.text_columns if c not in header]
     if missing:
         raise DataError(f"{path}, line {line}: the header has no column {missing[0]!r} (it has "
-                        f"{', '.join(repr(h) for h in header)}); is this a {task.name} file?")
+                        f"{_columns(header)}); is this a {task.name} file? {task.name} reads {_expected(task)}")
     text_idx = [header.index(c) for c in task.text_columns]
     label_idx = header.index(task.label_column) if task.label_column in header else None
     if label_idx is None and require_labels:
@@ -117,6 +118,18 @@ def read_column_tsv(path: str | Path, task: ColumnTask, require_labels: bool = T
         examples.append(_example(task, guid, [row[i] for i in text_idx], label, path, n))
     report.read = len(examples)
     return examples, report
+
+
+def _expected(task: ColumnTask) -> str:
+    """The format a task's TSV has, for messages."""
+    cols = ", ".join(dict.fromkeys((*task.text_columns, task.label_column)))
+    return f"a tab-separated file with a header line naming the columns {cols}"
+
+
+def _columns(header: list[str], limit: int = 8) -> str:
+    """A header's first columns, each quoted short (a JSON file read as TSV is one 2 MB 'column')."""
+    shown = ", ".join(excerpt(h, 40) for h in header[:limit])
+    return shown + (f" … ({len(header)} columns)" if len(header) > limit else "")
 
 
 def _example(task: ColumnTask, guid: str, texts: list[str], label: str | None, path, line: int) -> SentenceExample:

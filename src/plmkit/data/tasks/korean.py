@@ -13,12 +13,11 @@ NSMC (Naver sentiment movie corpus) and KorQuAD 1.0 (Lim et al., 2019).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from ...errors import DataError
-from . import ReadReport, SentenceExample, label_index, open_text, parse_float
+from ...errors import DataError, excerpt, type_name
+from . import ReadReport, SentenceExample, expect_json, json_id, json_text, label_index, load_json, parse_float
 from .glue import ColumnTask
 
 KLUE_NLI_LABELS = ("entailment", "neutral", "contradiction")  # KLUE's label order
@@ -31,35 +30,45 @@ KOREAN_TSV_TASKS: dict[str, ColumnTask] = {
 }
 
 
-def _load_json_list(path: str | Path) -> list[Any]:
-    with open_text(path) as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); fix the file — "
-                            "KLUE files are one JSON list of examples") from None
+KLUE_FORMAT = "KLUE JSON: one list of example objects"
+
+
+def _load_json_list(path: str | Path, task: str = "klue-nli / klue-sts") -> list[Any]:
+    expect_json(path, task, KLUE_FORMAT, kinds=("a JSON list", "a JSON object"))
+    data = load_json(path, "KLUE files are one JSON list of examples")
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON list of examples (KLUE format), got {type(data).__name__}")
+        found = type_name(data) if not isinstance(data, dict) else f"an object with the keys {excerpt(list(data))}"
+        raise DataError(f"{path}: expected a JSON list of examples (KLUE format), got {found}; is it the file of "
+                        "another task?")
     return data
+
+
+def _record(rec: Any, path: str | Path, i: int, keys: tuple[str, str], task: str) -> tuple[str, str]:
+    """The two texts of a KLUE record, type-checked."""
+    if not isinstance(rec, dict):
+        raise DataError(f"{path}, record {i}: {type_name(rec)} ({excerpt(rec)}), expected an object with "
+                        f"{keys[0]!r} and {keys[1]!r}; is this a {task} file?")
+    if keys[0] not in rec or keys[1] not in rec:
+        raise DataError(f"{path}, record {i}: missing {keys[0]!r} or {keys[1]!r}; is this a {task} file?")
+    return (json_text(rec[keys[0]], path, f"record {i}", keys[0]),  # type: ignore[return-value]
+            json_text(rec[keys[1]], path, f"record {i}", keys[1]))
 
 
 def read_klue_nli(path: str | Path, require_labels: bool = True) -> tuple[list[SentenceExample], ReadReport]:
     report = ReadReport(str(path))
     examples = []
-    for i, rec in enumerate(_load_json_list(path), start=1):
+    for i, rec in enumerate(_load_json_list(path, "klue-nli"), start=1):
         where = f"record {i}"
-        try:
-            premise, hypothesis = rec["premise"], rec["hypothesis"]
-        except (KeyError, TypeError):
-            raise DataError(f"{path}, {where}: missing 'premise' or 'hypothesis'; is this a KLUE-NLI file?") from None
+        premise, hypothesis = _record(rec, path, i, ("premise", "hypothesis"), "KLUE-NLI")
         label = rec.get("gold_label")
         if label is None and require_labels:
             raise DataError(f"{path}, {where}: no 'gold_label'; training and evaluation need labels")
         if label is not None:
             label_index(label, KLUE_NLI_LABELS, path, f"record {i}")
-        examples.append(SentenceExample(str(rec.get("guid", i)), premise, hypothesis, label, i))
+        guid = json_id(rec["guid"], path, where, "guid") if "guid" in rec else str(i)
+        examples.append(SentenceExample(guid, premise, hypothesis, label, i))
     report.read = len(examples)
     return examples, report
 
@@ -67,17 +76,18 @@ def read_klue_nli(path: str | Path, require_labels: bool = True) -> tuple[list[S
 def read_klue_sts(path: str | Path, require_labels: bool = True) -> tuple[list[SentenceExample], ReadReport]:
     report = ReadReport(str(path))
     examples = []
-    for i, rec in enumerate(_load_json_list(path), start=1):
-        try:
-            s1, s2 = rec["sentence1"], rec["sentence2"]
-        except (KeyError, TypeError):
-            raise DataError(f"{path}, record {i}: missing 'sentence1' or 'sentence2'; is this a KLUE-STS file?") from None
+    for i, rec in enumerate(_load_json_list(path, "klue-sts"), start=1):
+        s1, s2 = _record(rec, path, i, ("sentence1", "sentence2"), "KLUE-STS")
         labels = rec.get("labels")
         score = None
+        if labels is not None and not isinstance(labels, dict):
+            raise DataError(f"{path}, record {i}: 'labels' is {type_name(labels)} ({excerpt(labels)}), expected an "
+                            "object with 'real-label'")
         if isinstance(labels, dict) and "real-label" in labels:
             score = parse_float(labels["real-label"], path, f"record {i}", "labels.real-label")
         elif require_labels:
             raise DataError(f"{path}, record {i}: no 'labels.real-label'; training and evaluation need scores")
-        examples.append(SentenceExample(str(rec.get("guid", i)), s1, s2, score, i))
+        guid = json_id(rec["guid"], path, f"record {i}", "guid") if "guid" in rec else str(i)
+        examples.append(SentenceExample(guid, s1, s2, score, i))
     report.read = len(examples)
     return examples, report

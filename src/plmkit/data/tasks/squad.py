@@ -23,17 +23,19 @@ as the official scripts use only texts).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from ...errors import DataError, UsageError
-from . import Features, ReadReport, SquadExample, open_text
+from ...errors import DataError, UsageError, excerpt, type_name
+from . import Features, ReadReport, SquadExample, expect_json, json_id, json_text, load_json
 
 MISMATCH = "answer(s) whose answer_start does not match the context"
 NO_TARGET = "question(s) with no usable answer (not used for training)"
+
+
+SQUAD_FORMAT = 'SQuAD JSON: one object {"version": ..., "data": [articles with "paragraphs"]}'
 
 
 def read_squad(path: str | Path, for_training: bool = False, require_answers: bool = True
@@ -41,48 +43,85 @@ def read_squad(path: str | Path, for_training: bool = False, require_answers: bo
     """Read the official SQuAD JSON (``{"data": [{"title", "paragraphs": [{"context", "qas"}]}]}``).
 
     ``for_training`` drops answerable questions none of whose answers match the context (counted);
-    evaluation keeps them, since the official scorers compare gold *texts* only.
+    evaluation keeps them, since the official scorers compare gold *texts* only. Every field is
+    type-checked: text where text belongs, ``answer_start`` an integer, lists and objects where the
+    format has them; a mismatch is a DataError naming the article, paragraph or question and the key.
     """
     report = ReadReport(str(path))
-    with open_text(path) as f:
-        try:
-            raw = json.load(f)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); fix the file — "
-                            "SQuAD files are one JSON object {\"version\": ..., \"data\": [articles]}") from None
+    expect_json(path, "squad / korquad", SQUAD_FORMAT, kinds=("a JSON object", "a SQuAD-format JSON"))
+    raw = load_json(path, "SQuAD files are one JSON object {\"version\": ..., \"data\": [articles]}")
     data = raw.get("data") if isinstance(raw, dict) else None
     if not isinstance(data, list):
-        raise DataError(f"{path}: not a SQuAD file — expected a JSON object with a 'data' list of articles")
-    v2 = str(raw.get("version", "")).lstrip("v").startswith("2")
+        found = f"{type_name(raw)}" if not isinstance(raw, dict) else (
+            f"an object whose 'data' is {type_name(data)}" if "data" in raw else
+            f"an object with the keys {excerpt(list(raw))}")
+        raise DataError(f"{path}: not a SQuAD file — expected a JSON object with a 'data' list of articles, found "
+                        f"{found}; is it the file of another task?")
+    version = raw.get("version", "")
+    v2 = isinstance(version, (str, int, float)) and str(version).lstrip("v").startswith("2")
     examples: list[SquadExample] = []
     for a, article in enumerate(data):
-        for p, para in enumerate(article.get("paragraphs", []) if isinstance(article, dict) else []):
-            try:
-                context, qas = para["context"], para["qas"]
-            except (KeyError, TypeError):
-                raise DataError(f"{path}: article {a} paragraph {p} has no 'context' or 'qas'") from None
-            for qa in qas:
-                qid = str(qa.get("id", f"{a}-{p}-{len(examples)}"))
+        if not isinstance(article, dict):
+            raise DataError(f"{path}: data[{a}] is {type_name(article)} ({excerpt(article)}), expected an article "
+                            "object with 'paragraphs'")
+        paragraphs = article.get("paragraphs", [])
+        if not isinstance(paragraphs, list):
+            raise DataError(f"{path}: article {a}: 'paragraphs' is {type_name(paragraphs)} ({excerpt(paragraphs)}), "
+                            "expected a list")
+        for p, para in enumerate(paragraphs):
+            if not isinstance(para, dict) or "context" not in para or "qas" not in para:
+                raise DataError(f"{path}: article {a} paragraph {p} has no 'context' or 'qas'")
+            context = json_text(para["context"], path, f"article {a} paragraph {p}", "context")
+            qas = para["qas"]
+            if not isinstance(qas, list):
+                raise DataError(f"{path}: article {a} paragraph {p}: 'qas' is {type_name(qas)} ({excerpt(qas)}), "
+                                "expected a list of questions")
+            for q, qa in enumerate(qas):
+                place = f"article {a} paragraph {p} question {q}"
+                if not isinstance(qa, dict):
+                    raise DataError(f"{path}: {place} is {type_name(qa)} ({excerpt(qa)}), expected a question "
+                                    "object with 'id', 'question' and 'answers'")
+                qid = json_id(qa["id"], path, place) if "id" in qa else f"{a}-{p}-{len(examples)}"
+                where = f"question {qid}" if "id" in qa else place
                 if "question" not in qa:
-                    raise DataError(f"{path}: question {qid} has no 'question' text")
-                impossible = bool(qa.get("is_impossible", False))
+                    raise DataError(f"{path}: {where} has no 'question' text")
+                question = json_text(qa["question"], path, where, "question")
+                impossible = qa.get("is_impossible")
+                if impossible is None:
+                    impossible = False
+                if impossible not in (True, False, 0, 1) or isinstance(impossible, float):
+                    raise DataError(f"{path}, {where}: 'is_impossible' is {type_name(impossible)} "
+                                    f"({excerpt(impossible)}), expected true or false")
+                impossible = bool(impossible)
                 v2 = v2 or "is_impossible" in qa
-                answers = qa.get("answers") or []
+                answers = qa.get("answers")
+                if answers is None:
+                    answers = []
+                if not isinstance(answers, list):
+                    raise DataError(f"{path}, {where}: 'answers' is {type_name(answers)} ({excerpt(answers)}), "
+                                    "expected a list of {\"text\", \"answer_start\"} objects")
                 if not answers and not impossible and require_answers:
-                    raise DataError(f"{path}: question {qid} has no answers and is not marked is_impossible")
+                    raise DataError(f"{path}: {where} has no answers and is not marked is_impossible")
                 texts, start, target = [], None, None
-                for ans in answers:
-                    text, s = ans.get("text", ""), ans.get("answer_start")
+                for i, ans in enumerate(answers):
+                    if not isinstance(ans, dict):
+                        raise DataError(f"{path}, {where}: answer {i} is {type_name(ans)} ({excerpt(ans)}), expected "
+                                        "an object {\"text\", \"answer_start\"}")
+                    text = json_text(ans.get("text"), path, f"{where} answer {i}", "text")
+                    s = ans.get("answer_start")
+                    if s is not None and (isinstance(s, bool) or not isinstance(s, int)):
+                        raise DataError(f"{path}, {where} answer {i}: 'answer_start' is {type_name(s)} "
+                                        f"({excerpt(s)}), expected a character offset (an integer)")
                     texts.append(text)
-                    ok = isinstance(s, int) and 0 <= s and context[s:s + len(text)] == text and text != ""
+                    ok = s is not None and 0 <= s and context[s:s + len(text)] == text and text != ""
                     if not ok:
-                        report.skip(MISMATCH, f"question {qid}")
+                        report.skip(MISMATCH, where)
                     elif target is None:
                         start, target = s, text
                 if for_training and not impossible and target is None and require_answers:
-                    report.skip(NO_TARGET, f"question {qid}")
+                    report.skip(NO_TARGET, where)
                     continue
-                examples.append(SquadExample(qid=qid, question=qa["question"], context=context, answers=texts,
+                examples.append(SquadExample(qid=qid, question=question, context=context, answers=texts,
                                              answer_start=start, answer_text=target, is_impossible=impossible,
                                              article=a))
     report.read = len(examples)

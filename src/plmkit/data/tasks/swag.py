@@ -13,21 +13,26 @@ from typing import Sequence
 
 import numpy as np
 
-from ...errors import DataError
-from . import ChoiceExample, Features, ReadReport, pair_encode, read_table
+from ...errors import DataError, excerpt
+from . import ChoiceExample, Features, ReadReport, pair_encode, read_table, refuse_json
 
 ENDINGS = ("ending0", "ending1", "ending2", "ending3")
 
 
 def read_swag(path: str | Path, require_labels: bool = True) -> tuple[list[ChoiceExample], ReadReport]:
     report = ReadReport(str(path))
+    refuse_json(path, "swag", "the SWAG CSV (header: video-id, fold-ind, startphrase, sent1, sent2, gold-source, "
+                "ending0..ending3, label)")
     header, rows = read_table(path, fmt="csv")
     if not header:
         return [], report
     missing = [c for c in ("sent1", "sent2", *ENDINGS) if c not in header]
     if missing:
-        raise DataError(f"{path}, line 1: the header has no column {missing[0]!r}; a SWAG CSV has the columns "
-                        "video-id, fold-ind, startphrase, sent1, sent2, gold-source, ending0..ending3, label")
+        from .glue import _columns
+
+        raise DataError(f"{path}, line 1: the header has no column {missing[0]!r} (it has {_columns(header)}); a "
+                        "SWAG CSV has the columns video-id, fold-ind, startphrase, sent1, sent2, gold-source, "
+                        "ending0..ending3, label")
     if "label" not in header and require_labels:
         raise DataError(f"{path}: no 'label' column; training and evaluation need labelled files")
     examples = []
@@ -37,7 +42,7 @@ def read_swag(path: str | Path, require_labels: bool = True) -> tuple[list[Choic
             try:
                 label = int(row["label"])
             except ValueError:
-                raise DataError(f"{path}, line {n}: label {row['label']!r} is not a choice number 0-3") from None
+                raise DataError(f"{path}, line {n}: label {excerpt(row['label'])} is not a choice number 0-3") from None
             if not 0 <= label < len(ENDINGS):
                 raise DataError(f"{path}, line {n}: unknown label {label}; SWAG labels are 0, 1, 2, 3")
         guid = f"{row.get('video-id', '')}-{row.get('fold-ind', n)}"

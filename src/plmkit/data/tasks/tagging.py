@@ -27,8 +27,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ...errors import DataError
-from . import IGNORE_INDEX, Features, ReadReport, TaggingExample, open_text
+from ...errors import DataError, excerpt
+from . import IGNORE_INDEX, Features, ReadReport, TaggingExample, open_text, refuse_json
 
 CONLL_TYPES = ("PER", "ORG", "LOC", "MISC")
 CONLL_LABELS = ("O", *(f"{p}-{t}" for t in CONLL_TYPES for p in ("B", "I")))
@@ -47,6 +47,8 @@ def read_conll(path: str | Path, require_labels: bool = True, labels: Sequence[s
     ncols = None
     start = 0
     known = set(labels) if labels is not None else None
+    refuse_json(path, "conll-ner", "CoNLL-2003 column text (one 'word POS chunk NER' line per token, blank lines "
+                "between sentences)")
 
     def flush() -> None:
         nonlocal words, tags
@@ -78,7 +80,7 @@ def read_conll(path: str | Path, require_labels: bool = True, labels: Sequence[s
             if ncols > 1:
                 tag = fields[-1]
                 if known is not None and tag not in known:
-                    raise DataError(f"{path}, line {n}: unknown label {tag!r}; CoNLL-2003 NER tags are "
+                    raise DataError(f"{path}, line {n}: unknown label {excerpt(tag)}; CoNLL-2003 NER tags are "
                                     f"{', '.join(labels)}. Is the tag in the last column?")
                 tags.append(tag)
         flush()
@@ -92,6 +94,8 @@ def read_klue_ner(path: str | Path, require_labels: bool = True) -> tuple[list[T
     examples = []
     known = set(KLUE_LABELS)
     guid, chars, tags, start = None, [], [], 0
+    refuse_json(path, "klue-ner", "KLUE-NER text ('## guid<TAB>sentence' lines, then one 'character<TAB>tag' row "
+                "per character)")
 
     def flush() -> None:
         nonlocal chars, tags
@@ -115,15 +119,17 @@ def read_klue_ner(path: str | Path, require_labels: bool = True) -> tuple[list[T
                 continue
             if "\t" not in line:
                 if require_labels:
-                    raise DataError(f"{path}, line {n}: expected 'character<TAB>tag' (KLUE-NER format), got {line!r}")
+                    raise DataError(f"{path}, line {n}: expected 'character<TAB>tag' (KLUE-NER format), got "
+                                    f"{excerpt(line)}")
                 ch, tag = line, "O"
             else:
                 ch, tag = line.rsplit("\t", 1)
             if len(ch) != 1:
-                raise DataError(f"{path}, line {n}: {ch!r} is not a single character; KLUE-NER has one character "
+                raise DataError(f"{path}, line {n}: {excerpt(ch)} is not a single character; KLUE-NER has one character "
                                 "per row (a space is written as ' ')")
             if require_labels and tag not in known:
-                raise DataError(f"{path}, line {n}: unknown label {tag!r}; KLUE-NER tags are {', '.join(KLUE_LABELS)}")
+                raise DataError(f"{path}, line {n}: unknown label {excerpt(tag)}; KLUE-NER tags are "
+                                f"{', '.join(KLUE_LABELS)}")
             if not chars:
                 start = n
             chars.append(ch)
