@@ -45,7 +45,7 @@ import numpy as np
 from tokenizers import Encoding
 from tokenizers import Tokenizer as FastTokenizer
 
-from .errors import CheckpointError, DataError, UsageError
+from .errors import CheckpointError, DataError, UsageError, excerpt
 
 SPECIAL_KEYS = ("cls_token", "sep_token", "pad_token", "mask_token", "unk_token", "bos_token", "eos_token")
 _BERT_SPECIALS = {"cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]", "mask_token": "[MASK]",
@@ -261,7 +261,14 @@ def _default_specials(kind: str, backend: FastTokenizer) -> dict[str, str]:
 
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
-    """Load the tokenizer of a model or tokenizer folder (plmkit- or Hugging Face-written)."""
+    """Load the tokenizer of a model or tokenizer folder (plmkit- or Hugging Face-written).
+
+    Every file is checked before use: the JSON side files must be objects whose known keys have the
+    types ``transformers`` writes, ``vocab.txt`` / ``vocab.json`` / ``merges.txt`` must be UTF-8 with
+    one token (merge) per line and no duplicates, and the tokenizer must be able to encode any text
+    (its unknown token is in its vocabulary) with ids inside its vocabulary. A problem is a
+    :class:`CheckpointError` naming the file and the key or line.
+    """
     folder = Path(path)
     if not folder.is_dir():
         raise CheckpointError(f"tokenizer folder {folder} does not exist; pass a model folder or the --out "
@@ -270,41 +277,56 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
         p = folder / name
         if p.exists():
-            try:
-                data = json.loads(p.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as e:
-                raise CheckpointError(f"{p}: not valid JSON (line {e.lineno}: {e.msg}); restore the file or delete "
-                                      "it (tokenizer.json alone is enough)") from None
-            except UnicodeDecodeError as e:
-                raise CheckpointError(f"{p}: not a JSON text file (byte {e.start}: {e.reason}; it may be binary); "
-                                      "restore the file or delete it (tokenizer.json alone is enough)") from None
+            data = _check_side_file(p, _read_side_json(p))
             cfg = {**data, **cfg} if name == "special_tokens_map.json" else {**cfg, **data}
     specials = {k: _token_content(cfg[k]) for k in SPECIAL_KEYS if cfg.get(k) is not None}
     max_len = cfg.get("model_max_length")
-    if not isinstance(max_len, int) or max_len > 1_000_000:
-        max_len = None
+    if max_len is not None and (isinstance(max_len, float) or max_len > 1_000_000):
+        max_len = None  # transformers' "no limit" sentinel (1e30, written as an integer or a float)
     init = {k: cfg[k] for k in ("do_lower_case", "strip_accents", "tokenize_chinese_chars", "add_prefix_space",
                                 "tokenizer_class", "model_input_names", "plmkit") if k in cfg}
     if (folder / "tokenizer.json").exists():
+        file = folder / "tokenizer.json"
         try:
-            backend = FastTokenizer.from_file(str(folder / "tokenizer.json"))
-        except Exception as e:  # tokenizers raises a plain Exception on bad files
-            raise CheckpointError(f"{folder / 'tokenizer.json'}: cannot be read as a tokenizers file ({e}); restore it "
+            backend = FastTokenizer.from_file(str(file))
+        except BaseException as e:  # tokenizers raises a plain Exception, or panics (a BaseException), on bad files
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise CheckpointError(f"{file}: cannot be read as a tokenizers file ({excerpt(str(e), 160)}); restore it "
                                   "from the model's source, or train one with 'plmkit tokenizer train'") from None
     elif (folder / "vocab.txt").exists():
         from tokenizers.implementations import BertWordPieceTokenizer
 
+        file = folder / "vocab.txt"
+        vocab = _read_vocab_txt(file)
+        names = {k: specials.get(k) or d for k, d in (("unk_token", "[UNK]"), ("cls_token", "[CLS]"),
+                                                       ("sep_token", "[SEP]"))}
+        for key, tok in names.items():
+            if tok not in vocab:
+                raise CheckpointError(f"{file}: the {key} {excerpt(tok)} is not in the vocabulary; a WordPiece "
+                                      "vocabulary needs its [UNK], [CLS] and [SEP] tokens (restore the file, or name "
+                                      "the right tokens in tokenizer_config.json)")
         lower = cfg.get("do_lower_case", True)
-        impl = BertWordPieceTokenizer(str(folder / "vocab.txt"), lowercase=lower,
+        impl = BertWordPieceTokenizer(str(file), lowercase=True if lower is None else lower,
                                       strip_accents=cfg.get("strip_accents"),
-                                      handle_chinese_chars=cfg.get("tokenize_chinese_chars", True))
+                                      handle_chinese_chars=cfg.get("tokenize_chinese_chars", True) is not False,
+                                      unk_token=names["unk_token"], cls_token=names["cls_token"],
+                                      sep_token=names["sep_token"])
         backend = impl._tokenizer
     elif (folder / "vocab.json").exists() and (folder / "merges.txt").exists():
         from tokenizers.implementations import ByteLevelBPETokenizer
         from tokenizers.processors import RobertaProcessing
 
-        impl = ByteLevelBPETokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"),
-                                     add_prefix_space=cfg.get("add_prefix_space", False), trim_offsets=True)
+        file = folder / "vocab.json"
+        _check_bpe_files(file, folder / "merges.txt")
+        try:
+            impl = ByteLevelBPETokenizer(str(file), str(folder / "merges.txt"),
+                                         add_prefix_space=bool(cfg.get("add_prefix_space")), trim_offsets=True)
+        except BaseException as e:  # a case the checks above missed: still a message, not a traceback
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise CheckpointError(f"{file} + merges.txt: cannot be read as a byte-level BPE vocabulary "
+                                  f"({excerpt(str(e), 160)}); restore them from the model's source") from None
         backend = impl._tokenizer
         if backend.token_to_id("<s>") is not None and backend.token_to_id("</s>") is not None:
             backend.post_processor = RobertaProcessing(("</s>", backend.token_to_id("</s>")),
@@ -314,7 +336,169 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
             f"{folder} has no tokenizer (tokenizer.json, vocab.txt, or vocab.json + merges.txt); copy the "
             "tokenizer files into the model folder or train one with 'plmkit tokenizer train'"
         )
+    _check_backend(backend, file)
     return Tokenizer(backend, specials, model_max_length=max_len, init_kwargs=init)
+
+
+_SIDE_FILE_HINT = "restore the file or delete it (tokenizer.json alone is enough)"
+# Keys of tokenizer_config.json / special_tokens_map.json that plmkit reads, and the types they must have.
+_BOOL_KEYS = ("do_lower_case", "tokenize_chinese_chars", "add_prefix_space")
+_OPTIONAL_BOOL_KEYS = ("strip_accents",)  # null means "as do_lower_case"
+
+
+def _read_side_json(p: Path) -> Any:
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"{p}: cannot be read ({e.strerror}); {_SIDE_FILE_HINT}") from None
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"{p}: not a JSON text file (byte {e.start}: {e.reason}; it may be binary); "
+                              f"{_SIDE_FILE_HINT}") from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{p}: not valid JSON (line {e.lineno}: {e.msg}); {_SIDE_FILE_HINT}") from None
+    except (ValueError, RecursionError) as e:  # a 5000-digit number, nesting deeper than the stack
+        raise CheckpointError(f"{p}: cannot be read as JSON ({excerpt(str(e))}); {_SIDE_FILE_HINT}") from None
+
+
+def _check_side_file(p: Path, data: Any) -> dict[str, Any]:
+    """Type-check the keys plmkit reads from ``tokenizer_config.json`` / ``special_tokens_map.json``."""
+    from .errors import type_name
+
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{p}: expected a JSON object of settings, got {type_name(data)} ({excerpt(data)}); "
+                              f"{_SIDE_FILE_HINT}")
+
+    def bad(key: str, expected: str) -> CheckpointError:
+        return CheckpointError(f"{p}: {key!r} is {type_name(data[key])} ({excerpt(data[key])}), expected {expected}; "
+                               f"fix the value or {_SIDE_FILE_HINT}")
+
+    for key in SPECIAL_KEYS:
+        value = data.get(key)
+        if value is None or isinstance(value, str):
+            continue
+        if isinstance(value, dict) and isinstance(value.get("content"), str):
+            continue  # an AddedToken as transformers writes it: {"content": "[CLS]", "lstrip": false, ...}
+        raise bad(key, 'a token (text, or an object {"content": "..."})')
+    if "model_max_length" in data and data["model_max_length"] is not None:
+        v = data["model_max_length"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 1 or (
+                isinstance(v, float) and v <= 1_000_000 and not v.is_integer()):
+            raise bad("model_max_length", "a positive integer (the longest input, in tokens)")
+        if isinstance(v, float) and v <= 1_000_000:
+            data = {**data, "model_max_length": int(v)}
+    for key in _BOOL_KEYS:
+        if key in data and data[key] is not None and not isinstance(data[key], bool):
+            raise bad(key, "true or false")
+    for key in _OPTIONAL_BOOL_KEYS:
+        if key in data and data[key] is not None and not isinstance(data[key], bool):
+            raise bad(key, "true, false or null")
+    if data.get("tokenizer_class") is not None and not isinstance(data["tokenizer_class"], str):
+        raise bad("tokenizer_class", "a class name")
+    names = data.get("model_input_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise bad("model_input_names", "a list of names")
+    if data.get("plmkit") is not None and not isinstance(data["plmkit"], dict):
+        raise bad("plmkit", "an object")
+    return data
+
+
+def _read_lines(file: Path, what: str) -> list[str]:
+    """The lines of a UTF-8 vocabulary file (without line ends); a CheckpointError names the line of a bad byte."""
+    raw = file.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise CheckpointError(f"{file}, line {line}: not UTF-8 text (byte {raw[e.start:e.start + 1]!r}: {e.reason}); "
+                              f"a {what} is UTF-8 text — restore it from the model's source") from None
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise CheckpointError(f"{file}, line {line}: a NUL byte; this is not a {what} (it may be binary) — restore "
+                              "it from the model's source")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _read_vocab_txt(file: Path) -> dict[str, int]:
+    """``vocab.txt`` (one WordPiece token per line) as token → id, refusing empty files and duplicates."""
+    tokens = _read_lines(file, "WordPiece vocabulary (vocab.txt)")
+    if not tokens:
+        raise CheckpointError(f"{file}: empty; a vocab.txt has one token per line — restore it from the model's source")
+    vocab: dict[str, int] = {}
+    for i, tok in enumerate(tokens):
+        if tok in vocab:
+            raise CheckpointError(f"{file}, line {i + 1}: token {excerpt(tok)} already appears on line {vocab[tok] + 1}; "
+                                  "each token may appear once (a duplicate would shift every id after it) — restore "
+                                  "the file from the model's source")
+        vocab[tok] = i
+    return vocab
+
+
+def _check_bpe_files(vocab_file: Path, merges_file: Path) -> None:
+    """``vocab.json`` (token → id, ids 0..n-1 once each) and ``merges.txt`` ("a b" per line, both in the vocabulary)."""
+    from .errors import type_name
+
+    hint = "restore it from the model's source"
+    text = "\n".join(_read_lines(vocab_file, "BPE vocabulary (vocab.json)"))  # UTF-8, no NUL
+    try:
+        vocab = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{vocab_file}: not valid JSON (line {e.lineno}: {e.msg}); {hint}") from None
+    except (ValueError, RecursionError) as e:
+        raise CheckpointError(f"{vocab_file}: cannot be read as JSON ({excerpt(str(e))}); {hint}") from None
+    if not isinstance(vocab, dict) or not vocab:
+        raise CheckpointError(f"{vocab_file}: expected a non-empty JSON object mapping token to id, got "
+                              f"{type_name(vocab)} ({excerpt(vocab)}); {hint}")
+    seen: dict[int, str] = {}
+    for tok, i in vocab.items():
+        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(vocab):
+            raise CheckpointError(f"{vocab_file}: the id of {excerpt(tok)} is {excerpt(i)}; ids must be the integers "
+                                  f"0..{len(vocab) - 1}, each once; {hint}")
+        if i in seen:
+            raise CheckpointError(f"{vocab_file}: id {i} is given to both {excerpt(seen[i])} and {excerpt(tok)}; {hint}")
+        seen[i] = tok
+    for n, line in enumerate(_read_lines(merges_file, "BPE merges file (merges.txt)"), start=1):
+        if not line.strip() or (n == 1 and line.startswith("#version")):
+            continue
+        parts = line.split(" ")
+        if len(parts) != 2 or not all(parts):
+            raise CheckpointError(f"{merges_file}, line {n}: expected two tokens separated by one space, got "
+                                  f"{excerpt(line)}; {hint}")
+        for piece in (parts[0], parts[1], parts[0] + parts[1]):
+            if piece not in vocab:
+                raise CheckpointError(f"{merges_file}, line {n}: {excerpt(piece)} is not in {vocab_file.name}; the "
+                                      f"merges belong to another vocabulary — {hint}")
+
+
+def _check_backend(backend: FastTokenizer, file: Path) -> None:
+    """What plmkit relies on in a loaded tokenizer: a non-empty vocabulary whose ids all fit in it (they index
+    the embedding), and an unknown token that exists, so any text encodes instead of failing mid-run."""
+    vocab = backend.get_vocab(with_added_tokens=True)
+    size = backend.get_vocab_size(with_added_tokens=True)
+    if not vocab:
+        raise CheckpointError(f"{file}: the tokenizer has an empty vocabulary; restore it from the model's source")
+    top = max(vocab.values())
+    if top >= size:
+        tok = next(t for t, i in vocab.items() if i == top)
+        raise CheckpointError(f"{file}: token {excerpt(tok)} has id {top}, beyond the vocabulary of {size} ids; ids "
+                              "must be 0..size-1 — restore the file from the model's source")
+    model = json.loads(backend.model.__getstate__())
+    kind = model.get("type")
+    unk = model.get("unk_token")
+    if kind in ("WordPiece", "WordLevel") or (kind == "BPE" and unk is not None):
+        if not isinstance(unk, str) or backend.token_to_id(unk) is None:
+            raise CheckpointError(f"{file}: the {kind} model's unknown token {excerpt(unk)} is not in its vocabulary, "
+                                  "so text with an unseen word or character cannot be encoded; restore the file, or "
+                                  "train a tokenizer with 'plmkit tokenizer train'")
+    if kind == "Unigram" and model.get("unk_id") is not None:
+        unk_id = model["unk_id"]
+        if not isinstance(unk_id, int) or not 0 <= unk_id < len(model.get("vocab") or []):
+            raise CheckpointError(f"{file}: the Unigram model's unk_id {excerpt(unk_id)} is not an id of its "
+                                  "vocabulary; restore the file from the model's source")
 
 
 # ---------------------------------------------------------------------------------------- training
