@@ -812,7 +812,7 @@ def save_elmo(model: ElmoModel, path: str | Path, tokenizer=None, extra: dict[st
 
 def load_elmo(path: str | Path) -> ElmoModel:
     """Load an ELMo folder written by :meth:`ElmoModel.save_pretrained`."""
-    from .hf import CONFIG_NAME, WEIGHTS_NAME, load_state, read_config
+    from .hf import CONFIG_NAME, WEIGHTS_NAME, check_tensor, load_state, read_config, read_word_list
 
     folder = Path(path)
     raw = read_config(folder)
@@ -827,9 +827,7 @@ def load_elmo(path: str | Path) -> ElmoModel:
         raise CheckpointError(f"{e} — the folder was written by another version or edited by hand") from None
     vocab_file = folder / VOCAB_NAME
     if vocab_file.exists():
-        vocab = vocab_file.read_text(encoding="utf-8").split("\n")
-        if vocab and vocab[-1] == "":
-            vocab.pop()
+        vocab = read_word_list(vocab_file, "the ELMo softmax's vocabulary")
     elif (folder / "tokenizer.json").exists():
         from ..tokenization import load_tokenizer
 
@@ -857,9 +855,7 @@ def load_elmo(path: str | Path) -> ElmoModel:
         raise CheckpointError(f"{folder / WEIGHTS_NAME}: {'; '.join(parts)} for the ELMo described by {cfg_file}; "
                               "the weights and config.json come from different models")
     for k, v in expected.items():
-        if tuple(state[k].shape) != tuple(v.shape):
-            raise CheckpointError(f"{folder / WEIGHTS_NAME}: tensor {k} has shape {tuple(state[k].shape)} but "
-                                  f"{cfg_file} implies {tuple(v.shape)}")
+        check_tensor(folder / WEIGHTS_NAME, k, state[k], v, source=str(cfg_file))  # shape, dtype kind, finite
     model.load_state_dict(state)
     model.eval()
     return model

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .._files import as_created
@@ -366,28 +366,155 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     return _read_json(cfg)
 
 
+INDEX_NAME = "model.safetensors.index.json"
+
+
+def _read_index(index: Path) -> list[str]:
+    """The shard file names of ``model.safetensors.index.json``, checked: an object whose ``weight_map`` maps
+    each tensor name (once) to a shard file inside the folder that exists."""
+    from ..errors import excerpt, type_name
+
+    hint = "restore it from the model's source (or merge the shards into one model.safetensors)"
+    duplicates: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for k, v in items:
+            if k in seen:
+                duplicates.append(k)
+            seen[k] = v
+        return seen
+
+    try:
+        with open(index, encoding="utf-8") as f:
+            data = json.load(f, object_pairs_hook=pairs)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{index}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); {hint}") from None
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"{index}: not a JSON text file (byte {e.start}: {e.reason}); {hint}") from None
+    except (ValueError, RecursionError) as e:
+        raise CheckpointError(f"{index}: cannot be read as JSON ({excerpt(str(e))}); {hint}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{index}: expected a JSON object with a 'weight_map', got {type_name(data)} "
+                              f"({excerpt(data)}); {hint}")
+    wmap = data.get("weight_map")
+    if not isinstance(wmap, dict) or not wmap:
+        found = "no 'weight_map'" if "weight_map" not in data else f"a 'weight_map' that is {type_name(wmap)}"
+        raise CheckpointError(f"{index}: {found}; expected 'weight_map': {{tensor name: shard file}}; {hint}")
+    if duplicates:
+        raise CheckpointError(f"{index}: weight_map lists tensor {excerpt(duplicates[0])} twice; each tensor is in "
+                              f"one shard — {hint}")
+    folder = index.parent.resolve()
+    names: list[str] = []
+    for key, shard in wmap.items():
+        if not isinstance(shard, str):
+            raise CheckpointError(f"{index}: weight_map[{excerpt(key)}] is {type_name(shard)} ({excerpt(shard)}), "
+                                  f"expected a shard file name; {hint}")
+        if not shard or "/" in shard or "\\" in shard or shard in (".", "..") or "\x00" in shard \
+                or not shard.endswith(".safetensors"):
+            raise CheckpointError(f"{index}: weight_map[{excerpt(key)}] names {excerpt(shard)}; a shard must be a "
+                                  "*.safetensors file name in the model folder itself (no '/', no '..'); " + hint)
+        f = index.parent / shard
+        if f.resolve().parent != folder:
+            raise CheckpointError(f"{index}: shard {excerpt(shard)} resolves outside {index.parent}; {hint}")
+        if shard not in names:
+            if not f.is_file():
+                raise CheckpointError(f"{index}: shard {excerpt(shard)} (of tensor {excerpt(key)}) is missing from "
+                                      f"{index.parent}; copy every shard file, or {hint}")
+            names.append(shard)
+    return sorted(names)
+
+
 def load_state(folder: Path) -> dict[str, torch.Tensor]:
-    """All tensors of ``model.safetensors`` (or sharded ``model-0000x-of-0000y.safetensors``)."""
+    """All tensors of ``model.safetensors`` (or sharded ``model-0000x-of-0000y.safetensors``).
+
+    The sharded index is checked (see :func:`_read_index`); a tensor found in two shards, or not in
+    the shard the index names, is a CheckpointError, as is a file safetensors cannot parse.
+    """
     files = [folder / WEIGHTS_NAME]
-    index = folder / "model.safetensors.index.json"
+    index = folder / INDEX_NAME
+    wmap: dict[str, str] = {}
     if not files[0].exists() and index.exists():
-        shard_names = sorted(set(_read_json(index).get("weight_map", {}).values()))
-        files = [folder / n for n in shard_names]
+        files = [folder / n for n in _read_index(index)]
+        with open(index, encoding="utf-8") as f:
+            wmap = json.load(f)["weight_map"]
     if not files[0].exists():
         pickled = [n for n in ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack") if (folder / n).exists()]
         hint = (f" It has {pickled[0]}, which plmkit will not unpickle; convert it once with transformers: "
                 "AutoModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)") if pickled else ""
         raise CheckpointError(f"{folder} has no {WEIGHTS_NAME}.{hint}")
     state: dict[str, torch.Tensor] = {}
+    origin: dict[str, Path] = {}
     for f in files:
         try:
             with safe_open(str(f), framework="pt") as sf:
                 for k in sf.keys():
+                    if k in state:
+                        raise CheckpointError(f"{f}: tensor {k} is also in {origin[k].name}; a tensor may be in one "
+                                              "shard only — restore the files from the model's source")
                     state[k] = sf.get_tensor(k)
-        except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"{f}: cannot read safetensors file ({e}); the file is truncated or corrupt — "
-                                  "restore it or use an earlier checkpoint") from None
+                    origin[k] = f
+        except CheckpointError:
+            raise
+        except Exception as e:  # SafetensorError, OSError, ValueError, or anything a malformed header raises
+            from ..errors import excerpt
+
+            raise CheckpointError(f"{f}: cannot read safetensors file ({excerpt(str(e), 160)}); the file is truncated "
+                                  "or corrupt — restore it or use an earlier checkpoint") from None
+    for k, shard in wmap.items():
+        if k not in state:
+            raise CheckpointError(f"{index}: tensor {k} should be in {shard} but is not; the index and the shards "
+                                  "do not match — restore them from the model's source")
     return state
+
+
+def read_word_list(file: Path, what: str) -> list[str]:
+    """A one-word-per-line vocabulary file of a model folder (ELMo's ``elmo_vocab.txt``, a tagger's words):
+    UTF-8, non-empty, each word once — else a CheckpointError naming the file and line."""
+    from ..errors import excerpt
+
+    raw = file.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise CheckpointError(f"{file}, line {line}: not UTF-8 text ({e.reason}); "
+                              f"{file.name} holds {what}, one word per line — restore it from the folder the model "
+                              "was saved to") from None
+    words = text.split("\n")
+    if words and words[-1] == "":
+        words.pop()
+    if not words:
+        raise CheckpointError(f"{file}: empty; it holds {what}, one word per line — restore it from the folder the "
+                              "model was saved to")
+    seen: dict[str, int] = {}
+    for i, w in enumerate(words, start=1):
+        if w in seen:
+            raise CheckpointError(f"{file}, line {i}: word {excerpt(w)} already appears on line {seen[w]}; each word "
+                                  "may appear once — restore the file from the folder the model was saved to")
+        seen[w] = i
+    return words
+
+
+def check_tensor(file: Path, name: str, value: torch.Tensor, like: torch.Tensor, source: str = CONFIG_NAME) -> None:
+    """A loaded tensor against the model's own: same shape, a dtype of the same kind (floating point for
+    floating parameters, integer for integer buffers), and finite values. CheckpointError naming the tensor."""
+    if tuple(value.shape) != tuple(like.shape):
+        raise CheckpointError(f"{file}: tensor {name} has shape {tuple(value.shape)} but {source} implies "
+                              f"{tuple(like.shape)}; the weights do not match this config — check {source} or "
+                              "re-export the model")
+    if like.is_floating_point():
+        if not value.is_floating_point():
+            raise CheckpointError(f"{file}: tensor {name} has dtype {str(value.dtype).replace('torch.', '')}, expected "
+                                  "floating-point weights; the file is corrupt or not a model's weights")
+        if value.numel() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(f"{file}: tensor {name} holds {bad:,} NaN or infinite value(s); the weights are "
+                                  "damaged (a diverged run?) — use an earlier checkpoint")
+    elif like.dtype != value.dtype and (value.is_floating_point() or value.is_complex()
+                                        or (like.dtype == torch.bool) != (value.dtype == torch.bool)):
+        raise CheckpointError(f"{file}: tensor {name} has dtype {str(value.dtype).replace('torch.', '')}, expected "
+                              f"{str(like.dtype).replace('torch.', '')}")
 
 
 def from_pretrained(path: str | os.PathLike, task: str | None = "auto", num_labels: int | None = None,
@@ -457,6 +584,11 @@ def from_pretrained(path: str | os.PathLike, task: str | None = "auto", num_labe
             missing.extend(t for t in rule.theirs if t not in state)
             continue
         tensors = [state[t] for t in rule.theirs]
+        for t, tensor in zip(rule.theirs, tensors):
+            if not tensor.is_floating_point():
+                raise CheckpointError(f"{folder / WEIGHTS_NAME}: tensor {t} has dtype "
+                                      f"{str(tensor.dtype).replace('torch.', '')}, expected floating-point weights; "
+                                      "the file is corrupt or not a model's weights")
         value = _to_ours(tensors, rule.op)
         target = own[ours]
         if tuple(value.shape) != tuple(target.shape):
@@ -468,6 +600,7 @@ def from_pretrained(path: str | os.PathLike, task: str | None = "auto", num_labe
                 f"{wanted_shapes[0] if len(wanted_shapes) == 1 else wanted_shapes}; the weights do not match "
                 "this config — check config.json (sizes, vocab_size) or re-export the model"
             )
+        check_tensor(folder / WEIGHTS_NAME, ", ".join(rule.theirs), value, target)  # dtype kind, finiteness
         converted[ours] = value
         used.update(rule.theirs)
     if missing:

@@ -332,7 +332,7 @@ MODEL_CLASSES = {"bilstm-tagger": BiLstmTagger, "bilstm-classifier": BiLstmClass
 
 def load_tagger(path: str | Path) -> BiLstmTagger | BiLstmClassifier:
     """Load a folder written by ``BiLstmTagger.save_pretrained`` / ``BiLstmClassifier.save_pretrained``."""
-    from .hf import CONFIG_NAME, WEIGHTS_NAME, load_state, read_config
+    from .hf import CONFIG_NAME, WEIGHTS_NAME, check_tensor, load_state, read_config, read_word_list
 
     folder = Path(path)
     raw = read_config(folder)
@@ -350,9 +350,7 @@ def load_tagger(path: str | Path) -> BiLstmTagger | BiLstmClassifier:
     if not words_file.exists():
         raise CheckpointError(f"{folder} has no {WORDS_NAME} (the word vocabulary); copy it from the folder the model "
                               "was saved to")
-    words = words_file.read_text(encoding="utf-8").split("\n")
-    if words and words[-1] == "":
-        words.pop()
+    words = read_word_list(words_file, "the task model's word vocabulary")
     id2label = {int(k): v for k, v in (raw.get("id2label") or {}).items()}
     if len(words) != config.vocab_size or sorted(id2label) != list(range(config.num_labels)):
         raise CheckpointError(f"{cfg_file} does not match {WORDS_NAME} / its id2label (vocab_size={config.vocab_size}, "
@@ -371,6 +369,8 @@ def load_tagger(path: str | Path) -> BiLstmTagger | BiLstmClassifier:
     if missing or unexpected or bad:
         raise CheckpointError(f"{folder / WEIGHTS_NAME} does not fit {cfg_file}: missing {missing[:4]}, unexpected "
                               f"{unexpected[:4]}, wrong shape {bad[:4]}")
+    for k, v in expected.items():
+        check_tensor(folder / WEIGHTS_NAME, k, state[k], v, source=str(cfg_file))  # dtype kind, finite values
     model.load_state_dict(state, strict=False)
     model.eval()
     return model
