@@ -55,7 +55,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from .._files import as_created
-from ..errors import CheckpointError, DataError, UsageError
+from ..errors import CheckpointError, DataError, UsageError, excerpt, type_name
 from tokenizers import Tokenizer as FastTokenizer
 
 from ..tokenization import Tokenizer, load_tokenizer, train_tokenizer
@@ -668,70 +668,160 @@ class PreparedCorpus:
     is a view into a memory-mapped shard. ``verify=True`` checks every checksum in ``meta.json``.
     """
 
-    def __init__(self, path: str | os.PathLike, verify: bool = False):
+    def __init__(self, path: str | os.PathLike, verify: bool = False, _checked: bool = False):
         self.path = Path(path)
         meta_path = self.path / META
         if not self.path.is_dir():
             raise DataError(f"prepared corpus {self.path} does not exist; create it with 'plmkit prepare'")
         try:
-            self.meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
+            raw = meta_path.read_bytes()
         except FileNotFoundError:
             raise DataError(f"{self.path} is not a prepared corpus (no {META}); create it with 'plmkit prepare'") \
                 from None
-        except ValueError as e:
-            raise DataError(f"{meta_path}: not valid JSON ({e}); prepare the corpus again") from None
+        except OSError as e:
+            raise DataError(f"{meta_path}: cannot be read ({e.strerror}); prepare the corpus again") from None
+        try:
+            self.meta: dict[str, Any] = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, a 5000-digit number
+            raise DataError(f"{meta_path}: not valid JSON ({excerpt(str(e))}); prepare the corpus again") from None
+        if not isinstance(self.meta, dict):
+            raise DataError(f"{meta_path}: expected a JSON object, got {type_name(self.meta)} ({excerpt(self.meta)}); "
+                            "prepare the corpus again")
         if self.meta.get("format") != FORMAT_NAME:
             raise DataError(f"{meta_path} does not describe a plmkit prepared corpus (format "
-                            f"{self.meta.get('format')!r}); create one with 'plmkit prepare'")
-        if self.meta.get("version", 0) > FORMAT_VERSION:
-            raise DataError(f"{self.path} was prepared by a newer plmkit (format version {self.meta['version']}); "
-                            "upgrade plmkit")
-        tok = self.meta["tokenizer"]
-        self.vocab_size: int = int(tok["vocab_size"])
-        self.tokenizer_hash: str = tok["hash"]
-        self.word_level: bool = bool(tok.get("word_level", False))
-        counts = self.meta["counts"]
-        self.num_documents: int = int(counts["documents"])
-        self.num_sentences: int = int(counts["sentences"])
-        self.num_tokens: int = int(counts["tokens"])
-        self.dtype = np.dtype(self.meta["dtype"])
+                            f"{excerpt(self.meta.get('format'))}); create one with 'plmkit prepare'")
+        version = self.meta.get("version", 0)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise DataError(f"{meta_path}: 'version' is {type_name(version)} ({excerpt(version)}), expected an integer; "
+                            "prepare the corpus again")
+        if version > FORMAT_VERSION:
+            raise DataError(f"{self.path} was prepared by a newer plmkit (format version {version}); upgrade plmkit")
+        m = _MetaReader(meta_path, self.meta)
+        tok = m.get(self.meta, "tokenizer", dict)
+        self.vocab_size: int = m.count(tok, "tokenizer.vocab_size", minimum=1)
+        self.tokenizer_hash: str = m.get(tok, "tokenizer.hash", str)
+        self.word_level: bool = bool(m.get(tok, "tokenizer.word_level", bool, default=False))
+        counts = m.get(self.meta, "counts", dict)
+        self.num_documents: int = m.count(counts, "counts.documents")
+        self.num_sentences: int = m.count(counts, "counts.sentences")
+        self.num_tokens: int = m.count(counts, "counts.tokens")
+        dtype = m.get(self.meta, "dtype", str)
+        if dtype not in ("uint16", "uint32"):
+            raise DataError(f"{meta_path}: 'dtype' is {excerpt(dtype)}, expected uint16 or uint32; prepare the corpus "
+                            "again")
+        self.dtype = np.dtype(dtype)
+        if self.vocab_size > np.iinfo(self.dtype).max + 1:
+            raise DataError(f"{meta_path}: tokenizer.vocab_size {self.vocab_size} does not fit dtype {dtype}; "
+                            "prepare the corpus again")
         self.sentence_lengths: np.ndarray = self._index("sentence_lengths.npy", self.num_sentences)
         self.sentence_offsets: np.ndarray = self._index("sentence_offsets.npy", self.num_sentences + 1)
         self.doc_sentence_offsets: np.ndarray = self._index("doc_sentence_offsets.npy", self.num_documents + 1)
-        shards = self.meta["shards"]
+        shards = m.get(self.meta, "shards", list)
+        if not shards:
+            raise DataError(f"{meta_path}: 'shards' is empty; the corpus has no token files — prepare it again")
+        expected_offset = 0
+        for i, s in enumerate(shards):
+            key = f"shards[{i}]"
+            if not isinstance(s, dict):
+                raise DataError(f"{meta_path}: {key} is {type_name(s)} ({excerpt(s)}), expected an object; prepare the "
+                                "corpus again")
+            offset = m.count(s, f"{key}.token_offset")
+            n = m.count(s, f"{key}.num_tokens")
+            if offset != expected_offset:
+                raise DataError(f"{meta_path}: {key}.token_offset is {offset}, expected {expected_offset} (the shards "
+                                "must cover the token stream in order, without gaps); prepare the corpus again")
+            expected_offset += n
+            for name in ("tokens_file", "word_starts_file"):
+                rel = m.get(s, f"{key}.{name}", str)
+                if Path(rel).is_absolute() or ".." in Path(rel).parts or not rel.strip() or "\x00" in rel:
+                    raise DataError(f"{meta_path}: {key}.{name} is {excerpt(rel)}; shard files must lie inside the "
+                                    "corpus folder (no absolute paths, no '..') — prepare the corpus again")
+        if expected_offset != self.num_tokens:
+            raise DataError(f"{meta_path}: the shards hold {expected_offset} tokens but counts.tokens is "
+                            f"{self.num_tokens}; prepare the corpus again")
         self._shard_starts = np.array([s["token_offset"] for s in shards] + [self.num_tokens], dtype=np.int64)
         self._tokens: list[np.ndarray | None] = [None] * len(shards)
         self._starts: list[np.ndarray | None] = [None] * len(shards)
         for s in shards:
             for key, itemsize in (("tokens_file", self.dtype.itemsize), ("word_starts_file", 1)):
                 f = self.path / s[key]
-                size = f.stat().st_size if f.exists() else -1
+                size = f.stat().st_size if f.is_file() else -1
                 if size != s["num_tokens"] * itemsize:
                     raise DataError(f"{f} is {'missing' if size < 0 else f'{size} bytes'}, expected "
                                     f"{s['num_tokens'] * itemsize}; the corpus is incomplete or damaged, prepare "
                                     "it again")
-        if verify:
+        if verify:  # checksums first: they name the damaged file
             self.verify()
+        if not _checked:  # a copy made for a DataLoader worker (__setstate__) was checked in the parent
+            self._check_indexes()
 
     def _index(self, name: str, n: int) -> np.ndarray:
         f = self.path / name
         try:
             arr = np.load(f, mmap_mode="r", allow_pickle=False)  # never unpickle (object arrays are refused)
-        except (OSError, ValueError) as e:
-            raise DataError(f"{f} cannot be read ({e}); the corpus is incomplete or damaged, prepare it again") \
-                from None
+        except (OSError, ValueError, EOFError) as e:
+            raise DataError(f"{f} cannot be read ({excerpt(str(e))}); the corpus is incomplete or damaged, prepare "
+                            "it again") from None
         if arr.shape != (n,) or arr.dtype != np.int64:
             raise DataError(f"{f} holds {arr.dtype}{arr.shape}, expected int64({n},) as meta.json says; prepare the "
                             "corpus again")
         return arr
 
+    def _check_indexes(self, chunk: int = 1 << 22) -> None:
+        """The index arrays agree with each other and with the shards (read in chunks: flat memory):
+        sentence offsets start at 0, step by the sentence lengths (never negative) and end at the token
+        count; document offsets rise from 0 to the sentence count; no document crosses a shard."""
+        off, lengths, docs = self.sentence_offsets, self.sentence_lengths, self.doc_sentence_offsets
+        meta = self.path / META
+
+        def bad(name: str, what: str) -> DataError:
+            return DataError(f"{self.path / name}: {what}; the index does not match {meta} — the corpus is damaged: "
+                             "run 'plmkit prepare' for this corpus again (with --overwrite), or restore the folder "
+                             "from a copy")
+
+        if int(off[0]) != 0 or int(off[-1]) != self.num_tokens:
+            raise bad("sentence_offsets.npy", f"runs from {int(off[0])} to {int(off[-1])}, expected 0 to "
+                      f"{self.num_tokens} (counts.tokens)")
+        for a in range(0, self.num_sentences, chunk):
+            b = min(a + chunk, self.num_sentences)
+            piece = np.asarray(lengths[a:b])
+            if (piece < 0).any():
+                raise bad("sentence_lengths.npy", f"sentence {a + int(np.argmax(piece < 0))} has a negative length")
+            step = np.diff(np.asarray(off[a:b + 1]))
+            if not np.array_equal(step, piece):
+                i = a + int(np.argmax(step != piece))
+                raise bad("sentence_lengths.npy", f"sentence {i} has length {int(piece[i - a])} but spans "
+                          f"{int(step[i - a])} tokens in sentence_offsets.npy")
+        if int(docs[0]) != 0 or int(docs[-1]) != self.num_sentences:
+            raise bad("doc_sentence_offsets.npy", f"runs from {int(docs[0])} to {int(docs[-1])}, expected 0 to "
+                      f"{self.num_sentences} (counts.sentences)")
+        for a in range(0, self.num_documents, chunk):
+            step = np.diff(np.asarray(docs[a:min(a + chunk, self.num_documents) + 1]))
+            if (step < 0).any():
+                raise bad("doc_sentence_offsets.npy", f"document {a + int(np.argmax(step < 0))} ends before it "
+                          "starts (offsets must not decrease)")
+        # Documents never straddle shards: every shard starts where a document starts.
+        doc_token_starts = off[np.asarray(docs[:-1])] if self.num_documents else np.zeros(0, np.int64)
+        for s, start in enumerate(self._shard_starts[:-1].tolist()):
+            j = int(np.searchsorted(doc_token_starts, start))
+            if start != 0 and (j >= len(doc_token_starts) or int(doc_token_starts[j]) != start):
+                raise bad("doc_sentence_offsets.npy", f"a document crosses the start of shard {s} (token {start})")
+
     # -- integrity
     def verify(self) -> None:
         """Recompute the sha256 of every shard and index file and compare with ``meta.json``."""
+        m = _MetaReader(self.path / META, self.meta)
         checks = []
-        for s in self.meta["shards"]:
-            checks += [(s["tokens_file"], s["sha256_tokens"]), (s["word_starts_file"], s["sha256_word_starts"])]
-        checks += list(self.meta.get("index_sha256", {}).items())
+        for i, s in enumerate(self.meta["shards"]):
+            checks += [(s["tokens_file"], m.get(s, f"shards[{i}].sha256_tokens", str)),
+                       (s["word_starts_file"], m.get(s, f"shards[{i}].sha256_word_starts", str))]
+        index_sums = m.get(self.meta, "index_sha256", dict, default={})
+        for name, digest in index_sums.items():
+            if name not in ("sentence_lengths.npy", "sentence_offsets.npy", "doc_sentence_offsets.npy") or \
+                    not isinstance(digest, str):
+                raise DataError(f"{self.path / META}: index_sha256[{excerpt(name)}] is {excerpt(digest)}; expected "
+                                "the SHA-256 of one of the corpus's index files — prepare the corpus again")
+        checks += list(index_sums.items())
         for rel, expected in checks:
             f = self.path / rel
             if not f.is_file():
@@ -801,7 +891,7 @@ class PreparedCorpus:
         return {"path": str(self.path)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"])  # type: ignore[misc]
+        self.__init__(state["path"], _checked=True)  # type: ignore[misc]
 
     def load_tokenizer(self) -> Tokenizer:
         tok = load_tokenizer(self.path / "tokenizer")
@@ -839,7 +929,8 @@ class PreparedCorpus:
             "documents": self.num_documents,
             "sentences": self.num_sentences,
             "tokens": self.num_tokens,
-            "empty_sentences_dropped": m["counts"].get("empty_sentences_dropped", 0),
+            "empty_sentences_dropped": m["counts"].get("empty_sentences_dropped", 0)
+            if isinstance(m["counts"].get("empty_sentences_dropped", 0), int) else 0,
             "tokens_per_sentence": {"mean": float(lengths.mean()), "max": int(lengths.max()),
                                     "p50": float(np.percentile(lengths, 50)),
                                     "p99": float(np.percentile(lengths, 99))},
@@ -847,7 +938,7 @@ class PreparedCorpus:
             "shards": len(m["shards"]),
             "disk_bytes": sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file()),
             "input": m.get("input"),
-            "sources": len(m.get("sources", [])),
+            "sources": len(m["sources"]) if isinstance(m.get("sources"), list) else 0,
             "reader": m.get("reader"),
             "created": m.get("created"),
         }
@@ -856,6 +947,36 @@ class PreparedCorpus:
     def __repr__(self) -> str:
         return (f"PreparedCorpus({str(self.path)!r}: {self.num_documents:,} documents, {self.num_sentences:,} "
                 f"sentences, {self.num_tokens:,} tokens, vocab {self.vocab_size})")
+
+
+class _MetaReader:
+    """Typed access to ``meta.json`` values: a missing key or a value of the wrong type is a DataError that
+    names the file and the key (``counts.tokens``, ``shards[2].num_tokens``)."""
+
+    def __init__(self, path: Path, meta: dict[str, Any]):
+        self.path = path
+
+    def get(self, obj: dict[str, Any], key: str, kind: type, default: Any = ...) -> Any:
+        name = key.rsplit(".", 1)[-1]
+        if name not in obj:
+            if default is not ...:
+                return default
+            raise DataError(f"{self.path}: no key {key!r}; the file is incomplete or from another program — prepare "
+                            "the corpus again")
+        value = obj[name]
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            expected = {dict: "an object", list: "a list", str: "text", bool: "true or false",
+                        int: "an integer"}.get(kind, kind.__name__)
+            raise DataError(f"{self.path}: {key!r} is {type_name(value)} ({excerpt(value)}), expected {expected}; "
+                            "prepare the corpus again")
+        return value
+
+    def count(self, obj: dict[str, Any], key: str, minimum: int = 0) -> int:
+        value = self.get(obj, key, int)
+        if not minimum <= value < 2**62:
+            raise DataError(f"{self.path}: {key!r} is {value}, expected an integer of at least {minimum}; prepare the "
+                            "corpus again")
+        return value
 
 
 def _sha256_file(path: Path) -> str:
