@@ -50,7 +50,7 @@ def read_sentences(inputs: list[str]) -> list[str]:
     out: list[str] = []
     for name in inputs:
         if name == "-":
-            out.extend(line.strip() for line in sys.stdin.read().splitlines() if line.strip())
+            out.extend(line.strip() for line in read_stdin_text().splitlines() if line.strip())
             continue
         reader = CorpusReader([name])
         out.extend(reader.texts())
@@ -61,6 +61,30 @@ def read_sentences(inputs: list[str]) -> list[str]:
         raise DataError(f"no sentences in {', '.join(inputs)}: the input is empty (or only blank lines); give text "
                         "with one sentence per line")
     return out
+
+
+def read_stdin_text() -> str:
+    """All of stdin as text, read as bytes and decoded as the file readers decode: UTF-8 (a byte-order
+    mark dropped), each invalid byte sequence replaced by U+FFFD and counted in a warning; NUL bytes
+    (binary input) are an error."""
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # a text stream without bytes underneath (tests, embedding): already decoded
+        try:
+            return sys.stdin.read()
+        except UnicodeDecodeError as e:
+            raise DataError(f"stdin: not UTF-8 text ({e.reason} at byte {e.start}); pipe UTF-8 text "
+                            "(e.g. iconv -f latin1 -t utf-8)") from None
+    data = stream.read()
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise DataError(f"stdin looks like binary data (a NUL byte at offset {nul}), not text; pipe "
+                        "UTF-8 text, one sentence per line")
+    text = data.decode("utf-8-sig", errors="replace")
+    bad = text.count("\ufffd") - data.decode("utf-8-sig", errors="ignore").count("\ufffd")
+    if bad:
+        print(f"plmkit: warning: replaced {bad:,} invalid UTF-8 byte sequence(s) with U+FFFD in stdin",
+              file=sys.stderr)
+    return text
 
 
 def default_device(name: str | None) -> str:
