@@ -28,16 +28,28 @@ never NFKC/NFKD, which would turn compatibility jamo (``ㅋㅋ``) into conjoinin
 Because these normalizers are not the ones ``transformers``' ``BertTokenizer`` /
 ``AlbertTokenizer`` classes rebuild from flags, trained folders name the generic
 ``PreTrainedTokenizerFast`` class, so ``AutoTokenizer`` runs ``tokenizer.json`` exactly as written.
+
+No ``[UNK]``: a character the training text never had (a rare Hangul syllable such as ``봤`` in a
+vocabulary learnt from formal text, ``ㅠㅠ``, an emoji) must not become an unknown token. Byte-level
+BPE has every byte in its alphabet. The unigram kind has SentencePiece's *byte fallback* (on by
+default): the 256 byte tokens ``<0x00>`` … ``<0xFF>`` take ids 5..260, the model writes an unknown
+character as the bytes of its UTF-8 form, and the ``ByteFallback`` decoder joins them again, so
+``decode(encode(x))`` gives back ``x`` up to the normalizer (NFC; lowercasing unless cased) and
+whitespace (``▁``, U+2581, reads back as a space). WordPiece in ``tokenizers`` has no byte
+fallback: a word with an unseen character is one ``[UNK]``; training it on mostly-Hangul text warns
+and points to unigram.
 """
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import itertools
 import json
 import math
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence, TypeVar
 
@@ -517,6 +529,12 @@ _PAD_FIRST = {"wordpiece": ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
               "wordlevel": ["<pad>", "<unk>", "<s>", "</s>"]}
 # Lowercase by default where the reference model did: BERT-uncased and ALBERT yes, RoBERTa/GPT-2 and ELMo no.
 DEFAULT_LOWERCASE = {"wordpiece": True, "bpe": False, "unigram": True, "wordlevel": False}
+# SentencePiece's byte pieces (byte fallback), ids len(specials) .. len(specials)+255 of a unigram vocabulary.
+BYTE_TOKENS = tuple(f"<0x{b:02X}>" for b in range(256))
+# The characters that spell a byte token are always in a byte-fallback vocabulary, and byte tokens score
+# below any path of characters, so a literal "<0x41>" in the text is read as characters, never as byte 0x41.
+_BYTE_TOKEN_CHARS = "<>x0123456789ABCDEF"
+_UNIGRAM_ALPHABET_ERROR = "not large enough to contain all chars"
 
 T = TypeVar("T")
 
@@ -547,7 +565,7 @@ def text_normalizer(kind: str, lowercase: bool, strip_accents: bool | None = Non
     return normalizers.Sequence(steps) if steps else None
 
 
-def _new_backend(kind: str, lowercase: bool, strip_accents: bool | None) -> FastTokenizer:
+def _new_backend(kind: str, lowercase: bool, strip_accents: bool | None, byte_fallback: bool = False) -> FastTokenizer:
     """An untrained ``tokenizers.Tokenizer`` with the kind's normalizer, pre-tokenizer and decoder."""
     from tokenizers import decoders, models, pre_tokenizers
 
@@ -564,7 +582,13 @@ def _new_backend(kind: str, lowercase: bool, strip_accents: bool | None) -> Fast
         # transformers' AlbertTokenizer: split on whitespace, then mark each word's start with "▁".
         backend.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")])
-        backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+        if byte_fallback:
+            # transformers' SentencePiece conversion (Llama, T5 with byte fallback): "▁" → " ", byte tokens →
+            # the characters they spell, then drop the one space that the first word's "▁" leaves.
+            backend.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                                 decoders.Strip(content=" ", left=1, right=0)])
+        else:
+            backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     elif kind == "wordlevel":
         backend = FastTokenizer(models.WordLevel(unk_token="<unk>"))
         backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
@@ -576,7 +600,8 @@ def _new_backend(kind: str, lowercase: bool, strip_accents: bool | None) -> Fast
     return backend
 
 
-def _trainer(kind: str, vocab_size: int, min_frequency: int, limit_alphabet: int | None, show_progress: bool):
+def _trainer(kind: str, vocab_size: int, min_frequency: int, limit_alphabet: int | None, show_progress: bool,
+             initial_alphabet: Sequence[str] = ()):
     from tokenizers import AddedToken, pre_tokenizers, trainers
 
     specials: list[Any] = []
@@ -593,7 +618,8 @@ def _trainer(kind: str, vocab_size: int, min_frequency: int, limit_alphabet: int
                                    initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=show_progress)
     if kind == "unigram":
         return trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>",
-                                       max_piece_length=16, show_progress=show_progress)
+                                       max_piece_length=16, show_progress=show_progress,
+                                       initial_alphabet=list(initial_alphabet))
     return trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials,
                                      show_progress=show_progress)
 
@@ -643,7 +669,8 @@ def reservoir_sample(items: Iterable[T], k: int, seed: int = 0) -> list[T]:
 
 def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int, lowercase: bool | None = None,
                     strip_accents: bool | None = None, max_sentences: int | None = None, min_frequency: int = 2,
-                    limit_alphabet: int | None = None, seed: int = 0, show_progress: bool = False) -> Tokenizer:
+                    limit_alphabet: int | None = None, seed: int = 0, show_progress: bool = False,
+                    byte_fallback: bool | None = None) -> Tokenizer:
     """Train a WordPiece / byte-level BPE / unigram / word-level tokenizer on a stream of sentences.
 
     ``texts`` is any iterable of strings (sentences or lines), e.g.
@@ -653,31 +680,63 @@ def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int, lowercase:
     ``wordlevel``, ``vocab_size`` may be 0 to keep every word seen ``min_frequency`` times or more.
     The result saves with :meth:`Tokenizer.save_pretrained` into a folder that
     ``transformers.AutoTokenizer`` loads and that tokenizes identically.
+
+    ``byte_fallback`` (unigram only; default on) puts the 256 byte tokens in the vocabulary (counted in
+    ``vocab_size``), so no text gives ``[UNK]``. A unigram vocabulary must hold every character of
+    its training text; when ``vocab_size`` is smaller than that alphabet and byte fallback is on, the
+    rarest characters are left to byte fallback (the text is read a second time, so ``texts`` must
+    be re-iterable, e.g. a list; a one-shot iterator gets an error that says the size needed).
     """
     if kind not in TRAINABLE_KINDS:
         raise UsageError(f"unknown tokenizer kind {kind!r}; choose one of {', '.join(TRAINABLE_KINDS)}")
+    if byte_fallback is None:
+        byte_fallback = kind == "unigram"
+    elif byte_fallback and kind in ("wordpiece", "wordlevel"):
+        raise UsageError(f"--byte-fallback: a {kind} model has no byte fallback in Hugging Face tokenizers (an unseen "
+                         "character makes the word [UNK]); use --kind unigram (byte fallback) or --kind bpe "
+                         "(byte-level), which never give [UNK]")
+    elif not byte_fallback and kind == "bpe":
+        raise UsageError("--no-byte-fallback: the bpe kind is byte-level, every byte is in its alphabet; it cannot be "
+                         "switched off")
+    byte_fallback = bool(byte_fallback and kind == "unigram")
     specials = _PAD_FIRST[kind]
-    floor = len(specials) + (256 if kind == "bpe" else 1)
+    n_bytes = 256 if (kind == "bpe" or byte_fallback) else 0
+    floor = len(specials) + n_bytes + 1
+    if byte_fallback:
+        floor += len(_BYTE_TOKEN_CHARS) + 8  # the characters of "<0xNN>", "▁" and a few characters and pieces
     if kind == "wordlevel" and vocab_size == 0:
         vocab_size = 2**31 - 1
     if vocab_size < floor:
-        raise UsageError(f"--vocab-size {vocab_size} is too small for a {kind} tokenizer: it needs at least {floor} "
-                         f"({len(specials)} special tokens{' + 256 byte symbols' if kind == 'bpe' else ''} + pieces)")
+        what = f"{len(specials)} special tokens"
+        if n_bytes:
+            what += f" + 256 byte {'symbols' if kind == 'bpe' else 'tokens'}"
+        raise UsageError(f"--vocab-size {vocab_size} is too small for a {kind} tokenizer"
+                         f"{' with byte fallback' if byte_fallback else ''}: it needs at least {floor} "
+                         f"({what} + pieces)")
     if min_frequency < 1:
         raise UsageError(f"the minimum frequency must be at least 1, got {min_frequency}")
     if lowercase is None:
         lowercase = DEFAULT_LOWERCASE[kind]
-    backend = _new_backend(kind, lowercase, strip_accents)
-    trainer = _trainer(kind, vocab_size, min_frequency, limit_alphabet, show_progress)
+    initial = (_BYTE_TOKEN_CHARS.lower() if lowercase else _BYTE_TOKEN_CHARS) if byte_fallback else ""
+    initial = "".join(dict.fromkeys(initial))
+    model_size = vocab_size - (256 if byte_fallback else 0)
 
-    counted = _Counted(texts)
+    counted = _Counted(texts, count_chars=kind in ("unigram", "wordpiece"))
     source: Iterable[str] = reservoir_sample(counted, max_sentences, seed) if max_sentences else counted
-    backend.train_from_iterator(source, trainer=trainer)
+    backend = _new_backend(kind, lowercase, strip_accents, byte_fallback)
+    if not _train(backend, source, _trainer(kind, model_size, min_frequency, limit_alphabet, show_progress, initial),
+                  model_size):
+        backend = _train_unigram_within_alphabet(counted, source, backend, model_size, vocab_size, byte_fallback,
+                                                 initial, show_progress)
     if counted.n == 0:
         raise DataError("there is no text to train the tokenizer on (the input gave no sentences)")
+    if byte_fallback:
+        backend = _with_byte_tokens(backend, len(specials))
     post = _post_processor(kind, backend)
     if post is not None:
         backend.post_processor = post
+    if kind == "wordpiece":
+        _warn_if_mostly_hangul(counted.chars)
     init: dict[str, Any] = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "plmkit": {"kind": kind, "lowercase": lowercase,
@@ -685,24 +744,133 @@ def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int, lowercase:
                                          else lowercase and kind in ("wordpiece", "unigram")),
                    "trained_on_sentences": counted.n if not max_sentences else min(counted.n, max_sentences)},
     }
+    if kind == "unigram":
+        init["plmkit"]["byte_fallback"] = byte_fallback
     if kind == "bpe":
         init["model_input_names"] = ["input_ids", "attention_mask"]  # RoBERTa has no segment ids
     return Tokenizer(backend, KIND_SPECIALS[kind], kind=kind, init_kwargs=init)
 
 
-class _Counted:
-    """Wrap an iterable of texts, counting the items and checking that they are strings."""
+def _train(backend: FastTokenizer, texts: Iterable[str], trainer: Any, model_size: int) -> bool:
+    """Train; False when a unigram vocabulary of ``model_size`` cannot hold the alphabet of the text.
 
-    def __init__(self, texts: Iterable[str]):
+    ``tokenizers`` refuses an alphabet larger than the vocabulary, and one just below it yields more
+    pieces than asked (every character is added after the pieces): both are the same problem.
+    """
+    from tokenizers import trainers
+
+    try:
+        backend.train_from_iterator(texts, trainer=trainer)
+    except Exception as e:  # tokenizers raises a plain Exception
+        if _UNIGRAM_ALPHABET_ERROR not in str(e):
+            raise
+        return False
+    return not isinstance(trainer, trainers.UnigramTrainer) or backend.get_vocab_size() <= model_size
+
+
+def _train_unigram_within_alphabet(counted: "_Counted", source: Iterable[str], backend: FastTokenizer,
+                                   model_size: int, vocab_size: int, byte_fallback: bool, initial: str,
+                                   show_progress: bool) -> FastTokenizer:
+    """Retrain a unigram model whose vocabulary could not hold every character of the text.
+
+    With byte fallback, the rarest characters are written as spaces in the training text (so no
+    piece holds them) and as bytes when encoding; the most frequent characters keep up to half of
+    the non-byte vocabulary. Needs a second pass over ``source``; without one, or without byte
+    fallback, a :class:`UsageError` says which ``--vocab-size`` holds the whole alphabet.
+    """
+    norm = backend.normalizer
+    alphabet = {ch for c in counted.chars if not c.isspace()
+                for ch in (norm.normalize_str(c) if norm is not None else c) if not ch.isspace()}
+    alphabet |= set(initial) | {"▁"}
+    n_specials = len(_PAD_FIRST["unigram"])
+    need = len(alphabet) + n_specials + 16 + (256 if byte_fallback else 0)  # + a few pieces (see _train)
+    underlying = counted.texts if source is counted else source
+    reiterable = iter(underlying) is not underlying  # a list, a reader; not a generator
+    if not byte_fallback or not reiterable:
+        how = ("or keep byte fallback on (--byte-fallback), which leaves rare characters to the byte tokens"
+               if not byte_fallback else
+               "or pass a list or another re-iterable (plmkit tokenizer train does) so that rare characters can be "
+               "left to byte fallback")
+        raise UsageError(f"--vocab-size {vocab_size} is too small for a unigram vocabulary of this text: it has about "
+                         f"{len(alphabet):,} distinct characters (after normalization), and a unigram vocabulary holds "
+                         f"each of them; pass --vocab-size {need} or more, {how}")
+    ranked = [c for c, _ in counted.chars.most_common() if not c.isspace()]
+    keep = max(1, (model_size - n_specials - len(initial) - 1) // 2)
+    while True:
+        table = {ord(c): " " for c in ranked[keep:]}
+        trainer = _trainer("unigram", model_size, 1, None, show_progress, initial)
+        if source is counted:
+            counted.n = 0
+        if _train(backend, (t.translate(table) for t in counted.again(source)), trainer, model_size):
+            return backend
+        if keep == 1:
+            raise UsageError(f"--vocab-size {vocab_size} is too small for a unigram vocabulary of this text even "
+                             f"with byte fallback; pass --vocab-size {need} or more")
+        keep //= 2  # normalization made more characters than it kept (lowercase, NFC compositions)
+
+
+def _with_byte_tokens(backend: FastTokenizer, n_specials: int) -> FastTokenizer:
+    """The trained unigram model with SentencePiece's 256 byte tokens after the specials, byte fallback on."""
+    state = json.loads(backend.to_str())
+    model = state["model"]
+    byte_set = set(BYTE_TOKENS)
+    pieces = [p for p in model["vocab"][n_specials:] if p[0] not in byte_set]
+    # Byte tokens are reached by fallback, never by segmentation: they score below any path of at most six
+    # known characters (the length of "<0xNN>"), so literal "<0x41>" text stays characters.
+    lowest = min((score for _, score in pieces), default=-1.0)
+    byte_score = 6 * min(lowest, -1.0) - 1.0
+    model["vocab"] = model["vocab"][:n_specials] + [[t, byte_score] for t in BYTE_TOKENS] + pieces
+    model["byte_fallback"] = True
+    return FastTokenizer.from_str(json.dumps(state))
+
+
+def _hangul_share(chars: "collections.Counter[str]") -> float:
+    """The share of Hangul (syllables and jamo) among the non-space characters counted."""
+    total = hangul = 0
+    for c, n in chars.items():
+        if c.isspace():
+            continue
+        total += n
+        o = ord(c)
+        if 0xAC00 <= o <= 0xD7A3 or 0x1100 <= o <= 0x11FF or 0x3130 <= o <= 0x318F:
+            hangul += n
+    return hangul / total if total else 0.0
+
+
+def _warn_if_mostly_hangul(chars: "collections.Counter[str]") -> None:
+    share = _hangul_share(chars)
+    if share > 0.5:
+        warnings.warn(f"the training text is mostly Hangul ({share:.0%} of its characters): a WordPiece vocabulary has "
+                      "no byte fallback, so every word with a character it has not seen (a rare syllable such as "
+                      "봤 or 잼, ㅠㅠ, an emoji) becomes one [UNK] — about 6% of the tokens of NSMC movie reviews for a "
+                      "vocabulary learnt from corpora/ko. For Korean use --kind unigram (byte fallback, no [UNK]) or "
+                      "--kind bpe (byte-level); see 'Korean' in README.md", stacklevel=3)
+
+
+class _Counted:
+    """Wrap an iterable of texts, counting the items (and, if asked, the characters) and checking that they are strings."""
+
+    def __init__(self, texts: Iterable[str], count_chars: bool = False):
         if isinstance(texts, (str, bytes, os.PathLike)):
             raise UsageError("train_tokenizer takes an iterable of sentences, not one string or path; read files with "
                              "plmkit.data.read_sentences(paths)")
         self.texts = texts
         self.n = 0
+        self.chars: collections.Counter[str] = collections.Counter()
+        self._count_chars = count_chars
+        self._passes = 0
 
     def __iter__(self) -> Iterator[str]:
+        self._passes += 1
+        count = self._count_chars and self._passes == 1
         for t in self.texts:
             if not isinstance(t, str):
                 raise UsageError(f"train_tokenizer expects strings, got {type(t).__name__}")
             self.n += 1
+            if count:
+                self.chars.update(t)
             yield t
+
+    def again(self, source: Iterable[str]) -> Iterator[str]:
+        """``source`` read once more (itself when it is this wrapper, else e.g. the sample drawn from it)."""
+        return iter(self) if source is self else iter(source)

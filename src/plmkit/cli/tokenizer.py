@@ -3,7 +3,7 @@
 Examples::
 
     plmkit tokenizer train --kind wordpiece --vocab-size 30522 --out tok/ corpora/brown
-    plmkit tokenizer train --kind unigram --vocab-size 8000 --cased --out tok-ko/ corpora/ko
+    plmkit tokenizer train --kind unigram --vocab-size 8000 --cased --out tok-ko/ corpora/ko   # byte fallback: no [UNK]
     plmkit tokenizer train --kind bpe --vocab-size 50265 --max-sentences 2000000 --out tok/ big.txt.gz
 """
 
@@ -41,6 +41,10 @@ def register(sub) -> None:
                       help="keep case and accents (default for bpe and wordlevel)")
     t.add_argument("--strip-accents", action=argparse.BooleanOptionalAction, default=None,
                    help="strip accents (default: with --lowercase for wordpiece and unigram)")
+    t.add_argument("--byte-fallback", action=argparse.BooleanOptionalAction, default=None,
+                   help="unigram: 256 byte tokens <0x00>..<0xFF> in the vocabulary spell any character it lacks, so "
+                        "no text gives <unk> (default: on; bpe is byte-level anyway; wordpiece and wordlevel have "
+                        "none)")
     t.add_argument("--max-sentences", type=int, metavar="N",
                    help="train on a uniform random sample of N sentences (reservoir sampling, so huge inputs fit in "
                         "memory)")
@@ -63,6 +67,17 @@ def _is_tokenizer_dir(path) -> bool:
     return (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file()
 
 
+class _Texts:
+    """The sentences of the inputs, readable more than once (a unigram vocabulary smaller than the text's
+    alphabet reads them twice: see ``train_tokenizer``)."""
+
+    def __init__(self, reader, progress: bool):
+        self.reader, self.progress = reader, progress
+
+    def __iter__(self):
+        return self.reader.texts(self.progress)
+
+
 def run_train(args: argparse.Namespace) -> int:
     from ..data.readers import CorpusReader
     from ..data.shards import atomic_output_dir, check_output
@@ -73,10 +88,10 @@ def run_train(args: argparse.Namespace) -> int:
     check_output(args.out, args.overwrite, _is_tokenizer_dir, "tokenizer folder")
     reader = CorpusReader(args.inputs, reader_options(args))
     start = time.perf_counter()
-    tok = train_tokenizer(args.kind, reader.texts(show_progress(args)), vocab_size=args.vocab_size,
+    tok = train_tokenizer(args.kind, _Texts(reader, show_progress(args)), vocab_size=args.vocab_size,
                           lowercase=args.lowercase, strip_accents=args.strip_accents,
                           max_sentences=args.max_sentences, min_frequency=args.min_frequency, seed=args.seed,
-                          show_progress=show_progress(args))
+                          show_progress=show_progress(args), byte_fallback=args.byte_fallback)
     with atomic_output_dir(args.out, args.overwrite, _is_tokenizer_dir, "tokenizer folder") as tmp:
         tok.save_pretrained(tmp)
     info = tok.init_kwargs.get("plmkit", {})
