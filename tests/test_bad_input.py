@@ -552,6 +552,194 @@ CASES = [
 ]
 
 
+# --- data and model files from outside, by class (issue 20 items 6-7): wrong types, wrong formats, bad bytes
+def _model_with(edit: Callable[[Path], None], command: str = "score"):
+    """A case maker: the world's model folder changed by ``edit(folder)``, then loaded by ``command``."""
+    def make(w: Path, t: Path) -> list[str]:
+        d = model_copy(w, t)
+        edit(d)
+        if command == "info":
+            return ["info", str(d)]
+        return ["score", "--model", str(d), str(w / "text.txt")]
+    return make
+
+
+def _side_files_only(d: Path) -> None:
+    (d / "tokenizer.json").unlink()
+
+
+def _vocab_txt(content: bytes) -> Callable[[Path], None]:
+    def edit(d: Path) -> None:
+        _side_files_only(d)
+        (d / "vocab.txt").write_bytes(content)
+    return edit
+
+
+def _sharded(shard_name: str) -> Callable[[Path], None]:
+    """Split model.safetensors into one shard + an index whose weight_map names ``shard_name``."""
+    def edit(d: Path) -> None:
+        from safetensors.torch import load_file, save_file
+
+        state = load_file(d / "model.safetensors")
+        (d / "model.safetensors").unlink()
+        save_file(state, d / "model-00001-of-00001.safetensors")
+        wmap = dict.fromkeys(state, "model-00001-of-00001.safetensors")
+        wmap[sorted(state)[0]] = shard_name
+        (d / "model.safetensors.index.json").write_text(json.dumps({"weight_map": wmap}))
+    return edit
+
+
+def _nan_weights(d: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(d / "model.safetensors")
+    key = next(k for k in sorted(state) if k.endswith("LayerNorm.weight"))
+    state[key] = state[key] * float("nan")
+    save_file(state, d / "model.safetensors", metadata={"format": "pt"})
+
+
+def _corpus_meta(edit: Callable[[dict], None]):
+    def make(w: Path, t: Path) -> list[str]:
+        d = corpus_copy(w, t)
+        meta = json.loads((d / "meta.json").read_text())
+        edit(meta)
+        (d / "meta.json").write_text(json.dumps(meta))
+        return pretrain_args(w, t, "--max-steps", "1", data=d)
+    return make
+
+
+def _task_file(task: str, name: str, content: str | bytes, *extra: str):
+    """A case maker: ``finetune TASK --train FILE`` with the given file content."""
+    def make(w: Path, t: Path) -> list[str]:
+        f = t / name
+        f.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+        return ["finetune", task, "--model", str(w / "base"), "--train", str(f), "--out", str(t / "ft"),
+                "--max-length", "64", *extra]
+    return make
+
+
+_SQUAD = {"version": "1.1", "data": [{"title": "T", "paragraphs": [{
+    "context": "The jury said the city election was conducted well. " * 40,
+    "qas": [{"id": f"q{i}", "question": "Who said it?", "answers": [{"text": "The jury", "answer_start": 0}]}
+            for i in range(30)]}]}]}
+
+
+def _squad_with(edit: Callable[[dict], None]) -> str:
+    data = json.loads(json.dumps(_SQUAD))
+    edit(data["data"][0]["paragraphs"][0]["qas"][0])
+    return json.dumps(data)
+
+
+def _predictions(preds: object):
+    def make(w: Path, t: Path) -> list[str]:
+        (t / "dev.json").write_text(json.dumps(_SQUAD))
+        (t / "preds.json").write_text(json.dumps(preds))
+        return ["evaluate", "squad", "--eval", str(t / "dev.json"), "--predictions", str(t / "preds.json")]
+    return make
+
+
+_SHORT = r"^.{1,700}$"  # a whole error paragraph: the offending input is quoted only as a short excerpt
+_KLUE_NLI = [{"guid": "g1", "premise": 3, "hypothesis": "b", "gold_label": "entailment"}]
+_RTE = "index\tsentence1\tsentence2\tlabel\n0\ta b\tc d\tentailment\n"
+CASES += [
+    # tokenizer files: wrong JSON types, vocabularies that are not UTF-8, empty, duplicated, incomplete
+    Case("tokenizer-config-max-length-not-a-number",
+         _model_with(lambda d: edit_json(d / "tokenizer_config.json", model_max_length="x")), 1,
+         (r"tokenizer_config.json: 'model_max_length' is a string \('x'\), expected a positive integer",
+          r"fix the value or restore the file")),
+    Case("tokenizer-config-special-token-a-list",
+         _model_with(lambda d: edit_json(d / "tokenizer_config.json", cls_token=["[CLS]"])), 1,
+         (r"tokenizer_config.json: 'cls_token' is a list", r"expected a token")),
+    Case("tokenizer-config-flag-a-string",
+         _model_with(lambda d: (_side_files_only(d), edit_json(d / "tokenizer_config.json", do_lower_case="yes"))),
+         1, (r"tokenizer_config.json: 'do_lower_case' is a string \('yes'\), expected true or false",)),
+    Case("special-tokens-map-not-an-object",
+         _model_with(lambda d: (d / "special_tokens_map.json").write_text("[1, 2]")), 1,
+         (r"special_tokens_map.json: expected a JSON object of settings, got a list",)),
+    Case("vocab-txt-not-utf8", _model_with(_vocab_txt(b"[PAD]\n[UNK]\n[CLS]\n[SEP]\ncaf\xe9\n")), 1,
+         (r"vocab.txt, line 5: not UTF-8 text", r"restore it")),
+    Case("vocab-txt-empty", _model_with(_vocab_txt(b"")), 1, (r"vocab.txt: empty", r"one token per line")),
+    Case("vocab-txt-duplicate-token", _model_with(_vocab_txt(b"[PAD]\n[UNK]\n[CLS]\n[SEP]\nthe\nthe\n")), 1,
+         (r"vocab.txt, line 6: token 'the' already appears on line 5",)),
+    Case("vocab-txt-without-unk", _model_with(_vocab_txt(b"[PAD]\n[CLS]\n[SEP]\nthe\n")), 1,
+         (r"vocab.txt: the unk_token '\[UNK\]' is not in the vocabulary",)),
+    Case("tokenizer-json-unknown-token-missing",
+         _model_with(lambda d: edit_json(d / "tokenizer.json", model={
+             **json.loads((d / "tokenizer.json").read_text())["model"], "unk_token": "<nope>"})), 1,
+         (r"tokenizer.json: the WordPiece model's unknown token '<nope>' is not in its vocabulary",)),
+    # weights: a malformed or escaping shard index, non-finite values
+    Case("safetensors-index-escapes-the-folder", _model_with(_sharded("../../outside.safetensors"), "info"), 1,
+         (r"model.safetensors.index.json: weight_map\[.*\] names '../../outside.safetensors'", r"no '\.\.'")),
+    Case("safetensors-index-shard-missing", _model_with(_sharded("model-00002-of-00002.safetensors"), "info"), 1,
+         (r"index.json: shard 'model-00002-of-00002.safetensors' .* is missing",)),
+    Case("safetensors-index-not-an-object",
+         _model_with(lambda d: (_sharded("model-00001-of-00001.safetensors")(d),
+                                (d / "model.safetensors.index.json").write_text('"weights"')), "info"), 1,
+         (r"index.json: expected a JSON object with a 'weight_map', got a string",)),
+    Case("weights-not-finite", _model_with(_nan_weights), 1,
+         (r"model.safetensors: tensor \S+LayerNorm.weight holds \d+ NaN or infinite value", r"earlier checkpoint")),
+    # prepared corpus: meta.json keys missing or of the wrong type
+    Case("corpus-meta-count-as-string", _corpus_meta(lambda m: m["counts"].update(tokens=str(m["counts"]["tokens"]))),
+         1, (r"prep/meta.json: 'counts.tokens' is a string", r"prepare the corpus again")),
+    Case("corpus-meta-key-missing", _corpus_meta(lambda m: m.pop("shards")), 1,
+         (r"prep/meta.json: no key 'shards'", r"prepare the corpus again")),
+    Case("corpus-meta-negative-count", _corpus_meta(lambda m: m["counts"].update(documents=-3)), 1,
+         (r"prep/meta.json: 'counts.documents' is -3, expected an integer of at least 0",)),
+    Case("corpus-meta-shard-outside", _corpus_meta(lambda m: m["shards"][0].update(tokens_file="../../x.bin")), 1,
+         (r"meta.json: shards\[0\].tokens_file is '../../x.bin'; shard files must lie inside the corpus folder",)),
+    # task files: a file of another task (found / expected format, a short excerpt), wrong JSON types
+    Case("finetune-rte-given-squad-json", _task_file("rte", "squad.json", json.dumps(_SQUAD)), 1,
+         (r"squad.json: this file looks like a SQuAD-format JSON file, but rte reads a tab-separated file", _SHORT)),
+    Case("finetune-squad-given-tsv", _task_file("squad", "train.tsv", _RTE, "--doc-stride", "16"), 1,
+         (r"train.tsv: this file looks like tab-separated text \(4 columns on line 1\), but squad / korquad reads "
+          r"SQuAD JSON",)),
+    Case("finetune-conll-given-jsonl", _task_file("conll-ner", "train.txt", '{"text": "a"}\n{"text": "b"}\n'), 1,
+         (r"looks like JSON Lines .* but conll-ner reads CoNLL-2003 column text",)),
+    Case("finetune-squad-question-null", _task_file("squad", "train.json", _squad_with(
+        lambda q: q.update(question=None)), "--doc-stride", "16"), 1,
+         (r"train.json, question q0: 'question' is null \(None\), expected text",)),
+    Case("finetune-squad-answer-start-string", _task_file("squad", "train.json", _squad_with(
+        lambda q: q["answers"][0].update(answer_start="0")), "--doc-stride", "16"), 1,
+         (r"question q0 answer 0: 'answer_start' is a string \('0'\), expected a character offset",)),
+    Case("finetune-squad-answers-an-object", _task_file("squad", "train.json", _squad_with(
+        lambda q: q.update(answers={"text": "x"})), "--doc-stride", "16"), 1,
+         (r"question q0: 'answers' is an object .* expected a list",)),
+    Case("finetune-squad-context-a-number", _task_file("squad", "train.json", json.dumps(
+        {"data": [{"paragraphs": [{"context": 7, "qas": []}]}]}), "--doc-stride", "16"), 1,
+         (r"article 0 paragraph 0: 'context' is a number \(7\), expected text",)),
+    Case("finetune-klue-nli-number-premise", _task_file("klue-nli", "train.json", json.dumps(_KLUE_NLI)), 1,
+         (r"train.json, record 1: 'premise' is a number \(3\), expected text",)),
+    Case("finetune-klue-sts-labels-a-list", _task_file("klue-sts", "train.json", json.dumps(
+        [{"sentence1": "a", "sentence2": "b", "labels": [4.2]}])), 1,
+         (r"record 1: 'labels' is a list \(\[4.2\]\), expected an object with 'real-label'",)),
+    Case("finetune-klue-ner-line-without-tag", _task_file("klue-ner", "train.tsv", "## g1\t<a:PS>\na\tB-PS\n"
+                                                          + "x" * 5000 + "\n"), 1,
+         (r"train.tsv, line 3: expected 'character<TAB>tag' \(KLUE-NER format\), got 'x+'… \(5,000 characters\)",
+          _SHORT)),
+    Case("finetune-conll-wrong-column-count", _task_file("conll-ner", "train.txt",
+                                                         "EU NNP B-NP B-ORG\nrejects VBZ O\n"), 1,
+         (r"train.txt, line 2: 3 column\(s\) where the file's first token line has 4",)),
+    Case("finetune-swag-missing-column", _task_file("swag", "train.csv", "sent1,sent2,ending0,label\na,b,c,0\n"), 1,
+         (r"train.csv, line 1: the header has no column 'ending1'",)),
+    Case("finetune-regress-label-nan", _task_file("regress", "train.jsonl", '{"text": "a", "y": NaN}\n',
+                                                  "--text-column", "text", "--label-column", "y"), 1,
+         (r"train.jsonl, line 1: label nan is not a finite number",)),
+    Case("finetune-classify-text-a-list", _task_file("classify", "train.jsonl", '{"text": ["a"], "y": "p"}\n',
+                                                     "--text-column", "text", "--label-column", "y"), 1,
+         (r"train.jsonl, line 1: field 'text' is a list \(\['a'\]\), expected text",)),
+    Case("finetune-classify-record-not-an-object", _task_file("classify", "train.jsonl", '[1, 2]\n',
+                                                              "--text-column", "text", "--label-column", "y"), 1,
+         (r"train.jsonl, line 1: expected a JSON object, got a list",)),
+    Case("finetune-brown-given-json", _task_file("brown-pos", "ca01", json.dumps(_KLUE_NLI)), 1,
+         (r"ca01: this file looks like a JSON list, but brown-pos reads tagged Brown text",)),
+    # prediction files for evaluate --predictions
+    Case("evaluate-predictions-answer-not-text", _predictions({"q0": 3}), 1,
+         (r"preds.json: the prediction for 'q0' is a number \(3\), expected answer text",)),
+    Case("evaluate-predictions-a-list", _predictions(["The jury"]), 1,
+         (r"preds.json: this file looks like a JSON list, but --predictions reads a JSON object mapping question id",)),
+]
+
+
 def test_the_table_covers_every_command(world, tmp_path):
     from plmkit.cli import build_parser
 

@@ -733,7 +733,8 @@ class PreparedCorpus:
             expected_offset += n
             for name in ("tokens_file", "word_starts_file"):
                 rel = m.get(s, f"{key}.{name}", str)
-                if Path(rel).is_absolute() or ".." in Path(rel).parts or not rel.strip() or "\x00" in rel:
+                if Path(rel).is_absolute() or ".." in Path(rel).parts or not rel.strip() or "\x00" in rel \
+                        or len(rel) > 1024 or any(len(part) > 255 for part in Path(rel).parts):
                     raise DataError(f"{meta_path}: {key}.{name} is {excerpt(rel)}; shard files must lie inside the "
                                     "corpus folder (no absolute paths, no '..') — prepare the corpus again")
         if expected_offset != self.num_tokens:
@@ -745,7 +746,10 @@ class PreparedCorpus:
         for s in shards:
             for key, itemsize in (("tokens_file", self.dtype.itemsize), ("word_starts_file", 1)):
                 f = self.path / s[key]
-                size = f.stat().st_size if f.is_file() else -1
+                try:
+                    size = f.stat().st_size if f.is_file() else -1
+                except OSError:  # a name the file system refuses: as good as missing
+                    size = -1
                 if size != s["num_tokens"] * itemsize:
                     raise DataError(f"{f} is {'missing' if size < 0 else f'{size} bytes'}, expected "
                                     f"{s['num_tokens'] * itemsize}; the corpus is incomplete or damaged, prepare "
@@ -759,8 +763,8 @@ class PreparedCorpus:
         f = self.path / name
         try:
             arr = np.load(f, mmap_mode="r", allow_pickle=False)  # never unpickle (object arrays are refused)
-        except (OSError, ValueError, EOFError) as e:
-            raise DataError(f"{f} cannot be read ({excerpt(str(e))}); the corpus is incomplete or damaged, prepare "
+        except Exception as e:  # OSError, ValueError, EOFError; SyntaxError / TokenError from a damaged header
+            raise DataError(f"{f} cannot be read ({type(e).__name__}: {excerpt(str(e))}); the corpus is incomplete or damaged, prepare "
                             "it again") from None
         if arr.shape != (n,) or arr.dtype != np.int64:
             raise DataError(f"{f} holds {arr.dtype}{arr.shape}, expected int64({n},) as meta.json says; prepare the "
