@@ -552,6 +552,132 @@ CASES = [
 ]
 
 
+# --- configuration files and option values, by class (issue 20 items 6-7)
+def _config_edit(**changes):
+    """A case maker: the world's model folder with config.json's values replaced (``_top`` replaces the file)."""
+    def make(w: Path, t: Path) -> list[str]:
+        d = model_copy(w, t)
+        if "_top" in changes:
+            (d / "config.json").write_text(json.dumps(changes["_top"]))
+        else:
+            edit_json(d / "config.json", **changes)
+        return ["info", str(d)]
+    return make
+
+
+def _config_id2label(id2label, label2id=None):
+    def make(w: Path, t: Path) -> list[str]:
+        d = model_copy(w, t)
+        edit_json(d / "config.json", id2label=id2label, **({"label2id": label2id} if label2id is not None else {}))
+        return ["info", str(d)]
+    return make
+
+
+def _finetune_tokenizer_beyond_vocab(w: Path, t: Path) -> list[str]:
+    d = model_copy(w, t)
+    edit_json(d / "config.json", vocab_size=40)
+    return ["finetune", "classify", "--model", str(d), "--train", str(w / "cls.jsonl"), "--out", str(t / "ft"),
+            "--text-column", "text", "--label-column", "label", "--max-steps", "1"]
+
+
+def _ft(w: Path, t: Path, *extra: str) -> list[str]:
+    return ["finetune", "classify", "--model", str(w / "base"), "--train", str(w / "cls.jsonl"), "--out",
+            str(t / "ft"), "--text-column", "text", "--label-column", "label", *extra]
+
+
+_ARG = r"argument {}: "
+CASES += [
+    # config.json: not an object, wrong types, null, non-finite, absurd sizes, inconsistent labels
+    Case("config-json-is-a-list", _config_edit(_top=[{"model_type": "bert"}]), 1,
+         (r"model/config.json: expected a JSON object", r"restore the file")),
+    Case("config-size-as-string", _config_edit(hidden_size="32"), 2,
+         (r"config.json: hidden_size must be a positive integer, got '32' \(a string\)",)),
+    Case("config-size-null", _config_edit(num_attention_heads=None), 2,
+         (r"config.json: num_attention_heads must be a positive integer, got null",)),
+    Case("config-size-boolean", _config_edit(num_hidden_layers=True), 2,
+         (r"config.json: num_hidden_layers must be a positive integer, got true",)),
+    Case("config-dropout-nan", _config_edit(hidden_dropout_prob=float("nan")), 2,
+         (r"config.json: hidden_dropout_prob must be a number in \[0, 1\), got nan",)),
+    Case("config-negative-vocab", _config_edit(vocab_size=-5), 2,
+         (r"config.json: vocab_size must be a positive integer, got -5",)),
+    Case("config-heads-do-not-divide-hidden", _config_edit(num_attention_heads=3), 2,
+         (r"config.json: hidden_size \(32\) must be divisible by num_attention_heads \(3\)",)),
+    Case("config-10e5-layers", _config_edit(num_hidden_layers=10**5), 1,
+         (r"config.json says num_hidden_layers=100000 but \S*model holds the weights of 2 layer",
+          r"check config.json")),
+    Case("config-hidden-10e9", _config_edit(hidden_size=10**9, num_attention_heads=1), 1,
+         (r"config.json describes a model of at least [\d,]+ parameters", r"holds only [\d,]+ weights")),
+    Case("config-id2label-key-not-an-id", _config_id2label({"zero": "a", "1": "b"}), 2,
+         (r"config.json: id2label key 'zero' is not a label id",)),
+    Case("config-id2label-value-not-text", _config_id2label({"0": 5, "1": "b"}), 2,
+         (r"config.json: id2label\['0'\] must be a label name \(a string\), got 5",)),
+    Case("config-id2label-ids-not-0-to-n", _config_id2label({"0": "a", "5": "b"}), 2,
+         (r"id2label must number its 2 labels 0 … 1",)),
+    Case("config-label2id-not-inverse", _config_id2label({"0": "a", "1": "b"}, {"a": 1, "b": 0}), 2,
+         (r"label2id .* is not the inverse of id2label",)),
+    Case("config-plmkit-section-a-list", _config_edit(plmkit=[1]), 2,
+         (r"config.json: the \"plmkit\" section .* must be JSON objects",)),
+    Case("config-gpt2-key-as-string", _config_edit(_top={"model_type": "gpt2", "n_embd": "32", "n_layer": 2,
+                                                         "n_head": 4, "vocab_size": 86}), 2,
+         (r"config.json: n_embd must be a positive integer, got '32'",)),
+    Case("finetune-tokenizer-beyond-vocabulary", _finetune_tokenizer_beyond_vocab, 1,
+         (r"the tokenizer has \d+ ids but the model's vocab_size is 40", r"come from different models")),
+    # option values: NaN / inf, negative, zero, out-of-range seeds, malformed durations (argparse: exit 2)
+    *[Case(f"pretrain-option-{opt[2:]}-{value}", (lambda o, v: lambda w, t: pretrain_args(w, t, "--max-steps", "1",
+                                                                                          f"{o}={v}"))(opt, value), 2,
+           (_ARG.format(opt) + why,))
+      for opt, value, why in [("--lr", "nan", r"'nan' is not a finite number"),
+                              ("--lr", "inf", r"'inf' is not a finite number"),
+                              ("--batch-size", "0", r"must be a whole number >= 1, got 0"),
+                              ("--grad-accum", "-2", r"must be a whole number >= 1"),
+                              ("--seed", "-1", r"a seed is a whole number from 0 to 4294967295, got -1"),
+                              ("--seed", "4294967296", r"a seed is a whole number from 0"),
+                              ("--keep-last", "0", r"must be a whole number >= 1, got 0"),
+                              ("--keep-last", "-1", r"must be a whole number >= 1"),
+                              ("--warmup", "-0.5", r"must be a number >= 0, got -0.5"),
+                              ("--log-every", "-1", r"must be a whole number >= 0, got -1"),
+                              ("--max-length", "0", r"must be a whole number >= 1, got 0"),
+                              ("--max-time", "1e400s", r"cannot read duration '1e400s'"),
+                              ("--max-time", "inf", r"cannot read duration 'inf'"),
+                              ("--max-time", "5mm", r"cannot read duration '5mm'"),
+                              ("--max-time", "--5m", r"cannot read duration '--5m'"),
+                              ("--max-time", "400d", r"duration '400d' is longer than 365 days")]],
+    Case("pretrain-max-steps-negative", lambda w, t: pretrain_args(w, t, "--max-steps", "-1"), 2,
+         (r"argument --max-steps: must be a whole number >= 1, got -1",)),
+    Case("pretrain-max-steps-zero", lambda w, t: pretrain_args(w, t, "--max-steps", "0"), 2,
+         (r"argument --max-steps: must be a whole number >= 1, got 0",)),
+    Case("finetune-epochs-inf", lambda w, t: _ft(w, t, "--epochs", "inf"), 2,
+         (r"argument --epochs: 'inf' is not a finite number",)),
+    Case("finetune-lr-nan", lambda w, t: _ft(w, t, "--lr", "nan"), 2, (r"argument --lr: 'nan' is not a finite",)),
+    Case("finetune-max-length-zero", lambda w, t: _ft(w, t, "--max-length", "0"), 2,
+         (r"argument --max-length: must be a whole number >= 1, got 0",)),
+    Case("finetune-seeds-out-of-range", lambda w, t: _ft(w, t, "--seeds", "1,-2"), 2,
+         (r"--seeds '1,-2': give comma-separated seeds from 0 to 4294967295",)),
+    Case("finetune-eval-split-one", lambda w, t: _ft(w, t, "--eval-split", "1"), 2,
+         (r"argument --eval-split: must be a number between 0 and 1 \(exclusive\), got 1",)),
+    # --set values of the wrong type: refused before anything is read or trained
+    Case("pretrain-set-keep-last-not-a-number", lambda w, t: pretrain_args(w, t, "--max-steps", "1", "--set",
+                                                                            "train.keep_last=abc"), 2,
+         (r"--set train.keep_last must be a positive integer, got 'abc' \(a string\)",)),
+    Case("pretrain-set-size-as-string", lambda w, t: pretrain_args(w, t, "--max-steps", "1", "--set",
+                                                                    'model.hidden_dropout_prob="0.1"'), 2,
+         (r"--set model.hidden_dropout_prob must be a number in \[0, 1\), got '0.1' \(a string\)",)),
+    Case("pretrain-set-null-for-a-count", lambda w, t: pretrain_args(w, t, "--max-steps", "1", "--set",
+                                                                      "data.dupe_factor=null"), 2,
+         (r"--set data.dupe_factor must be a positive integer, got null",)),
+    Case("pretrain-set-nan-learning-rate", lambda w, t: pretrain_args(w, t, "--max-steps", "1", "--set",
+                                                                       "lr=NaN"), 2,
+         (r"--set train.lr must be a finite number, got nan",)),
+    Case("pretrain-set-bool-for-an-int", lambda w, t: pretrain_args(w, t, "--max-steps", "1", "--set",
+                                                                     "train.batch_size=true"), 2,
+         (r"--set train.batch_size must be a positive integer, got true",)),
+    # lengths and sizes that cannot fit: refused from the estimate before anything is allocated
+    Case("pretrain-max-length-100000", lambda w, t: pretrain_args(w, t, "--max-steps", "1", "--max-length",
+                                                                   "100000"), 2,
+         (r"needs about [\d.]+ [TPG]B of memory but this machine has", r"use a shorter --max-length")),
+]
+
+
 # --- data and model files from outside, by class (issue 20 items 6-7): wrong types, wrong formats, bad bytes
 def _model_with(edit: Callable[[Path], None], command: str = "score"):
     """A case maker: the world's model folder changed by ``edit(folder)``, then loaded by ``command``."""
@@ -1070,9 +1196,13 @@ def test_disk_full_in_prepare_export_and_finetune_leaves_no_partial_output(world
             --train {world / 'cls.jsonl'} \\
             --out "$DISK/ft" --text-column text --label-column label --max-steps 1 --batch-size 8 \\
             >/dev/null 2>"$OUT/finetune.err"; echo $? > "$OUT/finetune.rc"
+        "$PY" -m plmkit.cli embed --model {world / 'base'} --out "$DISK/vectors.npy" {big} \
+            >/dev/null 2>"$OUT/embed.err"; echo $? > "$OUT/embed.rc"
     """)
     after = tmp_path / "after"
-    for name in ("prepare", "export", "finetune"):
+    # embed writes without a memory map (a full disk was a SIGBUS): an error, and no file or temporary file left
+    assert not (after / "vectors.npy").exists() and not (after / "vectors.offsets.npy").exists()
+    for name in ("prepare", "export", "finetune", "embed"):
         code, err = _result(tmp_path, name)
         text = error_paragraph(err)
         assert code == 1 and "no space left on the device" in text, (name, text)
@@ -1080,8 +1210,9 @@ def test_disk_full_in_prepare_export_and_finetune_leaves_no_partial_output(world
     PreparedCorpus(after / "small", verify=True)
     # export: nothing half-written
     assert not (after / "exported").exists()
-    # finetune: the run folder stays for --resume, with no half-written checkpoint in it
-    assert "resume with --resume" in error_paragraph(_result(tmp_path, "finetune")[1])
-    assert not [p.name for p in (after / "ft" / "checkpoints").iterdir()]
+    # finetune: nothing was saved worth resuming, so the run takes back what it wrote and the same command runs
+    # again (no --out left to refuse it), with no half-written checkpoint anywhere
+    assert "run the same command again" in error_paragraph(_result(tmp_path, "finetune")[1])
+    assert not (after / "ft").exists()
     leftovers = [p.name for p in after.iterdir() if p.name.startswith(".")]
     assert not leftovers, leftovers

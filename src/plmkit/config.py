@@ -15,14 +15,224 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
+import math
+import numbers
+import os
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping, Union
 
-from .errors import ConfigError
+from .errors import ConfigError, excerpt, type_name
 
 MODEL_TYPES = ("bert", "roberta", "albert", "gpt2")
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "gelu_pytorch_tanh", "gelu_fast")
+
+
+# --------------------------------------------------------------------------- typed reading
+# Every config dataclass is read through :func:`config_from_dict`: each value is checked against the
+# field's annotation (int, float, bool, str, Optional, Literal, list, dict) and an optional range
+# before the dataclass is built, so a size given as "128", null where a number belongs, a boolean for a
+# count, NaN, or a negative size is a ConfigError naming the source, the key, the value and what was
+# expected, never a TypeError deep inside the model. Ranges are named here once:
+POSITIVE = "positive"  # > 0
+NONNEG = "nonneg"  # >= 0
+UNIT = "unit"  # a probability or fraction in [0, 1]
+UNIT_OPEN = "unit_open"  # [0, 1): dropout (1 would drop everything)
+SEED = "seed"  # what numpy and torch accept as a seed: 0 … 2**32 - 1
+MAX_SEED = 2**32 - 1
+
+_INT_RANGES = {POSITIVE: "a positive integer", NONNEG: "an integer >= 0", SEED: f"an integer from 0 to {MAX_SEED}"}
+_NUM_RANGES = {POSITIVE: "a positive number", NONNEG: "a number >= 0", UNIT: "a number between 0 and 1",
+               UNIT_OPEN: "a number in [0, 1)", SEED: f"an integer from 0 to {MAX_SEED}"}
+
+
+def _in_range(value: Any, rng: Any) -> bool:
+    if rng is None:
+        return True
+    if rng == POSITIVE:
+        return value > 0
+    if rng == NONNEG:
+        return value >= 0
+    if rng == UNIT:
+        return 0 <= value <= 1
+    if rng == UNIT_OPEN:
+        return 0 <= value < 1
+    if rng == SEED:
+        return 0 <= value <= MAX_SEED
+    lo, hi = rng
+    return lo <= value <= hi
+
+
+def _describe(tp: Any, rng: Any = None) -> str:
+    """What a value of annotation ``tp`` (and range ``rng``) must be, in words."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        text = " or ".join(_describe(a, rng) for a in inner)
+        return text + " or null" if len(inner) < len(args) else text
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in args)
+    if isinstance(rng, tuple) and rng and isinstance(rng[0], str):
+        return "one of " + ", ".join(rng)
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        if isinstance(rng, tuple):
+            return f"an integer from {rng[0]} to {rng[1]}"
+        return _INT_RANGES.get(rng, "an integer")
+    if tp is float:
+        if isinstance(rng, tuple):
+            return f"a number from {rng[0]} to {rng[1]}"
+        return _NUM_RANGES.get(rng, "a finite number")
+    if tp is str:
+        return "a string"
+    if origin in (list, tuple):
+        return "a list" + (f" of {_describe(args[0])}" if args and args[0] is not Any else "")
+    if origin is dict or tp is dict:
+        if len(args) == 2 and args[1] is not Any:
+            keys = 'integer keys ("0", "1", …)' if args[0] is int else _describe(args[0]).split(" ", 1)[-1] + " keys"
+            return f"an object mapping {keys} to {_describe(args[1]).split(' ', 1)[-1]}s"
+        return "an object"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _matches(value: Any, tp: Any, rng: Any = None, paths: bool = False) -> bool:
+    """Whether ``value`` is a ``tp`` (in range ``rng``); bools are never numbers, strings never numbers."""
+    if tp is Any:
+        return True
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None:
+            return type(None) in args
+        return any(_matches(value, a, rng, paths) for a in args if a is not type(None))
+    if origin is Literal:
+        return value in args
+    if isinstance(rng, tuple) and rng and isinstance(rng[0], str):  # choices of a str field
+        return isinstance(value, str) and value in rng
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool) and _in_range(value, rng)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return False
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an int too large for a float
+            return False
+        return finite and _in_range(value, rng)
+    if tp is str:
+        return isinstance(value, str) or (paths and isinstance(value, os.PathLike))
+    if origin in (list, tuple) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        item = args[0] if args else Any
+        return all(_matches(v, item, None, paths) for v in value)
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            return False
+        if not args:
+            return True
+        key_tp, val_tp = args
+        # JSON object keys are strings: an int key may come as "3"
+        keys_ok = all(_matches(k, key_tp) or (key_tp is int and isinstance(k, str) and _is_int_text(k)) for k in value)
+        return keys_ok and all(_matches(v, val_tp) for v in value.values())
+    if isinstance(tp, type):
+        return isinstance(value, tp)
+    return True
+
+
+def _is_int_text(text: str) -> bool:
+    t = text.strip()
+    return t.lstrip("-").isdigit() and t.isascii() and len(t) < 20
+
+
+def _shown(value: Any) -> str:
+    """The offending value as a short quote: JSON spellings for null and booleans, a type for text."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, numbers.Number) and not isinstance(value, float):
+        text = str(value)
+        return text if len(text) <= 30 else f"an integer of {len(text)} digits"
+    shown = excerpt(value)
+    return shown if isinstance(value, (int, float)) else f"{shown} ({type_name(value)})"
+
+
+def where(source: str, key: str) -> str:
+    """``--set train.lr`` / ``runs/x/config.json: hidden_size``: the place an error message names."""
+    return f"{source} {key}" if source.startswith("--") else f"{source}: {key}"
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def check_value(cls: type, name: str, value: Any, source: str, key: str | None = None, rng: Any = None,
+                paths: bool = False) -> None:
+    """Raise :class:`ConfigError` unless ``value`` fits field ``name`` of dataclass ``cls`` (and range ``rng``)."""
+    tp = _hints(cls)[name]
+    if not _matches(value, tp, rng, paths):
+        raise ConfigError(f"{where(source, key or name)} must be {_describe(tp, rng)}, got {_shown(value)}")
+
+
+def check_fields(obj: Any, source: str, section: str = "", ranges: Mapping[str, Any] | None = None,
+                 names: Mapping[str, str] | None = None, paths: tuple[str, ...] = ()) -> None:
+    """Check every field of the dataclass instance ``obj`` against its annotation and ``ranges``."""
+    ranges = ranges or {}
+    for f in dataclasses.fields(obj):
+        name = f.name
+        check_value(type(obj), name, getattr(obj, name), source, section + (names or {}).get(name, name),
+                    ranges.get(name), name in paths)
+
+
+def check_values(cls: type, values: Mapping[str, Any], source: str, section: str = "",
+                 ranges: Mapping[str, Any] | None = None) -> None:
+    """Check each value of ``values`` (keys: fields of ``cls``, as ``--set`` gives them) against its field."""
+    for name, value in values.items():
+        check_value(cls, name, value, source, section + name, (ranges or {}).get(name))
+
+
+def config_from_dict(cls: type, d: Any, source: str, section: str = "", ranges: Mapping[str, Any] | None = None,
+                     what: str = "config", names: Mapping[str, str] | None = None, paths: tuple[str, ...] = ()):
+    """Build dataclass ``cls`` from the mapping ``d`` read from ``source`` (a file path, ``--set``, a preset).
+
+    Unknown keys, missing required keys, and values that do not fit a field's annotation or its range
+    in ``ranges`` (``POSITIVE``, ``NONNEG``, ``UNIT``, ``UNIT_OPEN``, ``SEED``, an inclusive ``(lo, hi)``,
+    or a tuple of allowed strings) are :class:`ConfigError`s naming ``source`` and the key
+    (``section`` + the key, or its spelling in ``names``, e.g. a Hugging Face key). The dataclass's own
+    ``validate`` then checks how the values fit together.
+    """
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{source}: expected an object of {what} settings {{\"key\": value, ...}}, got "
+                          f"{type_name(d)} {excerpt(d)}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(str(k) for k in d if k not in fields)
+    if unknown:
+        raise ConfigError(f"{source}: unknown {what} key(s) {', '.join(unknown)}; "
+                          f"known keys: {', '.join(sorted(fields))}")
+    ranges = ranges or {}
+    for name, value in d.items():
+        check_value(cls, name, value, source, section + (names or {}).get(name, name), ranges.get(name),
+                    name in paths)
+    missing = [n for n, f in fields.items() if n not in d and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{source}: missing {what} key(s) {', '.join(section + m for m in missing)}")
+    try:
+        return cls(**copy.deepcopy(dict(d)))
+    except ConfigError as e:  # the dataclass's own validate: say where the values came from
+        text = str(e)
+        if text.startswith(source):
+            raise
+        raise ConfigError(f"{source}: {text}") from None
 
 
 @dataclass
@@ -101,10 +311,7 @@ class ModelConfig:
             )
         if self.hidden_act not in ACTIVATIONS:
             raise ConfigError(f"unknown hidden_act {self.hidden_act!r}; use one of {', '.join(ACTIVATIONS)}")
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "intermediate_size", "max_position_embeddings"):
-            if int(getattr(self, name)) <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        check_fields(self, "model config", ranges=MODEL_RANGES)
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError(
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
@@ -118,26 +325,48 @@ class ModelConfig:
                               "its checkpoint layout has no place for the other arrangement. Remove the setting")
         if self.position_offset >= self.max_position_embeddings:
             raise ConfigError("position_offset must be smaller than max_position_embeddings")
+        if self.pad_token_id is not None and self.pad_token_id >= self.vocab_size:
+            raise ConfigError(f"pad_token_id={self.pad_token_id} is not an id of the vocabulary of "
+                              f"vocab_size={self.vocab_size}; give an id below vocab_size")
         if self.id2label is not None:
             self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
+            if sorted(self.id2label) != list(range(len(self.id2label))):
+                raise ConfigError(f"id2label must number its labels 0 … {len(self.id2label) - 1}, got keys "
+                                  f"{excerpt(sorted(self.id2label))}")
 
     # ----------------------------------------------------------------- (de)serialisation
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], source: str = "config") -> "ModelConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(
-                f"{source}: unknown model config key(s) {', '.join(unknown)}; "
-                f"known keys: {', '.join(sorted(names))}"
-            )
-        return cls(**copy.deepcopy(dict(d)))
+    def from_dict(cls, d: Mapping[str, Any], source: str = "config", names: Mapping[str, str] | None = None,
+                  section: str = "") -> "ModelConfig":
+        """Read a config mapping from ``source``; ``names`` gives the keys' spelling there (e.g. GPT-2's n_embd)."""
+        return config_from_dict(cls, d, source, section=section, ranges=MODEL_RANGES, what="model config",
+                                names=names)
 
     def replace(self, **changes: Any) -> "ModelConfig":
         return ModelConfig.from_dict({**self.to_dict(), **changes})
+
+
+MODEL_RANGES: dict[str, Any] = {
+    **dict.fromkeys(("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                     "max_position_embeddings", "embedding_size", "num_labels", "layer_norm_eps"), POSITIVE),
+    **dict.fromkeys(("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"), UNIT_OPEN),
+    **dict.fromkeys(("type_vocab_size", "position_offset", "initializer_range", "pad_token_id", "bos_token_id",
+                     "eos_token_id"), NONNEG),
+    "problem_type": ("regression", "single_label_classification", "multi_label_classification"),
+}
+
+# The ranges of plmkit.training.trainer.TrainConfig's numbers (lr's sign and the choices: its validate).
+TRAIN_RANGES: dict[str, Any] = {
+    **dict.fromkeys(("adam_eps", "max_steps", "max_time", "epochs", "stop_after", "batch_size", "grad_accum",
+                     "keep_last"), POSITIVE),
+    **dict.fromkeys(("weight_decay", "warmup", "clip_norm", "log_every", "eval_every", "save_every",
+                     "save_minutes"), NONNEG),
+    **dict.fromkeys(("adam_beta1", "adam_beta2"), UNIT_OPEN),
+    "min_lr_ratio": UNIT, "seed": SEED,
+}
 
 
 # --------------------------------------------------------------------------- presets
@@ -265,3 +494,77 @@ def model_config_from_preset(name: str | None, overrides: Mapping[str, Any] | No
                     "use a preset or explicit sizes, not both (drop --preset to size the model yourself)"
                 )
     return ModelConfig.from_dict({**base, **overrides}, source=f"preset {name}" if name else "model config")
+
+
+# --------------------------------------------------------------------------- model size before allocation
+def estimate_parameters(c: ModelConfig, body_only: bool = False) -> int:
+    """Parameters a :class:`ModelConfig` implies, computed from its sizes alone (nothing is allocated).
+
+    ``body_only`` counts the encoder without pooler and heads: a lower bound on what any checkpoint of
+    this config holds. The full count adds the pooler and an MLM head (the largest pretraining head).
+    """
+    E, H, I, L, V = c.embed_dim, c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.vocab_size
+    n = V * E + c.max_position_embeddings * E + c.type_vocab_size * E
+    n += 0 if c.model_type == "gpt2" else 2 * E  # embedding LayerNorm
+    n += E * H + H if E != H else 0  # ALBERT's projection E → H
+    layer = 3 * H * H + 3 * H + H * H + H + H * I + I + I * H + H + 4 * H  # qkv, out, ffn, two LayerNorms
+    n += (1 if c.share_layers else L) * layer
+    n += 2 * H if c.pre_norm else 0  # final LayerNorm
+    if not body_only:
+        n += 0 if c.model_type == "gpt2" else H * H + H  # pooler
+        n += H * E + E + 2 * E + V  # MLM transform, LayerNorm and bias (the decoder is tied)
+    return n
+
+
+def available_memory(device: str | None = None) -> int | None:
+    """Bytes a model may use: the CUDA device's memory for a ``cuda`` device, else ``MemAvailable``
+    (``/proc/meminfo``); None where it cannot be read (then nothing is refused)."""
+    if device is not None and str(device).startswith("cuda"):
+        try:
+            import torch
+
+            index = int(str(device).split(":", 1)[1]) if ":" in str(device) else 0
+            return int(torch.cuda.get_device_properties(index).total_memory)
+        except Exception:  # noqa: BLE001 - no CUDA, or no such device: the device check reports it
+            return None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} PB"  # pragma: no cover
+
+
+def training_memory(c: ModelConfig, batch_size: int, length: int, flash: bool = False, bf16: bool = False,
+                    gradient_checkpointing: bool = False) -> dict[str, int]:
+    """Rough bytes one training step of ``c`` needs: fp32 weights + gradients + AdamW's two moments (16
+    bytes a parameter), and the activations kept for the backward pass — per layer about batch × length ×
+    (8 hidden + 2 intermediate) values, plus batch × heads × length² × 3 for attention without a fused
+    kernel (scores, softmax, dropout mask; the CPU path), all of them only once with gradient checkpointing."""
+    params = estimate_parameters(c)
+    per_value = 2 if bf16 else 4
+    B, T, H, I = batch_size, length, c.hidden_size, c.intermediate_size
+    layer = B * T * (8 * H + 2 * I) + (0 if flash else 3 * B * c.num_attention_heads * T * T)
+    L = c.num_hidden_layers
+    acts = (layer + L * B * T * H) if gradient_checkpointing else L * layer
+    acts += 2 * B * T * c.embed_dim  # embeddings
+    return {"parameters": params, "state": 16 * params, "activations": per_value * acts}
+
+
+def check_fits(need: int, what: str, advice: str, device: str | None = None) -> None:
+    """Refuse (ConfigError) when ``need`` bytes exceed the memory available to ``device``."""
+    have = available_memory(device)
+    if have is not None and need > have:
+        where = f"the {device} device has" if device and str(device).startswith("cuda") else "this machine has"
+        raise ConfigError(f"{what} needs about {format_bytes(need)} of memory but {where} {format_bytes(have)} "
+                          f"available; {advice}")

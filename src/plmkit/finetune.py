@@ -53,7 +53,8 @@ import torch
 from .data.tasks import (IGNORE_INDEX, Features, ReadReport, check_not_empty, carve_split, convert_sentences)
 from .data.tasks import generic as generic_tasks
 from .data.tasks import glue, korean, squad, swag, tagging
-from .errors import CheckpointError, DataError, PlmkitError, UsageError
+from .config import MAX_SEED, NONNEG, POSITIVE, SEED, UNIT_OPEN, check_fields
+from .errors import CheckpointError, ConfigError, DataError, PlmkitError, UsageError
 from .evaluation import metrics as M
 from .training.distributed import choose_device
 
@@ -481,10 +482,22 @@ def pad_id_for(tokenizer, model) -> int:
 
 
 def check_max_length(model, max_length: int) -> None:
-    available = model.config.positions_available
+    """``--max-length`` against the positions of a model or a :class:`~plmkit.config.ModelConfig` (UsageError)."""
+    config = getattr(model, "config", model)
+    available = config.positions_available
     if max_length > available:
         raise UsageError(f"--max-length {max_length} exceeds the model's {available} positions; "
                          f"use --max-length {available} or less")
+
+
+def check_vocabulary(tokenizer, model, folder: str | Path) -> None:
+    """A tokenizer with more ids than the model's embedding table would index past it: refuse (CheckpointError)."""
+    config = getattr(model, "config", model)
+    if len(tokenizer) > config.vocab_size:
+        raise CheckpointError(f"{folder}: the tokenizer has {len(tokenizer):,} ids but the model's vocab_size is "
+                              f"{config.vocab_size:,}, so ids from {config.vocab_size:,} on have no embedding; the "
+                              "tokenizer files and config.json come from different models — restore the model's own "
+                              "tokenizer")
 
 
 # --------------------------------------------------------------------------- fine-tuning
@@ -539,6 +552,24 @@ class FinetuneConfig:
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+    def __post_init__(self) -> None:
+        # Types and ranges of every field (paths may be str or os.PathLike), before anything is read.
+        check_fields(self, "finetune settings", ranges=FINETUNE_RANGES, paths=("model", "train", "out", "eval", "elmo"))
+        for seed in self.seeds:
+            if not 0 <= seed <= MAX_SEED:
+                raise ConfigError(f"finetune settings: seed {seed} is out of range; seeds are integers from 0 to "
+                                  f"{MAX_SEED}")
+
+
+# Ranges of FinetuneConfig's numbers (config.check_fields).
+FINETUNE_RANGES: dict[str, Any] = {
+    **dict.fromkeys(("lr", "batch_size", "eval_batch_size", "grad_accum", "max_steps", "max_train", "max_eval"),
+                    POSITIVE),
+    **dict.fromkeys(("epochs", "warmup", "weight_decay", "clip_norm", "eval_every", "min_word_count", "save_every",
+                     "save_minutes"), NONNEG),
+    "eval_split": UNIT_OPEN, "split_seed": SEED,
+}
 
 
 @dataclass
@@ -675,10 +706,8 @@ def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
 
         base_config = config_from_hf(read_config(cfg.model), source=str(Path(cfg.model) / "config.json"))
         with_types = base_config.type_vocab_size >= 2
-        max_length = cfg.options.max_length or spec.max_length
-        if max_length > base_config.positions_available:
-            raise UsageError(f"--max-length {max_length} exceeds the model's {base_config.positions_available} "
-                             f"positions; use --max-length {base_config.positions_available} or less")
+        check_max_length(base_config, cfg.options.max_length or spec.max_length)
+        check_vocabulary(tokenizer, base_config, cfg.model)
         data = prepare_data(cfg, spec, tokenizer, with_types)
         described = str(cfg.model)
     multi = len(cfg.seeds) > 1
@@ -1080,6 +1109,7 @@ def _loaded_featurizer(model, tokenizer, spec: TaskSpec, labels, opts: TaskOptio
     pad_id = pad_id_for(tokenizer, model)
     with_types = model.config.type_vocab_size >= 2
     check_max_length(model, opts.max_length or spec.max_length)
+    check_vocabulary(tokenizer, model, getattr(model, "loaded_from", "the model"))
 
     def feat(ex, training, path):
         return featurize(spec, ex, tokenizer, labels, opts, with_types, training=training, path=path)

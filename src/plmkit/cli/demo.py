@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import _types as T
 from . import common_parent
 
 
@@ -12,7 +13,7 @@ def register(sub) -> None:
                                    "then fine-tune POS tagging and genre classification from scratch and from the "
                                    "pretrained model; prints a table and writes report.json and PNG plots.")
     p.add_argument("--out", default="runs/demo", help="run folder (default runs/demo)")
-    p.add_argument("--minutes", type=float, help="pretraining time budget in minutes (default 9; 1 with --quick)")
+    p.add_argument("--minutes", type=T.finite_float, help="pretraining time budget in minutes (default 9; 1 with --quick)")
     p.add_argument("--quick", action="store_true", help="a 3-minute version for CI: bert-tiny, 1 seed, less data")
     p.add_argument("--preset", help="model preset (default bert-tiny, also with --quick)")
     p.add_argument("--seeds", help="fine-tuning seeds, comma-separated (default 1,2,3; 1 with --quick)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 
+from . import _types as T
 from . import common_parent
 from .score import default_device, progress_bar, read_sentences
 from ..errors import UsageError
@@ -34,12 +35,12 @@ def register(sub) -> None:
     p.add_argument("--mix-weights", default=None,
                    help="with --layers mix: one non-negative weight per hidden state, comma-separated "
                         "(normalised to sum 1; default uniform)")
-    p.add_argument("--batch-size", type=int, default=32, help="rows per forward pass (default 32)")
-    p.add_argument("--max-length", type=int, default=None,
+    p.add_argument("--batch-size", type=T.any_int, default=32, help="rows per forward pass (default 32)")
+    p.add_argument("--max-length", type=T.any_int, default=None,
                    help="window length in tokens (default: the model's positions); longer sentences are run in "
                         "overlapping windows")
-    p.add_argument("--stride", type=int, default=None, help="window step in tokens (default: half a window)")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--stride", type=T.any_int, default=None, help="window step in tokens (default: half a window)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it is a vector file plmkit wrote (anything else is refused)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if available, else cpu)")
     p.set_defaults(func=run)
 

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from . import _types as T
 from . import common_parent
 from ..errors import UsageError
 
@@ -15,12 +16,12 @@ _TASK_HELP = ("task: cola sst2 mrpc stsb qqp mnli qnli rte wnli | squad korquad 
 
 def _task_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("task options (saved with a fine-tuned model; evaluate/predict reuse them)")
-    g.add_argument("--max-length", type=int, default=None, help="tokens per sequence (default 128; 384 for SQuAD)")
-    g.add_argument("--doc-stride", type=int, default=None, help="SQuAD: tokens of overlap between context windows (128)")
-    g.add_argument("--max-query-length", type=int, default=None, help="SQuAD: questions are cut to this many tokens (64)")
-    g.add_argument("--max-answer-length", type=int, default=None, help="SQuAD: longest answer in tokens (30)")
-    g.add_argument("--n-best", type=int, default=None, help="SQuAD: start/end candidates per window (20)")
-    g.add_argument("--null-threshold", type=float, default=None,
+    g.add_argument("--max-length", type=T.positive_int, default=None, help="tokens per sequence (default 128; 384 for SQuAD)")
+    g.add_argument("--doc-stride", type=T.positive_int, default=None, help="SQuAD: tokens of overlap between context windows (128)")
+    g.add_argument("--max-query-length", type=T.positive_int, default=None, help="SQuAD: questions are cut to this many tokens (64)")
+    g.add_argument("--max-answer-length", type=T.positive_int, default=None, help="SQuAD: longest answer in tokens (30)")
+    g.add_argument("--n-best", type=T.positive_int, default=None, help="SQuAD: start/end candidates per window (20)")
+    g.add_argument("--null-threshold", type=T.finite_float, default=None,
                    help="SQuAD 2.0: predict no answer when null score - best span score exceeds this "
                         "(default: the threshold tuned on the eval set during finetune, else 0)")
     g.add_argument("--text-column", dest="text_column", action="append", default=None, metavar="NAME",
@@ -31,7 +32,7 @@ def _task_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--eval-batch-size", "--batch-size-eval", dest="eval_batch_size", type=int, default=64,
+    p.add_argument("--eval-batch-size", "--batch-size-eval", dest="eval_batch_size", type=T.positive_int, default=64,
                    help="evaluation batch size (default 64)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CPUs with AVX512-BF16, GPUs)")
     p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1 ...")
@@ -48,16 +49,16 @@ def _bilstm_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--elmo", metavar="DIR", default=None,
                    help="ELMo folder (e.g. 'plmkit export' of a 'plmkit pretrain --preset elmo-small' run): its frozen "
                         "layers, mixed by weights the task learns, are concatenated to the word embeddings")
-    g.add_argument("--embedding-dim", type=int, default=None, metavar="N", help="word embedding size (default 100)")
-    g.add_argument("--hidden-size", type=int, default=None, metavar="N", help="LSTM cells per direction (default 100)")
-    g.add_argument("--num-layers", type=int, default=None, metavar="N", help="BiLSTM layers (default 1)")
-    g.add_argument("--dropout", type=float, default=None, metavar="P", help="dropout on the BiLSTM's input and output (default 0.5)")
+    g.add_argument("--embedding-dim", type=T.positive_int, default=None, metavar="N", help="word embedding size (default 100)")
+    g.add_argument("--hidden-size", type=T.positive_int, default=None, metavar="N", help="LSTM cells per direction (default 100)")
+    g.add_argument("--num-layers", type=T.positive_int, default=None, metavar="N", help="BiLSTM layers (default 1)")
+    g.add_argument("--dropout", type=T.finite_float, default=None, metavar="P", help="dropout on the BiLSTM's input and output (default 0.5)")
     g.add_argument("--pooling", choices=["max", "mean"], default=None,
                    help="classifier: pool the BiLSTM states over the words by max or mean (default max)")
-    g.add_argument("--elmo-dropout", type=float, default=None, metavar="P", help="dropout on the ELMo vectors (default 0.5)")
+    g.add_argument("--elmo-dropout", type=T.finite_float, default=None, metavar="P", help="dropout on the ELMo vectors (default 0.5)")
     g.add_argument("--elmo-layer-norm", action="store_true", default=None,
                    help="normalise each biLM layer before the scalar mix")
-    g.add_argument("--min-word-count", type=int, default=None, metavar="N",
+    g.add_argument("--min-word-count", type=T.positive_int, default=None, metavar="N",
                    help="training words seen fewer times become <unk>, so <unk> is trained too (default 2)")
     g.add_argument("--elmo-cache", action=argparse.BooleanOptionalAction, default=None,
                    help="compute the frozen biLM's layer states once per sentence instead of in every step "
@@ -81,26 +82,33 @@ def register(sub) -> None:
     p.add_argument("--eval", nargs="+", action="extend", default=None, metavar="FILE",
                    help="evaluation file(s) (MNLI: matched and mismatched); default: carve --eval-split from --train")
     p.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
-    p.add_argument("--epochs", type=float, default=3.0, help="training epochs (default 3)")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-5; 1e-2 for --arch bilstm)")
-    p.add_argument("--batch-size", type=int, default=32, help="training batch size (default 32)")
-    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default 1)")
-    p.add_argument("--warmup", type=float, default=0.1, help="warmup: fraction of steps (<1) or steps (default 0.1)")
-    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps (overrides --epochs)")
+    p.add_argument("--epochs", type=T.nonneg_float, default=3.0, help="training epochs (default 3)")
+    p.add_argument("--lr", type=T.positive_float, default=None, help="peak learning rate (default 2e-5; 1e-2 for --arch bilstm)")
+    p.add_argument("--batch-size", type=T.positive_int, default=32, help="training batch size (default 32)")
+    p.add_argument("--grad-accum", type=T.positive_int, default=1, help="micro-batches per optimizer step (default 1)")
+    p.add_argument("--warmup", type=T.nonneg_float, default=0.1, help="warmup: fraction of steps (<1) or steps (default 0.1)")
+    p.add_argument("--weight-decay", type=T.nonneg_float, default=0.01, help="AdamW weight decay (default 0.01)")
+    p.add_argument("--max-steps", type=T.positive_int, default=None, help="stop after this many optimizer steps (overrides --epochs)")
     seeds = p.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=int, default=None, help="random seed (default 42)")
+    seeds.add_argument("--seed", type=T.seed, default=None, help="random seed (default 42)")
     seeds.add_argument("--seeds", default=None, metavar="1,2,3",
                        help="run every seed; --out gets seed-N/ folders and a mean/std summary")
-    p.add_argument("--eval-split", type=float, default=0.1,
+    p.add_argument("--eval-split", type=T.fraction, default=0.1,
                    help="without --eval: fraction of --train held out for validation (default 0.1)")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of the carved validation split (default 0)")
-    p.add_argument("--max-train", type=int, default=None,
+    p.add_argument("--split-seed", type=T.seed, default=0, help="seed of the carved validation split (default 0)")
+    p.add_argument("--max-train", type=T.positive_int, default=None,
                    help="use only the first N training examples (taken after carving the validation split)")
-    p.add_argument("--max-eval", type=int, default=None, help="score only the first N examples of each evaluation set")
-    p.add_argument("--eval-every", type=int, default=0, help="also evaluate every N steps (default: at the end only)")
+    p.add_argument("--max-eval", type=T.positive_int, default=None, help="score only the first N examples of each evaluation set")
+    p.add_argument("--eval-every", type=T.nonneg_int, default=0, help="also evaluate every N steps (default: at the end only)")
     p.add_argument("--no-bucket", action="store_true", help="plain shuffled batches instead of length-bucketed ones")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out from its checkpoint, exactly; refused when the model, "
+                        "task, training file, task options or seed differ from the run's")
+    p.add_argument("--save-minutes", type=T.nonneg_float, default=5.0, metavar="M",
+                   help="save a resumable checkpoint every M minutes of training (default 5; 0: not by the clock), "
+                        "so a kill loses at most M minutes; also on Ctrl-C/SIGTERM")
+    p.add_argument("--save-every", type=T.nonneg_int, default=None, metavar="N",
+                   help="also save every N steps; 0 turns periodic checkpoints off altogether (by the clock too)")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep the trainer checkpoint (with optimizer state)")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
     _run_options(p)
@@ -117,7 +125,7 @@ def register(sub) -> None:
     p.add_argument("--eval", nargs="+", action="extend", required=True, metavar="FILE", help="labelled file(s)")
     p.add_argument("--predictions", help="squad/korquad: a prediction file {question id: answer} to score (no model)")
     p.add_argument("--na-probs", help="squad 2.0 with --predictions: no-answer scores {id: score} (official --na-prob-file)")
-    p.add_argument("--na-prob-thresh", type=float, default=1.0, help="squad 2.0 with --predictions (official default 1.0)")
+    p.add_argument("--na-prob-thresh", type=T.finite_float, default=1.0, help="squad 2.0 with --predictions (official default 1.0)")
     p.add_argument("--out", help="also write the metrics JSON to this file (must not exist)")
     _run_options(p)
     _task_options(p)
@@ -167,6 +175,8 @@ def task_options(args):
 
 
 def run_finetune(args) -> int:
+    from ..config import MAX_SEED
+    from ..errors import excerpt
     from ..finetune import FinetuneConfig, finetune
 
     opts, _ = task_options(args)
@@ -175,6 +185,9 @@ def run_finetune(args) -> int:
             seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         except ValueError:
             raise UsageError(f"--seeds {args.seeds!r}: give comma-separated integers, e.g. --seeds 1,2,3") from None
+        if not seeds or any(not 0 <= s <= MAX_SEED for s in seeds):
+            raise UsageError(f"--seeds {excerpt(args.seeds)}: give comma-separated seeds from 0 to {MAX_SEED}, e.g. "
+                             "--seeds 1,2,3")
     else:
         seeds = [42 if args.seed is None else args.seed]
     for name in ("batch_size", "grad_accum", "eval_batch_size"):

@@ -19,7 +19,9 @@ def register(sub) -> None:
 def run_info(args) -> int:
     from ..models import from_pretrained
 
-    model = from_pretrained(args.model)
+    # Built on the meta device from config.json and the safetensors headers: shapes are checked and
+    # parameters counted, but no weight is read or allocated, so info answers at once for any size.
+    model = from_pretrained(args.model, meta=True)
     c = getattr(model, "config", None)
     info = {
         "folder": args.model,

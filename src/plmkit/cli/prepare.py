@@ -15,6 +15,7 @@ import json
 import sys
 import time
 
+from . import _types as T
 from . import common_parent
 from ..errors import UsageError
 
@@ -65,17 +66,17 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="output folder (must not exist, unless --overwrite)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing prepared corpus at --out (only once the new one is complete)")
-    p.add_argument("--workers", type=int, metavar="N",
+    p.add_argument("--workers", type=T.any_int, metavar="N",
                    help="tokenizer processes (default: one per CPU); 1 tokenizes in this process with the "
                         "tokenizers library's own threads")
-    p.add_argument("--shard-tokens", type=int, metavar="N", default=None,
+    p.add_argument("--shard-tokens", type=T.any_int, metavar="N", default=None,
                    help="start a new shard at the first document boundary after N tokens (default: 64Mi)")
     g = p.add_argument_group("word level (ELMo)")
     g.add_argument("--word-level", action="store_true",
                    help="build a frequency-sorted word vocabulary from the input instead of using --tokenizer")
-    g.add_argument("--vocab-size", type=int, metavar="N",
+    g.add_argument("--vocab-size", type=T.any_int, metavar="N",
                    help="with --word-level: N entries, the 4 special tokens and the N-4 most frequent words")
-    g.add_argument("--min-count", type=int, metavar="K", help="with --word-level: keep words seen K times (default 1)")
+    g.add_argument("--min-count", type=T.any_int, metavar="K", help="with --word-level: keep words seen K times (default 1)")
     add_reader_arguments(p)
     add_progress_argument(p)
     g = p.add_argument_group("inspect")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from . import _types as T
 from . import common_parent
 
 
@@ -24,11 +25,11 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="a folder written by 'plmkit prepare'")
     p.add_argument("--out", required=True, help="run folder: checkpoints, metrics.jsonl, TensorBoard events")
     stop = p.add_argument_group("how long")
-    stop.add_argument("--max-steps", type=int, help="optimizer steps")
-    stop.add_argument("--max-time", help="time budget, e.g. 90s, 30m, 2h; the LR schedule follows the clock")
-    stop.add_argument("--stop-after", type=int, help="save and stop after N steps of the planned run (resume later)")
+    stop.add_argument("--max-steps", type=T.positive_int, help="optimizer steps")
+    stop.add_argument("--max-time", type=T.duration, help="time budget, e.g. 90s, 30m, 2h; the LR schedule follows the clock")
+    stop.add_argument("--stop-after", type=T.positive_int, help="save and stop after N steps of the planned run (resume later)")
     opt = p.add_argument_group("optimisation")
-    opt.add_argument("--batch-size", type=int,
+    opt.add_argument("--batch-size", type=T.positive_int,
                      help="rows per process in each optimizer step (default 32); the effective batch is this × the "
                           "number of processes (× --grad-accum, which instead accumulates whole --batch-size batches)")
     opt.add_argument("--micro-batch", type=_micro_batch, metavar="M|auto",
@@ -36,23 +37,29 @@ def register(sub) -> None:
                           "(batch/M steps): the same optimisation as the whole batch, in less memory. M must divide "
                           "--batch-size. 'auto' picks the largest divisor that fits the device's memory (probed on "
                           "GPU, estimated on CPU), prints what it chose, and records it in the run for --resume")
-    opt.add_argument("--grad-accum", type=int,
+    opt.add_argument("--grad-accum", type=T.positive_int,
                      help="micro-batches of --batch-size rows per optimizer step (not with --micro-batch)")
-    opt.add_argument("--max-length", type=int, help="tokens per sequence (default 128)")
-    opt.add_argument("--lr", type=float, help="peak learning rate")
-    opt.add_argument("--warmup", type=float, help="warmup: steps (>= 1) or a fraction of the run (< 1)")
+    opt.add_argument("--max-length", type=T.positive_int, help="tokens per sequence (default 128)")
+    opt.add_argument("--lr", type=T.finite_float, help="peak learning rate")
+    opt.add_argument("--warmup", type=T.nonneg_float, help="warmup: steps (>= 1) or a fraction of the run (< 1)")
     opt.add_argument("--optimizer", choices=["adamw", "lamb"])
     opt.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast (CPU with AVX512-BF16, or GPU)")
     opt.add_argument("--gradient-checkpointing", action="store_true", default=None,
                      help="recompute activations in the backward pass to save memory")
     opt.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
-    opt.add_argument("--seed", type=int)
+    opt.add_argument("--seed", type=T.seed)
     opt.add_argument("--device", help="auto (default), cpu, cuda")
     log = p.add_argument_group("logging and checkpoints")
-    log.add_argument("--log-every", type=int)
-    log.add_argument("--eval-every", type=int)
-    log.add_argument("--save-every", type=int)
-    log.add_argument("--keep-last", type=int, help="checkpoints to keep (default 3)")
+    log.add_argument("--log-every", type=T.nonneg_int)
+    log.add_argument("--eval-every", type=T.nonneg_int)
+    log.add_argument("--save-minutes", type=T.nonneg_float, metavar="M",
+                     help="save a resumable checkpoint every M minutes of training (default 5; 0: not by the clock). "
+                          "A checkpoint is also written at the end and on Ctrl-C/SIGTERM, so a kill -9 or a preempted "
+                          "job loses at most M minutes; continue with the same command plus --resume")
+    log.add_argument("--save-every", type=T.nonneg_int, metavar="N",
+                     help="also save every N steps; 0 turns periodic checkpoints off altogether (by the clock too: "
+                          "a kill then loses the whole run)")
+    log.add_argument("--keep-last", type=T.positive_int, help="checkpoints to keep (default 3)")
     log.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override any setting: model.hidden_dropout_prob=0, data.mask_prob=0.2, train.schedule=cosine "
@@ -66,7 +73,7 @@ def register(sub) -> None:
     e = sub.add_parser("export", parents=[common_parent()],
                        help="write a run's final (or chosen) checkpoint as a standalone model folder")
     e.add_argument("run", help="a run folder of 'plmkit pretrain' / 'plmkit finetune'")
-    e.add_argument("--step", type=int, help="checkpoint step (default: the latest good one)")
+    e.add_argument("--step", type=T.nonneg_int, help="checkpoint step (default: the latest good one)")
     e.add_argument("--out", required=True, help="the model folder to write (loads in plmkit and transformers)")
     e.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     e.set_defaults(func=run_export)
@@ -75,10 +82,9 @@ def register(sub) -> None:
 def run_pretrain(args) -> int:
     from ..config import parse_overrides
     from ..training.pretrain import pretrain
-    from ..training.trainer import parse_duration
 
     flags = {
-        "max_steps": args.max_steps, "max_time": parse_duration(args.max_time), "stop_after": args.stop_after,
+        "max_steps": args.max_steps, "max_time": args.max_time, "stop_after": args.stop_after,
         "batch_size": args.batch_size, "micro_batch": args.micro_batch, "grad_accum": args.grad_accum,
         "max_length": args.max_length, "lr": args.lr,
         "warmup": args.warmup, "optimizer": args.optimizer, "bf16": args.bf16,

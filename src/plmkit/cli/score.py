@@ -11,6 +11,7 @@ import json
 import math
 import sys
 
+from . import _types as T
 from . import common_parent
 from ..errors import DataError, UsageError
 
@@ -25,12 +26,12 @@ def register(sub) -> None:
     p.add_argument("--model", required=True, help="model folder (plmkit or Hugging Face layout) with an LM head, or ELMo")
     p.add_argument("--jsonl", action="store_true", help="one JSON object per sentence, then a {\"summary\": ...} line")
     p.add_argument("--per-token", action="store_true", help="with --jsonl: add the scored tokens and their log-probs")
-    p.add_argument("--batch-size", type=int, default=32,
+    p.add_argument("--batch-size", type=T.any_int, default=32,
                    help="rows per forward pass: windows (causal LM) or masked copies (PLL) (default 32)")
-    p.add_argument("--max-length", type=int, default=None,
+    p.add_argument("--max-length", type=T.any_int, default=None,
                    help="window length in tokens (default: the model's positions); longer texts are scored in "
                         "overlapping windows")
-    p.add_argument("--stride", type=int, default=None, help="window step in tokens (default: half a window)")
+    p.add_argument("--stride", type=T.any_int, default=None, help="window step in tokens (default: half a window)")
     p.add_argument("--method", choices=["auto", "causal", "pll", "elmo"], default="auto",
                    help="auto picks from the model: causal LM, masked LM (pll) or ELMo")
     p.add_argument("--no-start-token", action="store_true",

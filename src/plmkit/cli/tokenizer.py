@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from . import _types as T
 from . import common_parent
 from .prepare import add_progress_argument, add_reader_arguments, reader_options, show_progress
 from ..errors import UsageError
@@ -32,7 +33,7 @@ def register(sub) -> None:
     t.add_argument("inputs", nargs="+", metavar="INPUT", help="text files, folders or globs")
     t.add_argument("--kind", required=True, choices=("wordpiece", "bpe", "unigram", "wordlevel"),
                    help="tokenizer model")
-    t.add_argument("--vocab-size", type=int, required=True, metavar="N",
+    t.add_argument("--vocab-size", type=T.any_int, required=True, metavar="N",
                    help="vocabulary size, special tokens included")
     case = t.add_mutually_exclusive_group()
     case.add_argument("--lowercase", dest="lowercase", action="store_true", default=None,
@@ -45,14 +46,14 @@ def register(sub) -> None:
                    help="unigram: 256 byte tokens <0x00>..<0xFF> in the vocabulary spell any character it lacks, so "
                         "no text gives <unk> (default: on; bpe is byte-level anyway; wordpiece and wordlevel have "
                         "none)")
-    t.add_argument("--max-sentences", type=int, metavar="N",
+    t.add_argument("--max-sentences", type=T.any_int, metavar="N",
                    help="train on a uniform random sample of N sentences (reservoir sampling, so huge inputs fit in "
                         "memory)")
-    t.add_argument("--min-frequency", type=int, default=2, metavar="K",
+    t.add_argument("--min-frequency", type=T.nonneg_int, default=2, metavar="K",
                    help="minimum count of a merge / word (default: 2; unigram ignores it)")
-    t.add_argument("--seed", type=int, default=0, help="seed of the --max-sentences sample (default: 0)")
+    t.add_argument("--seed", type=T.seed, default=0, help="seed of the --max-sentences sample (default: 0)")
     t.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist, unless --overwrite)")
-    t.add_argument("--overwrite", action="store_true", help="replace an existing tokenizer folder at --out")
+    t.add_argument("--overwrite", action="store_true", help="replace a tokenizer folder that plmkit wrote at --out (anything else is refused)")
     add_reader_arguments(t)
     add_progress_argument(t)
     t.set_defaults(func=run_train)

@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 import numpy as np
 import torch
 
-from ..config import get_preset
+from ..config import POSITIVE, UNIT, check_fields, config_from_dict, get_preset
 from ..errors import ConfigError, DataError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,6 +69,10 @@ OBJECTIVES = ("mlm", "causal", "bilm")
 PAIRS = ("nsp", "sop", "none")
 MASKINGS = ("static", "dynamic", "none")
 PACKINGS = ("segment-pair", "full-sentences", "doc-sentences", "causal")
+_CHOICE_FIELDS = ("objective", "pair", "masking", "packing")
+# Ranges of the numeric fields (config.config_from_dict); the choices are checked by DataConfig.validate.
+DATA_RANGES = {**dict.fromkeys(("max_length", "ngram", "dupe_factor", "max_predictions"), POSITIVE),
+               **dict.fromkeys(("mask_prob", "replace_mask", "replace_random", "short_seq_prob"), UNIT)}
 
 
 # --------------------------------------------------------------------------- config
@@ -122,25 +126,11 @@ class DataConfig:
         choice("pair", PAIRS)
         choice("masking", MASKINGS)
         choice("packing", PACKINGS)
-        for name in ("max_length", "ngram", "dupe_factor"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"data.{name} must be a positive integer, got {value!r}")
-        if self.max_predictions is not None and (isinstance(self.max_predictions, bool) or
-                                                 not isinstance(self.max_predictions, int) or self.max_predictions < 1):
-            raise ConfigError(f"data.max_predictions must be a positive integer or None, got {self.max_predictions!r}")
-        for name in ("mask_prob", "replace_mask", "replace_random", "short_seq_prob"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ConfigError(f"data.{name} must be a number between 0 and 1, got {value!r}")
+        check_fields(self, "data config", "data.", DATA_RANGES)
         if self.replace_mask + self.replace_random > 1.0 + 1e-9:
             raise ConfigError(
                 f"data.replace_mask + data.replace_random = {self.replace_mask + self.replace_random:g} exceeds 1; "
                 "the rest of the predicted tokens stay unchanged (BERT: 0.8 + 0.1, leaving 0.1)")
-        if not isinstance(self.whole_word, bool):
-            raise ConfigError(f"data.whole_word must be true or false, got {self.whole_word!r}")
-        if not isinstance(self.document_mask, bool):
-            raise ConfigError(f"data.document_mask must be true or false, got {self.document_mask!r}")
         if self.document_mask and (self.packing not in ("full-sentences", "causal") or self.objective == "bilm"):
             raise ConfigError(f"data.document_mask=true needs rows that pack several documents into a Transformer: "
                               f"packing 'full-sentences' or 'causal' with objective 'mlm' or 'causal' (got packing="
@@ -173,12 +163,9 @@ class DataConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str = "data config") -> "DataConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"{source}: unknown data config key(s) {', '.join(unknown)}; "
-                              f"known keys: {', '.join(sorted(names))}")
-        return cls(**dict(d))
+        if isinstance(d, Mapping):  # --set data.pair=none parses as None
+            d = {k: ("none" if v is None and k in _CHOICE_FIELDS else v) for k, v in d.items()}
+        return config_from_dict(cls, d, source, section="data.", ranges=DATA_RANGES, what="data config")
 
     def replace(self, **changes: Any) -> "DataConfig":
         return DataConfig.from_dict({**self.to_dict(), **changes})

@@ -33,6 +33,7 @@ word-level tokenizer files.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -46,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import get_preset
+from ..config import NONNEG, POSITIVE, UNIT_OPEN, check_fields, config_from_dict, get_preset
 from ..errors import CheckpointError, ConfigError, UsageError
 from .dropout import Dropout
 from .model import ModelOutput
@@ -183,6 +184,7 @@ class ElmoConfig:
     def validate(self) -> None:
         if self.model_type != "elmo":
             raise ConfigError(f"ElmoConfig needs model_type 'elmo', got {self.model_type!r}")
+        check_fields(self, "ELMo config", ranges=ELMO_RANGES)
         for name in ("max_characters_per_token", "char_embedding_dim", "projection_dim", "lstm_dim",
                      "num_layers", "num_samples"):
             value = getattr(self, name)
@@ -224,16 +226,19 @@ class ElmoConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str = "ELMo config") -> "ElmoConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"{source}: unknown ELMo config key(s) {', '.join(unknown)}; "
-                              f"known keys: {', '.join(sorted(names))}")
-        return cls(**copy.deepcopy(dict(d)))
+        return config_from_dict(cls, d, source, ranges=ELMO_RANGES, what="ELMo config")
 
     def replace(self, **changes: Any) -> "ElmoConfig":
         return ElmoConfig.from_dict({**self.to_dict(), **changes})
 
+
+# Ranges of ElmoConfig's numbers (config.config_from_dict); validate checks how they fit together.
+ELMO_RANGES: dict[str, Any] = {
+    **dict.fromkeys(("vocab_size", "max_characters_per_token", "char_embedding_dim", "projection_dim", "lstm_dim",
+                     "num_layers", "num_samples", "adaptive_div_value"), POSITIVE),
+    "num_highway": NONNEG, "dropout": UNIT_OPEN, "activation": ("relu", "tanh"),
+    "softmax": ("auto", "full", "sampled", "adaptive"),
+}
 
 # Size fields: a preset fixes them; an explicit different value is an error (as for Transformers).
 ELMO_SIZE_KEYS = ("filters", "num_highway", "projection_dim", "lstm_dim", "num_layers", "char_embedding_dim")
@@ -810,9 +815,26 @@ def save_elmo(model: ElmoModel, path: str | Path, tokenizer=None, extra: dict[st
     return folder
 
 
-def load_elmo(path: str | Path) -> ElmoModel:
-    """Load an ELMo folder written by :meth:`ElmoModel.save_pretrained`."""
-    from .hf import CONFIG_NAME, WEIGHTS_NAME, check_tensor, load_state, read_config, read_word_list
+def estimate_elmo_parameters(c: ElmoConfig, vocab_size: int) -> tuple[int, int]:
+    """(lower bound, estimate) of an ELMo's parameters from its config alone: the biLSTMs (both directions,
+    LSTMP: 4 gates of C cells over input and projected state, projection C → P) are in every checkpoint;
+    the estimate adds the char-CNN, highways and a full softmax."""
+    P, C, F = c.projection_dim, c.lstm_dim, c.num_filters
+    lstms = 2 * c.num_layers * (4 * C * (P + P) + 8 * C + C * P)
+    cnn = 262 * c.char_embedding_dim + sum(n * (w * c.char_embedding_dim + 1) for w, n in c.filters)
+    cnn += c.num_highway * (F * 2 * F + 2 * F) + F * P + P
+    return lstms, lstms + cnn + vocab_size * (P + 1)
+
+
+def load_elmo(path: str | Path, meta: bool = False) -> ElmoModel:
+    """Load an ELMo folder written by :meth:`ElmoModel.save_pretrained`.
+
+    The config is checked and the model's size computed before anything is allocated; ``meta=True``
+    builds it on the meta device from the safetensors header alone (``plmkit info``).
+    """
+    from ..config import check_fits, format_bytes
+    from .hf import (CONFIG_NAME, WEIGHTS_NAME, check_tensor, header_state, load_state, read_config,
+                     read_word_list)
 
     folder = Path(path)
     raw = read_config(folder)
@@ -838,11 +860,23 @@ def load_elmo(path: str | Path) -> ElmoModel:
     if config.vocab_size is not None and config.vocab_size != len(vocab):
         raise CheckpointError(f"{cfg_file} says vocab_size={config.vocab_size} but {vocab_file.name} has "
                               f"{len(vocab)} words; the folder mixes files from different models")
+    headers = header_state(folder)
+    stored = sum(t.numel() for t in headers.values())
+    low, estimate = estimate_elmo_parameters(config, len(vocab))
+    if low > 4 * stored + 1_000_000:  # far beyond the weights (a small mismatch gets the tensor-by-tensor message)
+        raise CheckpointError(f"{cfg_file} describes an ELMo of at least {low:,} parameters (lstm_dim={config.lstm_dim}, "
+                              f"projection_dim={config.projection_dim}, num_layers={config.num_layers}) but {folder} "
+                              f"holds only {stored:,} weights; the config does not belong to these weights")
+    if not meta:
+        need = 4 * estimate + sum(t.numel() * t.element_size() for t in headers.values())
+        check_fits(need, f"loading {folder} (about {estimate:,} parameters, {format_bytes(need)} with the weights "
+                         "read)", "use a machine with more memory")
     try:
-        model = ElmoModel(config, vocab)
+        with torch.device("meta") if meta else contextlib.nullcontext():
+            model = ElmoModel(config, vocab)
     except (UsageError, ConfigError) as e:
         raise CheckpointError(f"{folder}: {e}") from None
-    state = load_state(folder)
+    state = headers if meta else load_state(folder)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -856,6 +890,7 @@ def load_elmo(path: str | Path) -> ElmoModel:
                               "the weights and config.json come from different models")
     for k, v in expected.items():
         check_tensor(folder / WEIGHTS_NAME, k, state[k], v, source=str(cfg_file))  # shape, dtype kind, finite
-    model.load_state_dict(state)
+    if not meta:
+        model.load_state_dict(state)
     model.eval()
     return model

@@ -18,8 +18,10 @@ Weights are read only through safetensors; nothing is ever unpickled.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -69,9 +71,18 @@ def _variant_defaults(model_type: str, pad_token_id: int | None) -> dict[str, An
 
 
 def config_from_hf(d: dict[str, Any], source: str = CONFIG_NAME) -> ModelConfig:
-    """A transformers ``config.json`` dict → :class:`ModelConfig`."""
+    """A transformers ``config.json`` dict → :class:`ModelConfig`.
+
+    Every value is checked for type and range (:func:`plmkit.config.config_from_dict`), with errors
+    naming ``source`` and the key as the file spells it; ``id2label`` must number its labels 0 … n-1
+    with string names, and ``label2id`` (when present) must be its inverse.
+    """
+    from ..errors import excerpt, type_name
+
+    if not isinstance(d, dict):
+        raise CheckpointError(f"{source}: expected a JSON object of settings, got {type_name(d)} {excerpt(d)}")
     model_type = d.get("model_type")
-    if model_type not in ("bert", "roberta", "albert", "gpt2"):
+    if not isinstance(model_type, str) or model_type not in ("bert", "roberta", "albert", "gpt2"):
         raise CheckpointError(
             f"{source}: unknown model_type {model_type!r}; plmkit loads bert, roberta, albert and gpt2 "
             "folders (and its own elmo folders)" + ("" if model_type else " — the key is missing")
@@ -83,7 +94,8 @@ def config_from_hf(d: dict[str, Any], source: str = CONFIG_NAME) -> ModelConfig:
                 if hf in d:
                     kw[ours] = d[hf]
         if kw.get("intermediate_size") is None:
-            kw["intermediate_size"] = 4 * int(d.get("n_embd", 768))
+            n_embd = kw.get("hidden_size", 768)  # a wrong n_embd is reported under its own name below
+            kw["intermediate_size"] = 4 * n_embd if isinstance(n_embd, int) and not isinstance(n_embd, bool) else 3072
         if not d.get("scale_attn_weights", True) or d.get("scale_attn_by_inverse_layer_idx", False):
             raise CheckpointError(f"{source}: GPT-2 attention scaling variants (scale_attn_weights=false or "
                                   "scale_attn_by_inverse_layer_idx=true) are not supported")
@@ -105,20 +117,59 @@ def config_from_hf(d: dict[str, Any], source: str = CONFIG_NAME) -> ModelConfig:
         elif d.get("classifier_dropout") is not None:
             kw["classifier_dropout"] = d["classifier_dropout"]
         extra_keys = set(d) - set(_COMMON_KEYS) - _DROP_KEYS
-    kw.update(_variant_defaults(model_type, kw.get("pad_token_id")))
-    if "id2label" in d:
-        kw["id2label"] = {int(k): v for k, v in d["id2label"].items()}
-        kw["num_labels"] = len(d["id2label"])
+    pad = kw.get("pad_token_id")
+    kw.update(_variant_defaults(model_type, pad if isinstance(pad, int) and not isinstance(pad, bool) else None))
+    if d.get("id2label") is not None:
+        kw["id2label"] = _id2label(d, source)
+        kw["num_labels"] = len(kw["id2label"])
     elif "num_labels" in d:
         kw["num_labels"] = d["num_labels"]
     kw["hf_extra"] = {k: d[k] for k in sorted(extra_keys)}
     plm = d.get("plmkit") or {}
+    if not isinstance(plm, dict) or not isinstance(plm.get("model") or {}, dict):
+        raise ConfigError(f"{source}: the \"plmkit\" section (and its \"model\") must be JSON objects, got "
+                          f"{excerpt(plm)}; restore the file or remove the section")
     for key, value in (plm.get("model") or {}).items():
         if key not in _VARIANT_FIELDS:
             raise ConfigError(f"{source}: unknown key plmkit.model.{key}; plmkit writes only "
                               f"{', '.join(sorted(_VARIANT_FIELDS))} there — remove the key or correct its name")
         kw[key] = value
-    return ModelConfig.from_dict(kw, source=source)
+    names = {ours: hf for hf, ours in _GPT2_KEYS.items()} if model_type == "gpt2" else {}
+    if model_type == "albert":
+        names["classifier_dropout"] = "classifier_dropout_prob"
+    for key in _VARIANT_FIELDS:
+        if key in (plm.get("model") or {}):
+            names[key] = f"plmkit.model.{key}"
+    return ModelConfig.from_dict(kw, source=source, names=names)
+
+
+def _id2label(d: dict[str, Any], source: str) -> dict[int, str]:
+    """config.json's ``id2label`` (keys "0" … "n-1", string names), checked against ``label2id``."""
+    from ..errors import excerpt
+
+    raw = d["id2label"]
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"{source}: id2label must be a non-empty object {{\"0\": \"label\", ...}}, got "
+                          f"{excerpt(raw)}")
+    out: dict[int, str] = {}
+    for k, v in raw.items():
+        t = k.strip() if isinstance(k, str) else ""
+        if not (t.isascii() and t.isdigit() and len(t) < 10):
+            raise ConfigError(f"{source}: id2label key {excerpt(k)} is not a label id; keys are \"0\", \"1\", … "
+                              "(one per class)")
+        if not isinstance(v, str):
+            raise ConfigError(f"{source}: id2label[{excerpt(k)}] must be a label name (a string), got {excerpt(v)}")
+        out[int(t)] = v
+    if sorted(out) != list(range(len(out))):
+        raise ConfigError(f"{source}: id2label must number its {len(out)} labels 0 … {len(out) - 1}, got ids "
+                          f"{excerpt(sorted(out))}")
+    label2id = d.get("label2id")
+    if label2id is not None:
+        inverse = {v: i for i, v in out.items()}
+        if not isinstance(label2id, dict) or len(inverse) != len(out) or label2id != inverse:
+            raise ConfigError(f"{source}: label2id {excerpt(label2id)} is not the inverse of id2label "
+                              f"{excerpt({str(i): v for i, v in out.items()})}; correct one of them (or remove label2id)")
+    return out
 
 
 def config_to_hf(config: ModelConfig, architecture: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -363,7 +414,19 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     if not cfg.exists():
         raise CheckpointError(f"{folder} has no config.json, so it is not a model folder; give the folder "
                               "written by save_pretrained / plmkit export / transformers")
-    return _read_json(cfg)
+    data = _read_json(cfg)
+    if not isinstance(data, dict):
+        from ..errors import excerpt, type_name
+
+        raise CheckpointError(f"{cfg}: expected a JSON object of settings {{\"model_type\": ..., ...}}, got "
+                              f"{type_name(data)} {excerpt(data)}; restore the file from the model's source")
+    return data
+
+
+def architecture(raw: dict[str, Any]) -> str | None:
+    """The first entry of config.json's ``architectures`` (None when absent or not a list of names)."""
+    archs = raw.get("architectures")
+    return archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else None
 
 
 INDEX_NAME = "model.safetensors.index.json"
@@ -425,24 +488,126 @@ def _read_index(index: Path) -> list[str]:
     return sorted(names)
 
 
+def weight_files(folder: Path) -> list[Path]:
+    """``model.safetensors``, or the shards its checked index names; CheckpointError when there are none."""
+    files = [folder / WEIGHTS_NAME]
+    index = folder / INDEX_NAME
+    if not files[0].exists() and index.exists():
+        files = [folder / n for n in _read_index(index)]
+    if not files[0].exists():
+        pickled = [n for n in ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack") if (folder / n).exists()]
+        hint = (f" It has {pickled[0]}, which plmkit will not unpickle; convert it once with transformers: "
+                "AutoModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)") if pickled else ""
+        raise CheckpointError(f"{folder} has no {WEIGHTS_NAME}.{hint}")
+    return files
+
+
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+           "BOOL": torch.bool}
+_MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
+
+
+def read_header(f: Path) -> dict[str, tuple[torch.dtype, tuple[int, ...]]]:
+    """Name → (dtype, shape) of every tensor in a safetensors file, from its JSON header alone.
+
+    Nothing but the header is read, so this is instant however large the weights are; the header is
+    checked as safetensors checks it (length, dtypes, shapes, offsets within the file), so a truncated
+    or foreign file is a CheckpointError here too.
+    """
+    def bad(why: str) -> CheckpointError:
+        return CheckpointError(f"{f}: cannot read safetensors file ({why}); the file is truncated or corrupt — "
+                               "restore it or use an earlier checkpoint")
+
+    try:
+        size = f.stat().st_size
+        with open(f, "rb") as fh:
+            head = fh.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if n < 2 or n > min(size - 8, _MAX_HEADER):
+                raise bad("no valid header length")
+            header = json.loads(fh.read(n).decode("utf-8"))
+    except CheckpointError:
+        raise
+    except OSError:
+        raise
+    except (ValueError, RecursionError):  # JSON or UTF-8
+        raise bad("its header is not valid JSON") from None
+    if not isinstance(header, dict):
+        raise bad("its header is not a JSON object")
+    data_size = size - 8 - n
+    out: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype = _DTYPES[entry["dtype"]]
+            shape = tuple(entry["shape"])
+            start, end = entry["data_offsets"]
+            ok = all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in (*shape, start, end))
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise bad(f"tensor {name[:60]!r} has no valid dtype, shape and offsets")
+        numel = 1
+        for d in shape:
+            numel *= d
+        if end - start != numel * dtype.itemsize or end > data_size:
+            raise bad(f"tensor {name[:60]!r} does not fit in the file")
+        out[name] = (dtype, shape)
+    return out
+
+
+def header_state(folder: Path) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors as meta tensors (shape and dtype, no data) from the safetensors headers."""
+    state: dict[str, torch.Tensor] = {}
+    for f in weight_files(folder):
+        for name, (dtype, shape) in read_header(f).items():
+            state[name] = torch.empty(shape, dtype=dtype, device="meta")
+    return state
+
+
+_LAYER_INDEX = re.compile(r"(?:^|\.)(?:layer|h)\.(\d+)\.")
+
+
+def check_model_size(config: ModelConfig, state: dict[str, torch.Tensor], source: str, folder: Path,
+                     meta: bool) -> None:
+    """Before a model is built: its config must not describe more than the checkpoint holds, and the
+    model plus the loaded weights must fit in memory (CheckpointError / ConfigError with the estimate)."""
+    from ..config import estimate_parameters, format_bytes
+
+    stored = sum(t.numel() for t in state.values())
+    body = estimate_parameters(config, body_only=True)
+    layers = {int(m.group(1)) for k in state for m in [_LAYER_INDEX.search(k)] if m}
+    if layers and not config.share_layers and config.num_hidden_layers > len(layers):
+        raise CheckpointError(f"{source} says num_hidden_layers={config.num_hidden_layers} but {folder} holds the "
+                              f"weights of {len(layers)} layer(s); the config does not belong to these weights — "
+                              "check config.json or re-export the model")
+    if body > 4 * stored + 1_000_000:  # far beyond the weights (a small mismatch gets the tensor-by-tensor message)
+        raise CheckpointError(f"{source} describes a model of at least {body:,} parameters (hidden_size="
+                              f"{config.hidden_size}, num_hidden_layers={config.num_hidden_layers}, vocab_size="
+                              f"{config.vocab_size}) but {folder} holds only {stored:,} weights; the config does "
+                              "not belong to these weights — check config.json or re-export the model")
+    if not meta:
+        from ..config import check_fits
+
+        need = 4 * estimate_parameters(config) + sum(t.numel() * t.element_size() for t in state.values())
+        check_fits(need, f"loading {folder} ({estimate_parameters(config):,} parameters, "
+                         f"{format_bytes(need)} with the weights read)", "use a machine with more memory")
+
+
 def load_state(folder: Path) -> dict[str, torch.Tensor]:
     """All tensors of ``model.safetensors`` (or sharded ``model-0000x-of-0000y.safetensors``).
 
     The sharded index is checked (see :func:`_read_index`); a tensor found in two shards, or not in
     the shard the index names, is a CheckpointError, as is a file safetensors cannot parse.
     """
-    files = [folder / WEIGHTS_NAME]
+    files = weight_files(folder)
     index = folder / INDEX_NAME
     wmap: dict[str, str] = {}
-    if not files[0].exists() and index.exists():
-        files = [folder / n for n in _read_index(index)]
+    if files[0].name != WEIGHTS_NAME:
         with open(index, encoding="utf-8") as f:
             wmap = json.load(f)["weight_map"]
-    if not files[0].exists():
-        pickled = [n for n in ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack") if (folder / n).exists()]
-        hint = (f" It has {pickled[0]}, which plmkit will not unpickle; convert it once with transformers: "
-                "AutoModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)") if pickled else ""
-        raise CheckpointError(f"{folder} has no {WEIGHTS_NAME}.{hint}")
     state: dict[str, torch.Tensor] = {}
     origin: dict[str, Path] = {}
     for f in files:
@@ -507,7 +672,7 @@ def check_tensor(file: Path, name: str, value: torch.Tensor, like: torch.Tensor,
         if not value.is_floating_point():
             raise CheckpointError(f"{file}: tensor {name} has dtype {str(value.dtype).replace('torch.', '')}, expected "
                                   "floating-point weights; the file is corrupt or not a model's weights")
-        if value.numel() and not bool(torch.isfinite(value).all()):
+        if value.numel() and not value.is_meta and not bool(torch.isfinite(value).all()):
             bad = int((~torch.isfinite(value)).sum())
             raise CheckpointError(f"{file}: tensor {name} holds {bad:,} NaN or infinite value(s); the weights are "
                                   "damaged (a diverged run?) — use an earlier checkpoint")
@@ -518,29 +683,35 @@ def check_tensor(file: Path, name: str, value: torch.Tensor, like: torch.Tensor,
 
 
 def from_pretrained(path: str | os.PathLike, task: str | None = "auto", num_labels: int | None = None,
-                    id2label: dict[int, str] | None = None, **config_overrides: Any):
+                    id2label: dict[int, str] | None = None, *, meta: bool = False, **config_overrides: Any):
     """Load any plmkit or Hugging Face model folder (bert, roberta, albert, gpt2; elmo; bilstm-tagger/-classifier).
 
     ``task="auto"`` keeps the task the checkpoint was saved for (its ``architectures``). Naming
     another task keeps the checkpoint's heads and adds the task's heads, newly initialised, with a
     warning that lists their parameters. ``num_labels`` / ``id2label`` size a new classifier.
+
+    The config is checked and the model's size computed from it before anything is allocated: a config
+    that describes more than the weights hold, or a model that does not fit in memory, is refused.
+    ``meta=True`` builds the model on PyTorch's meta device from the safetensors headers alone (shapes
+    and parameter counts checked, no weight read or allocated: ``plmkit info``).
     """
     folder = Path(path)
     raw = read_config(folder)
     if raw.get("model_type") == "elmo":
         from .elmo import load_elmo  # ELMo shares the folder shape, not the class
 
-        return load_elmo(folder)
+        return load_elmo(folder, meta=meta)
     if raw.get("model_type") in ("bilstm-tagger", "bilstm-classifier"):
         from .tagger import load_tagger  # the BiLSTM task models (with or without ELMo)
 
-        return load_tagger(folder)
+        return load_tagger(folder, meta=meta)
     config = config_from_hf(raw, source=str(folder / CONFIG_NAME))
     if config_overrides:
         config = config.replace(**config_overrides)
-    archs = raw.get("architectures") or []
-    arch_task = task_for_architecture(archs[0] if archs else None)
-    state = load_state(folder)
+    arch_task = task_for_architecture(architecture(raw))
+    headers = header_state(folder)
+    check_model_size(config, headers, str(folder / CONFIG_NAME), folder, meta)
+    state = headers if meta else load_state(folder)
     prefix = body_prefix(config.model_type)
     prefixed = any(k.startswith(prefix) for k in state)
     present = _heads_in_checkpoint(set(state), config.model_type, arch_task)
@@ -564,7 +735,8 @@ def from_pretrained(path: str | os.PathLike, task: str | None = "auto", num_labe
     has_pooler = pooler_key in state
     wanted = task_heads(task, config)
     keep = [h for h in present if not (label_change and h in ("classifier", "tagger") and h in wanted)]
-    model = PlmModel(config, task=task, heads=keep, add_pooler=has_pooler)
+    with torch.device("meta") if meta else contextlib.nullcontext():  # meta: shapes only, nothing allocated
+        model = PlmModel(config, task=task, heads=keep, add_pooler=has_pooler)
 
     new_heads = [h for h in wanted if h not in keep and h != "lm"]
     expected: dict[str, Rule] = {}

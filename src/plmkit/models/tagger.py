@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from ..config import NONNEG, POSITIVE, UNIT_OPEN, check_fields, config_from_dict
 from ..errors import CheckpointError, ConfigError, UsageError
 from .dropout import Dropout
 from .elmo import Elmo, ElmoModel, batch_to_char_ids, load_elmo
@@ -70,26 +71,23 @@ class TaggerConfig:
     pad_id: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "num_labels", "embedding_dim", "hidden_size", "num_layers"):
-            if int(getattr(self, name)) <= 0:
-                raise ConfigError(f"tagger config {name} must be a positive integer, got {getattr(self, name)!r}")
-        if self.pooling not in ("max", "mean"):
-            raise ConfigError(f"tagger config pooling must be 'max' or 'mean', got {self.pooling!r}")
-        for name in ("dropout", "elmo_dropout"):
-            if not 0.0 <= float(getattr(self, name)) < 1.0:
-                raise ConfigError(f"tagger config {name} must be in [0, 1), got {getattr(self, name)!r}")
+        check_fields(self, "tagger config", ranges=TAGGER_RANGES)
+        if self.pad_id >= self.vocab_size:
+            raise ConfigError(f"tagger config pad_id={self.pad_id} must be below vocab_size={self.vocab_size}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str = "tagger config") -> "TaggerConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"{source}: unknown tagger config key(s) {', '.join(unknown)}; "
-                              f"known keys: {', '.join(sorted(names))}")
-        return cls(**dict(d))
+        return config_from_dict(cls, d, source, ranges=TAGGER_RANGES, what="tagger config")
+
+
+# Ranges of TaggerConfig's fields (config.config_from_dict).
+TAGGER_RANGES: dict[str, Any] = {
+    **dict.fromkeys(("vocab_size", "num_labels", "embedding_dim", "hidden_size", "num_layers"), POSITIVE),
+    **dict.fromkeys(("dropout", "elmo_dropout"), UNIT_OPEN), "pad_id": NONNEG, "pooling": ("max", "mean"),
+}
 
 
 # ----------------------------------------------------------------------------- vocabularies & batches
@@ -330,9 +328,27 @@ class BiLstmClassifier(_BiLstmEncoder):
 MODEL_CLASSES = {"bilstm-tagger": BiLstmTagger, "bilstm-classifier": BiLstmClassifier}
 
 
-def load_tagger(path: str | Path) -> BiLstmTagger | BiLstmClassifier:
-    """Load a folder written by ``BiLstmTagger.save_pretrained`` / ``BiLstmClassifier.save_pretrained``."""
-    from .hf import CONFIG_NAME, WEIGHTS_NAME, check_tensor, load_state, read_config, read_word_list
+@dataclass
+class _ElmoSettings:
+    """The ``elmo`` section of a tagger's config.json (the arguments of :class:`~plmkit.models.elmo.Elmo`)."""
+
+    num_output_representations: int = 1
+    layer_norm: bool = False
+    dropout: float = 0.5
+    freeze: bool = True
+
+
+def load_tagger(path: str | Path, meta: bool = False) -> BiLstmTagger | BiLstmClassifier:
+    """Load a folder written by ``BiLstmTagger.save_pretrained`` / ``BiLstmClassifier.save_pretrained``.
+
+    The config is checked and the model's size computed before anything is allocated; ``meta=True``
+    builds it on the meta device from the safetensors header alone (``plmkit info``).
+    """
+    import contextlib
+
+    from ..config import check_fits
+    from .hf import (CONFIG_NAME, WEIGHTS_NAME, _id2label, check_tensor, header_state, load_state, read_config,
+                     read_word_list)
 
     folder = Path(path)
     raw = read_config(folder)
@@ -351,7 +367,14 @@ def load_tagger(path: str | Path) -> BiLstmTagger | BiLstmClassifier:
         raise CheckpointError(f"{folder} has no {WORDS_NAME} (the word vocabulary); copy it from the folder the model "
                               "was saved to")
     words = read_word_list(words_file, "the task model's word vocabulary")
-    id2label = {int(k): v for k, v in (raw.get("id2label") or {}).items()}
+    try:
+        id2label = _id2label(raw, str(cfg_file)) if raw.get("id2label") is not None else {}
+        elmo_kw = (dataclasses.asdict(config_from_dict(_ElmoSettings, raw["elmo"], str(cfg_file), section="elmo.",
+                                                        ranges={"num_output_representations": POSITIVE,
+                                                                "dropout": UNIT_OPEN}, what="ELMo use"))
+                   if raw.get("elmo") is not None else None)
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
     if len(words) != config.vocab_size or sorted(id2label) != list(range(config.num_labels)):
         raise CheckpointError(f"{cfg_file} does not match {WORDS_NAME} / its id2label (vocab_size={config.vocab_size}, "
                               f"{len(words)} words; num_labels={config.num_labels}, {len(id2label)} labels)")
@@ -359,10 +382,21 @@ def load_tagger(path: str | Path) -> BiLstmTagger | BiLstmClassifier:
     if raw.get("elmo") is not None:
         if not (folder / "elmo").is_dir():
             raise CheckpointError(f"{cfg_file} uses ELMo but {folder / 'elmo'} is missing; copy the elmo/ folder too")
-        elmo = Elmo(load_elmo(folder / "elmo"), **raw["elmo"])
-    model = cls(config, elmo=elmo, word_vocab={w: i for i, w in enumerate(words)},
-                label_vocab={lab: i for i, lab in id2label.items()})
-    state = load_state(folder)
+        elmo = Elmo(load_elmo(folder / "elmo", meta=meta), **elmo_kw)
+    headers = header_state(folder)
+    stored = sum(t.numel() for t in headers.values())
+    c = config
+    if c.vocab_size * c.embedding_dim > 4 * stored + 1_000_000:  # far beyond the weights (else: tensor by tensor)
+        raise CheckpointError(f"{cfg_file} describes word embeddings of {c.vocab_size:,} × {c.embedding_dim} but "
+                              f"{folder} holds only {stored:,} weights; the config does not belong to these weights")
+    if not meta:
+        lstm = c.num_layers * 8 * c.hidden_size * (c.embedding_dim + (elmo.output_dim if elmo else 0) + c.hidden_size + 2)
+        check_fits(4 * (c.vocab_size * c.embedding_dim + lstm) + 4 * stored, f"loading {folder}",
+                   "use a machine with more memory")
+    with torch.device("meta") if meta else contextlib.nullcontext():
+        model = cls(config, elmo=elmo, word_vocab={w: i for i, w in enumerate(words)},
+                    label_vocab={lab: i for i, lab in id2label.items()})
+    state = headers if meta else load_state(folder)
     expected = {k: v for k, v in model.state_dict().items() if not k.startswith("elmo.lm.")}
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     bad = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
@@ -371,6 +405,7 @@ def load_tagger(path: str | Path) -> BiLstmTagger | BiLstmClassifier:
                               f"{unexpected[:4]}, wrong shape {bad[:4]}")
     for k, v in expected.items():
         check_tensor(folder / WEIGHTS_NAME, k, state[k], v, source=str(cfg_file))  # dtype kind, finite values
-    model.load_state_dict(state, strict=False)
+    if not meta:
+        model.load_state_dict(state, strict=False)
     model.eval()
     return model

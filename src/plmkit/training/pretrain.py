@@ -68,12 +68,36 @@ def split_overrides(overrides: Mapping[str, Any], model_fields: set[str] | None 
     return out
 
 
+def check_override_values(sections: Mapping[str, Mapping[str, Any]], elmo: bool = False) -> None:
+    """``--set`` values against their fields' types and ranges (ConfigError naming ``--set section.key``)."""
+    from ..config import MODEL_RANGES, TRAIN_RANGES, check_values
+    from ..data.objectives import DATA_RANGES, DataConfig
+
+    if elmo:
+        from ..models.elmo import ELMO_RANGES, ElmoConfig
+
+        check_values(ElmoConfig, sections["model"], "--set", "model.", ELMO_RANGES)
+    else:
+        check_values(ModelConfig, sections["model"], "--set", "model.", MODEL_RANGES)
+    data = {k: ("none" if v is None and k in ("objective", "pair", "masking", "packing") else v)
+            for k, v in sections["data"].items()}  # --set data.pair=none parses as None
+    check_values(DataConfig, data, "--set", "data.", DATA_RANGES)
+    check_values(TrainConfig, sections["train"], "--set", "train.", TRAIN_RANGES)
+
+
 def is_elmo_preset(preset: str | None) -> bool:
     return bool(preset) and get_preset(preset).get("model", {}).get("model_type") == "elmo"
 
 
-def build_model_config(preset: str | None, overrides: dict[str, Any], tokenizer, max_length: int) -> ModelConfig:
-    """The preset's model, sized to the corpus' tokenizer and the sequence length."""
+def build_model_config(preset: str | None, overrides: dict[str, Any], tokenizer, max_length: int,
+                       train: TrainConfig | None = None) -> ModelConfig:
+    """The preset's model, sized to the corpus' tokenizer and the sequence length.
+
+    With ``train``, the memory one training step needs (weights, gradients, AdamW state and the
+    activations of a batch of ``max_length`` rows; :func:`plmkit.config.training_memory`) is estimated
+    from the config alone and a run that cannot fit in the device's memory is refused before anything
+    is allocated.
+    """
     vocab = tokenizer.vocab_size
     if "vocab_size" in overrides and int(overrides["vocab_size"]) != vocab:
         raise ConfigError(
@@ -98,7 +122,26 @@ def build_model_config(preset: str | None, overrides: dict[str, Any], tokenizer,
             raise ConfigError(f"--max-length {max_length} needs {need} positions but "
                               f"model.max_position_embeddings={config.max_position_embeddings}")
         config = config.replace(max_position_embeddings=need)
+    if train is not None:
+        check_training_memory(config, train, max_length)
     return config
+
+
+def check_training_memory(config: ModelConfig, train: TrainConfig, max_length: int) -> None:
+    """Refuse (ConfigError) a run whose estimated memory exceeds what the device has, with the estimate."""
+    from ..config import check_fits, format_bytes, training_memory
+
+    device = train.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    est = training_memory(config, train.batch_size, max_length, flash=str(device).startswith("cuda"),
+                          bf16=train.bf16, gradient_checkpointing=train.gradient_checkpointing)
+    need = est["state"] + est["activations"]
+    check_fits(need, f"training this model ({est['parameters']:,} parameters: {format_bytes(est['state'])} for "
+                     f"weights, gradients and AdamW state; {format_bytes(est['activations'])} of activations for a "
+                     f"batch of {train.batch_size} × {max_length} tokens, attention growing with length²)",
+               "use a shorter --max-length, a smaller --batch-size (or --micro-batch), "
+               "--gradient-checkpointing, or a smaller model", device)
 
 
 @torch.no_grad()
@@ -239,8 +282,6 @@ def pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping[
 
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     micro_spec = flags.pop("micro_batch", None)
-    corpus = PreparedCorpus(data, verify=verify_data)
-    tokenizer = corpus.load_tokenizer()
     elmo = is_elmo_preset(preset)
     model_fields = None
     if elmo:
@@ -248,11 +289,14 @@ def pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping[
 
         model_fields = _field_names(ElmoConfig)
     sections = split_overrides(dict(overrides or {}), model_fields)
+    check_override_values(sections, elmo)  # every --set value has its field's type and range, before any I/O
     if "max_length" in flags:
         sections["data"]["max_length"] = flags.pop("max_length")
     dcfg = data_config_from_preset(preset, sections["data"])
     train_kw = {**sections["train"], **flags}
     tcfg = TrainConfig.from_dict(train_kw, source="train settings")
+    corpus = PreparedCorpus(data, verify=verify_data)
+    tokenizer = corpus.load_tokenizer()
     recorded = recorded_micro_batch(out) if resume else None
     if micro_spec is not None or recorded is not None:
         micro_spec = _check_micro_batch_request(micro_spec, recorded, tcfg)
@@ -272,7 +316,7 @@ def pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping[
         if corpus.word_level:
             raise DataError(f"{data} was prepared at word level (for ELMo); Transformer presets need a sub-word "
                             "tokenizer — prepare with 'plmkit prepare --tokenizer DIR ...'")
-        mcfg = build_model_config(preset, sections["model"], tokenizer, dcfg.max_length)
+        mcfg = build_model_config(preset, sections["model"], tokenizer, dcfg.max_length, train=tcfg)
         torch.manual_seed(tcfg.seed)
         from ..models import PlmModel
 

@@ -22,6 +22,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -33,7 +34,8 @@ from typing import Any, Callable, Iterator, Protocol
 import torch
 from torch import nn
 
-from ..errors import ConfigError, PlmkitError, UsageError
+from ..config import TRAIN_RANGES, check_fields, config_from_dict
+from ..errors import ConfigError, PlmkitError, UsageError, excerpt
 from . import checkpoint as ckpt
 from . import distributed as distr
 from .autobatch import current_rss
@@ -98,10 +100,9 @@ class TrainConfig:
     tensorboard: bool = True
 
     def validate(self) -> None:
+        check_fields(self, "train config", "train.", TRAIN_RANGES)
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be positive, got {self.lr}")
-        if self.batch_size < 1 or self.grad_accum < 1:
-            raise ConfigError("train.batch_size and train.grad_accum must be at least 1")
         if self.schedule not in ("linear", "cosine", "constant"):
             raise ConfigError(f"train.schedule must be linear, cosine or constant, got {self.schedule!r}")
         if self.optimizer not in ("adamw", "lamb"):
@@ -113,11 +114,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "train config") -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"{source}: unknown train key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-        return cls(**d)
+        """Read train settings (each value checked against its field's type and range), then ``validate``."""
+        config = config_from_dict(cls, d, source, section="train.", ranges=TRAIN_RANGES, what="train")
+        try:
+            config.validate()
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        return config
 
 
 def _malloc_trim():
@@ -175,25 +178,31 @@ RESUMABLE_CHANGES = {"max_steps", "max_time", "epochs", "stop_after", "log_every
 
 
 def parse_duration(text: str | float | int | None) -> float | None:
-    """'90s', '30m', '1.5h', '2h30m' or a number of seconds → seconds."""
-    if text is None or isinstance(text, (int, float)):
-        return None if text is None else float(text)
-    s = str(text).strip().lower()
-    total, num = 0.0, ""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    for ch in s:
-        if ch.isdigit() or ch == ".":
-            num += ch
-        elif ch in units and num:
-            total += float(num) * units[ch]
-            num = ""
-        else:
-            raise ConfigError(f"cannot read duration {text!r}; use e.g. 90s, 30m, 1.5h or 2h30m")
-    if num:
-        total += float(num)
-    if total <= 0:
-        raise ConfigError(f"duration {text!r} must be positive")
+    """'90s', '30m', '1.5h', '2h30m' or a number of seconds → seconds (positive, at most MAX_DURATION)."""
+    if text is None:
+        return None
+    if isinstance(text, bool):
+        raise ConfigError(f"duration {excerpt(text)} is not a duration; use e.g. 90s, 30m, 1.5h or 2h30m")
+    if isinstance(text, (int, float)):
+        total = float(text)
+    else:
+        s = str(text).strip().lower()
+        # numbers with an optional fraction, each followed by a unit; the last may have none (seconds)
+        parts = _DURATION_PART.findall(s)
+        if not s or "".join(n + u for n, u in parts) != s or any(not u for _, u in parts[:-1]):
+            raise ConfigError(f"cannot read duration {excerpt(text)}; use e.g. 90s, 30m, 1.5h or 2h30m")
+        total = sum(float(n) * _DURATION_UNITS[u or "s"] for n, u in parts)
+    if not total > 0:  # also NaN
+        raise ConfigError(f"duration {excerpt(text)} must be positive, e.g. 90s, 30m, 1.5h or 2h30m")
+    if total > MAX_DURATION:
+        raise ConfigError(f"duration {excerpt(text)} is longer than {MAX_DURATION // 86400:.0f} days; give at most "
+                          "365d (or stop by --max-steps)")
     return total
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)([smhd]?)")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION = 365 * 86400.0  # a year: beyond it, clock arithmetic (ETAs, timedelta) stops being meaningful
 
 
 class NonFiniteLoss(PlmkitError):
