@@ -17,11 +17,20 @@ from the newest complete checkpoint and the run ends with weights, optimizer sta
 4. The last resume runs to the end; final model and optimizer tensors and every logged loss are
    compared with the reference run.
 
+``--default-saving`` runs plmkit's default settings instead: no ``--save-every`` (checkpoints come from
+the clock alone, the mechanism behind the default of one every 5 minutes), the default ``--log-every``
+(10, so most kills and resumes fall between two log lines) and ``--keep-last``. Its one change from the
+defaults is the interval, ``--save-minutes`` (0.02 min = 1.2 s here): with 5 minutes, a soak that lets
+every kill land after a new checkpoint would take hours. Only the number differs; the code path is the
+one every default run takes. ``train`` kills then fall anywhere in the two intervals after a new
+checkpoint, so many land well after it and the resume redoes up to an interval of steps.
+
 Every process runs with ``OMP_NUM_THREADS=1`` (bit-exactness needs the same reduction order).
 Exit status 0 when every kill was survived and the final state is identical, else 1.
 
     python benchmarks/kill_resume_soak.py                       # 12 kills, bert-tiny, synthetic text
     python benchmarks/kill_resume_soak.py --kills 30 --steps 120 --brown   # Brown slice from $PLMKIT_DATA
+    python benchmarks/kill_resume_soak.py --default-saving             # no --save-every: checkpoints by the clock
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_LOG_EVERY = 10  # TrainConfig.log_every
 
 
 def make_corpus(work: Path, brown: bool, seed: int) -> Path:
@@ -70,10 +80,18 @@ def make_corpus(work: Path, brown: bool, seed: int) -> Path:
 
 
 def pretrain_cmd(args, corpus: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "plmkit.cli", "pretrain", "--preset", args.preset, "--data", str(corpus),
-            "--out", str(out), "--max-steps", str(args.steps), "--save-every", "1", "--keep-last", "3",
-            "--batch-size", "8", "--max-length", "64", "--log-every", "1", "--eval-every", "10",
-            "--seed", str(args.seed), "--no-progress", "--set", "train.tensorboard=false"]
+    cmd = [sys.executable, "-m", "plmkit.cli", "pretrain", "--preset", args.preset, "--data", str(corpus),
+           "--out", str(out), "--max-steps", str(args.steps), "--batch-size", "8", "--max-length", "64",
+           "--seed", str(args.seed), "--no-progress", "--set", "train.tensorboard=false"]
+    if args.default_saving:  # the defaults but for the clock interval (see the module docstring)
+        return cmd + ["--save-minutes", str(args.save_minutes)]
+    return cmd + ["--save-every", "1", "--keep-last", "3", "--log-every", "1", "--eval-every", "10"]
+
+
+def logged_steps(args) -> int:
+    """How many loss lines a run of ``args.steps`` steps logs (one per --log-every steps, and the last ones)."""
+    every = 1 if not args.default_saving else DEFAULT_LOG_EVERY
+    return args.steps // every + (1 if args.steps % every else 0)
 
 
 def temp_folders(run: Path) -> list[str]:
@@ -91,7 +109,7 @@ def newest_step(run: Path) -> int:
 
 
 def wait_kill(proc: subprocess.Popen, run: Path, kind: str, rng: random.Random, startup_s: float,
-              step_s: float) -> tuple[bool, float]:
+              step_s: float, after_save_s: float) -> tuple[bool, float]:
     """Kill ``proc`` at a moment of the given kind; returns (killed before it finished, seconds after start)."""
     t0 = time.monotonic()
     if kind == "startup":
@@ -102,7 +120,7 @@ def wait_kill(proc: subprocess.Popen, run: Path, kind: str, rng: random.Random, 
         start_step = newest_step(run)
         while proc.poll() is None and newest_step(run) <= start_step:
             time.sleep(0.005)
-        deadline = time.monotonic() + rng.uniform(0.0, 8 * step_s)
+        deadline = time.monotonic() + rng.uniform(0.0, after_save_s)
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.002)
     else:  # "save": poll for a temporary checkpoint folder, kill a random instant after it appears
@@ -146,13 +164,20 @@ def final_tensors(run: Path, step: int) -> dict[str, "torch.Tensor"]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--kills", type=int, default=12, help="SIGKILLs to survive (default 12)")
-    p.add_argument("--steps", type=int, default=60, help="optimizer steps of the run (default 60)")
+    p.add_argument("--steps", type=int, help="optimizer steps of the run (default 60; 400 with --default-saving)")
+    p.add_argument("--default-saving", action="store_true",
+                   help="plmkit's default saving and logging (no --save-every: checkpoints by the clock), with the "
+                        "interval shortened to --save-minutes")
+    p.add_argument("--save-minutes", type=float, default=0.02,
+                   help="with --default-saving: minutes between checkpoints (default 0.02 = 1.2 s; plmkit's is 5)")
     p.add_argument("--preset", default="bert-tiny")
     p.add_argument("--seed", type=int, default=0, help="seed of the run and of the kill schedule")
     p.add_argument("--brown", action="store_true", help="train on a Brown slice from $PLMKIT_DATA")
     p.add_argument("--work", help="working folder (default: a temporary one, removed afterwards)")
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args()
+    if args.steps is None:
+        args.steps = 400 if args.default_saving else 60
 
     import torch
     from plmkit.training import checkpoint as ckpt
@@ -173,7 +198,13 @@ def main() -> int:
         # Rough timings for placing kills: process start-up, and one step (train + save).
         startup_s = min(4.0, ref_s / 2)
         step_s = max(0.01, (ref_s - startup_s) / args.steps)
-        print(f"reference: {args.steps} steps in {ref_s:.1f} s (about {step_s * 1000:.0f} ms a step with its save)")
+        # A "train" kill falls this long after a new checkpoint: within 8 steps of it with a save every step,
+        # anywhere in the two intervals that follow it with checkpoints by the clock.
+        after_save_s = 2 * 60 * args.save_minutes if args.default_saving else 8 * step_s
+        kept_ref = [int(f.name[len(ckpt.PREFIX):]) for f in ckpt.list_checkpoints(ref)]  # steps the clock chose
+        print(f"reference: {args.steps} steps in {ref_s:.1f} s (about {step_s * 1000:.0f} ms a step"
+              + (f"; checkpoints by the clock every {60 * args.save_minutes:.1f} s)" if args.default_saving
+                 else " with its save)") + f"; its checkpoints kept: steps {kept_ref}")
 
         kinds = ["startup", "train", "save"]
         log = []
@@ -189,7 +220,7 @@ def main() -> int:
             temp_before = set(temp_folders(killed))
             cmd = pretrain_cmd(args, corpus, killed) + (["--resume"] if resume else [])
             proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            was_killed, at = wait_kill(proc, killed, kind, rng, startup_s, step_s)
+            was_killed, at = wait_kill(proc, killed, kind, rng, startup_s, step_s, after_save_s)
             err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
             proc.stderr.close()
             if not was_killed:
@@ -228,15 +259,19 @@ def main() -> int:
         kills = sum(1 for k in log if k["killed"])
         mid_save = sum(1 for k in log if k["left_temp"])
         damaged = sum(k["damaged_skipped"] for k in log)
-        ok = same_keys and not differ and la == lb and len(la) == args.steps and not leftover and damaged == 0
+        ok = same_keys and not differ and la == lb and len(la) == logged_steps(args) and not leftover \
+            and damaged == 0
         summary = {"kills": kills, "survived": kills if ok else None, "mid_save_kills": mid_save,
                    "by_kind": {k: sum(1 for e in log if e["kind"] == k) for k in kinds},
                    "damaged_checkpoints_skipped": damaged, "tensors_compared": len(a), "tensors_differing": len(differ),
-                   "losses_equal": la == lb, "steps": args.steps, "preset": args.preset,
+                   "losses_equal": la == lb, "loss_lines": len(la), "steps": args.steps, "preset": args.preset,
+                   "mode": "default saving (clock)" if args.default_saving else "--save-every 1",
+                   "save_minutes": args.save_minutes if args.default_saving else None,
+                   "reference_seconds": round(ref_s, 1), "reference_checkpoint_steps": kept_ref,
                    "temp_folders_left_at_end": leftover, "bit_identical": ok, "kills_log": log}
         print(f"kills survived: {kills if ok else 0}/{kills} ({mid_save} landed mid-save, left a temporary folder); "
               f"final model + optimizer tensors identical: {not differ and same_keys} ({len(a)} tensors); "
-              f"losses identical: {la == lb} ({len(la)} steps); damaged checkpoints seen: {damaged}")
+              f"losses identical: {la == lb} ({len(la)} log lines); damaged checkpoints seen: {damaged}")
         if args.json:
             Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
         return 0 if ok else 1

@@ -531,6 +531,10 @@ class FinetuneConfig:
     bucket: bool = True
     device: str = "auto"
     resume: bool = False
+    # Resumable checkpoints while training, as in pretraining (TrainConfig.save_every / save_minutes): by
+    # default every 5 minutes, so a kill loses at most that; save_every N adds one every N steps, 0 turns both off.
+    save_every: int | None = None
+    save_minutes: float = 5.0
     keep_checkpoints: bool = False
     progress: bool | None = None  # None: a progress bar when stderr is a terminal
     tensorboard: bool = True
@@ -780,7 +784,8 @@ def _train_one(cfg: FinetuneConfig, spec: TaskSpec, data: TaskData, tokenizer, s
     tc = TrainConfig(lr=lr, weight_decay=cfg.weight_decay, warmup=cfg.warmup, schedule="linear",
                      epochs=cfg.epochs if cfg.max_steps is None else None, max_steps=cfg.max_steps,
                      batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, clip_norm=cfg.clip_norm, bf16=cfg.bf16,
-                     seed=seed, eval_every=cfg.eval_every, save_every=0, keep_last=1, device=cfg.device,
+                     seed=seed, eval_every=cfg.eval_every, save_every=cfg.save_every, save_minutes=cfg.save_minutes,
+                     keep_last=1, device=cfg.device,
                      progress=sys.stderr.isatty() if cfg.progress is None else cfg.progress,
                      tensorboard=cfg.tensorboard)
 
@@ -795,6 +800,7 @@ def _train_one(cfg: FinetuneConfig, spec: TaskSpec, data: TaskData, tokenizer, s
     else:
         run_config = {"task": spec.name, "model": str(cfg.model), "tokenizer_hash": tokenizer.hash(),
                       "train": str(cfg.train), "seed": seed}
+    run_config["fingerprint"] = _fingerprint(cfg, spec, data, model, run_config["tokenizer_hash"], seed, build)
     trainer = Trainer(model, tc, source, run_dir, evaluate=quick_eval if cfg.eval_every else None,
                       steps_per_epoch=steps_per_epoch, tokenizer=tokenizer, run_config=run_config,
                       resume=cfg.resume)
@@ -830,6 +836,28 @@ def _train_one(cfg: FinetuneConfig, spec: TaskSpec, data: TaskData, tokenizer, s
             "seconds_per_epoch": round(float(train_s) / epochs_done, 2) if epochs_done else None,
             "eval_seconds": round(eval_s, 2), "train_examples": len(data.train_examples),
             "train_features": len(data.train_features)}
+
+
+def _fingerprint(cfg: FinetuneConfig, spec: TaskSpec, data: TaskData, model, tokenizer_hash: str, seed: int,
+                 build: Callable | None) -> dict[str, Any]:
+    """What makes a fine-tuning run this run; ``--resume`` must find the same (checkpoint.fingerprint_differences).
+
+    The model is its config (not where the base folder lies: the weights come from the checkpoint); the
+    training file by size and SHA-256; the validation split only when it is carved from that file.
+    """
+    from .training.checkpoint import file_identity
+
+    fp: dict[str, Any] = {
+        "task": spec.name, "model": model.config.to_dict(), "tokenizer_hash": tokenizer_hash, "seed": seed,
+        "train_file": file_identity(cfg.train), "max_train": cfg.max_train, "bucket": cfg.bucket,
+        "carved_split": None if cfg.eval else {"eval_split": cfg.eval_split, "split_seed": cfg.split_seed},
+        "options": _options_dict(cfg.options), "labels": list(data.labels) if data.labels else None,
+    }
+    if build is not None:
+        fp["arch"] = "bilstm"
+        weights = Path(cfg.elmo) / "model.safetensors" if cfg.elmo else None
+        fp["elmo"] = file_identity(weights) if weights is not None and weights.is_file() else None
+    return fp
 
 
 def _options_dict(options: TaskOptions) -> dict[str, Any]:

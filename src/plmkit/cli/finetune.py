@@ -195,6 +195,9 @@ def run_finetune(args) -> int:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
     if args.epochs <= 0 and args.max_steps is None:
         raise UsageError("--epochs must be positive")
+    from ..training.trainer import TrainConfig
+
+    TrainConfig(max_steps=1, save_every=args.save_every, save_minutes=args.save_minutes).validate()  # before the data
     cfg = FinetuneConfig(task=args.task, model=args.model, train=args.train, out=args.out, eval=list(args.eval or []),
                          epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
                          grad_accum=args.grad_accum, warmup=args.warmup, weight_decay=args.weight_decay,
@@ -202,6 +205,7 @@ def run_finetune(args) -> int:
                          split_seed=args.split_seed, max_train=args.max_train, max_eval=args.max_eval,
                          eval_every=args.eval_every,
                          bucket=not args.no_bucket, device=args.device, resume=args.resume,
+                         save_every=args.save_every, save_minutes=args.save_minutes,
                          keep_checkpoints=args.keep_checkpoints, tensorboard=not args.no_tensorboard, options=opts,
                          **_bilstm_settings(args))
     result = finetune(cfg)

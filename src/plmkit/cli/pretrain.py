@@ -64,7 +64,10 @@ def register(sub) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override any setting: model.hidden_dropout_prob=0, data.mask_prob=0.2, train.schedule=cosine "
                         "(bare keys are looked up in the three sections)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest good checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest good checkpoint, exactly; refused when the model, "
+                        "data, objective or seed differ from the run's (only stop, logging and saving settings, "
+                        "--device and --compile may change)")
     p.add_argument("--no-verify-data", action="store_true",
                    help="skip the SHA-256 check of the prepared corpus at start (file sizes are still checked); "
                         "the check reads every shard once, about 1.4 GB/s")
@@ -90,7 +93,7 @@ def run_pretrain(args) -> int:
         "warmup": args.warmup, "optimizer": args.optimizer, "bf16": args.bf16,
         "gradient_checkpointing": args.gradient_checkpointing, "compile": args.compile, "seed": args.seed,
         "device": args.device, "log_every": args.log_every, "eval_every": args.eval_every,
-        "save_every": args.save_every, "keep_last": args.keep_last,
+        "save_every": args.save_every, "save_minutes": args.save_minutes, "keep_last": args.keep_last,
         "progress": False if args.no_progress else None,
     }
     summary = pretrain(args.preset, args.data, args.out, overrides=parse_overrides(args.set), flags=flags,

@@ -6,8 +6,9 @@ beside it:
 
 * ``optimizer.safetensors`` + ``optimizer.json`` — optimiser tensors and hyper-parameters,
 * ``rng-rank{r}.safetensors`` — every RNG a rank draws from (dropout, sampling),
-* ``trainer_state.json`` — step, data-stream position, elapsed time, the resolved config, and the
-  SHA-256 of every file above (written last: a checkpoint without it is incomplete).
+* ``trainer_state.json`` — step, data-stream position, elapsed time, the resolved config, the run's
+  fingerprint (:func:`fingerprint_differences`), and the SHA-256 of every file above (written last: a
+  checkpoint without it is incomplete).
 
 A checkpoint is written into a hidden temporary folder, fsynced, then renamed into place, and the
 ``latest`` pointer is replaced atomically; a crash or a full disk at any moment leaves the previous
@@ -286,6 +287,71 @@ def load_rng(folder: Path, rank: int) -> dict[str, torch.Tensor] | None:
         return load_file(str(path))
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{path}: unreadable RNG state ({e})") from None
+
+
+# ----------------------------------------------------------------------------- run fingerprint
+# A run's fingerprint (``run_config["fingerprint"]``, in run.json and every checkpoint's state) holds what
+# makes it this run and not another: the model config, the objective and data settings, the identity of the
+# data and the tokenizer, the seed (and for fine-tuning the task, its options and the training file).
+# ``--resume`` must find the same fingerprint; the train settings are compared apart (trainer.RESUMABLE_CHANGES).
+# Keys that runs of an older plmkit did not record yet, before fingerprints: compared when both sides have them.
+LEGACY_FINGERPRINT = {"model": "model", "tokenizer_hash": "tokenizer_hash", "data_config": "data"}
+_LABELS = {"tokenizer_hash": "tokenizer hash", "corpus": "prepared data", "train_file": "training file"}
+
+
+def file_identity(path: str | os.PathLike) -> dict[str, Any]:
+    """``{"path", "size", "sha256"}`` of a file (or, for a folder, of all its files by relative name)."""
+    p = Path(path)
+    if p.is_dir():
+        h = hashlib.sha256()
+        size = 0
+        for f in sorted(x for x in p.rglob("*") if x.is_file()):
+            n = f.stat().st_size
+            size += n
+            h.update(f"{f.relative_to(p).as_posix()}\0{n}\0{sha256(f)}\n".encode())
+        return {"path": str(p.resolve()), "size": size, "sha256": h.hexdigest()}
+    return {"path": str(p.resolve()), "size": p.stat().st_size, "sha256": sha256(p)}
+
+
+def _show(value: Any) -> str:
+    """A short, readable form of a fingerprint value for a message."""
+    from ..errors import excerpt
+
+    if isinstance(value, dict) and "sha256" in value:
+        return f"{value.get('path', '?')} (sha256 {str(value['sha256'])[:12]}…)"
+    if isinstance(value, str) and len(value) >= 32 and all(ch in "0123456789abcdef" for ch in value):
+        return value[:12] + "…"
+    return excerpt(value)
+
+
+def _differences(a: Any, b: Any, key: str, out: list[str]) -> None:
+    if isinstance(a, dict) and isinstance(b, dict) and "sha256" not in a:
+        for k in sorted(set(a) & set(b), key=str):  # a key only one side has: a field added by a newer plmkit
+            _differences(a[k], b[k], f"{key}.{k}" if key else str(k), out)
+        return
+    if isinstance(a, dict) and isinstance(b, dict):  # an identity: the content counts, not where it lies
+        if a.get("sha256") != b.get("sha256") or a.get("size", b.get("size")) != b.get("size", a.get("size")):
+            out.append(f"{_LABELS.get(key, key)} differs: checkpoint {_show(a)} vs now {_show(b)}")
+        return
+    if a != b:
+        if key in _LABELS:
+            out.append(f"{_LABELS[key]} differs: checkpoint {_show(a)} vs now {_show(b)}")
+        else:
+            out.append(f"{key}: checkpoint {_show(a)} vs now {_show(b)}")
+
+
+def fingerprint_differences(saved_run: dict[str, Any], run: dict[str, Any]) -> list[str]:
+    """Every difference between a checkpoint's run fingerprint and this one's, as ``"data.max_length: checkpoint
+    128 vs now 64"`` lines; empty when the run may be resumed. ``saved_run`` and ``run`` are run configs."""
+    a, b = saved_run.get("fingerprint"), run.get("fingerprint")
+    if not (isinstance(a, dict) and isinstance(b, dict)):  # a run from before fingerprints
+        a = {name: saved_run[k] for k, name in LEGACY_FINGERPRINT.items() if k in saved_run}
+        b = {name: run[k] for k, name in LEGACY_FINGERPRINT.items() if k in run}
+    # As JSON holds them (tuples are lists, integer keys strings), so that this run's compares like the saved one.
+    a, b = (json.loads(json.dumps(x, default=str)) for x in (a, b))
+    out: list[str] = []
+    _differences(a, b, "", out)
+    return out
 
 
 def export_checkpoint(run_dir: Path, out: Path, step: int | None = None, overwrite: bool = False) -> Path:

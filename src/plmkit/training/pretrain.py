@@ -216,6 +216,21 @@ def _held_out_batches(corpus, dcfg, seed: int, eval_docs, eval_batches: int, row
     return [next(it) for _ in range(count)]
 
 
+def corpus_identity(corpus) -> dict[str, Any]:
+    """``{"path", "sha256"}`` of a prepared corpus: a hash over the checksums its ``meta.json`` records for
+    every shard and index file (and its tokenizer), so it names the content without reading the shards."""
+    import hashlib
+    import json
+
+    meta = corpus.meta
+    shards = meta.get("shards", [])
+    sums = {"tokenizer": corpus.tokenizer_hash, "dtype": meta.get("dtype"), "index": meta.get("index_sha256", {}),
+            "shards": [[s.get("num_tokens"), s.get("sha256_tokens"), s.get("sha256_word_starts")]
+                       for s in (shards if isinstance(shards, list) else []) if isinstance(s, dict)]}
+    digest = hashlib.sha256(json.dumps(sums, sort_keys=True, default=str).encode()).hexdigest()
+    return {"path": str(Path(corpus.path).resolve()), "sha256": digest}
+
+
 def recorded_micro_batch(out: str | Path) -> dict[str, Any] | None:
     """The micro-batch choice recorded in the newest checkpoint of run ``out`` (None when there is none)."""
     from . import checkpoint as ckpt
@@ -351,9 +366,12 @@ def pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping[
     # The same held-out rows with or without --micro-batch; only the memory they take changes.
     eval_rows = choice.batch_size if choice is not None else tcfg.batch_size
     eval_list = _held_out_batches(corpus, dcfg, tcfg.seed, eval_docs, eval_batches, eval_rows, tcfg.batch_size)
+    # What makes this run this run: --resume must find the same (training/checkpoint.py, fingerprint_differences).
+    fingerprint = {"preset": preset, "model": model_desc, "data": dcfg.to_dict(), "corpus": corpus_identity(corpus),
+                   "tokenizer_hash": corpus.tokenizer_hash, "seed": tcfg.seed, "eval_fraction": eval_fraction}
     run_config = {"preset": preset, "data": str(Path(data).resolve()), "tokenizer_hash": corpus.tokenizer_hash,
                   "model": model_desc, "data_config": dcfg.to_dict(), "eval_documents": int(len(eval_docs)),
-                  "train_documents": int(len(train_docs))}
+                  "train_documents": int(len(train_docs)), "fingerprint": fingerprint}
     if choice is not None:
         run_config["micro_batch"] = choice.to_dict()
     trainer = Trainer(model, tcfg, stream, out, tokenizer=tokenizer, run_config=run_config, resume=resume,
