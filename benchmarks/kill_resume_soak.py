@@ -152,6 +152,23 @@ def losses(run: Path) -> list[tuple[int, float]]:
     return out
 
 
+def last_logged_step(run: Path) -> int:
+    """The newest step with a loss line in metrics.jsonl (0 when none): how far the killed process got, to the
+    log line."""
+    path = run / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    steps = [0]
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the kill
+        if "loss" in rec:
+            steps.append(int(rec["step"]))
+    return max(steps)
+
+
 def final_tensors(run: Path, step: int) -> dict[str, "torch.Tensor"]:
     from safetensors.torch import load_file
 
@@ -237,14 +254,17 @@ def main() -> int:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 good = ckpt.latest_checkpoint(killed) if ckpt.list_checkpoints(killed) else None
+            reached = last_logged_step(killed)
             entry = {"kill": len(log) + 1, "kind": kind, "seconds_after_start": round(at, 3), "resumed": resume,
-                     "checkpoint_before": before, "checkpoint_after": newest_step(killed),
+                     "checkpoint_before": before, "checkpoint_after": newest_step(killed), "logged_step": reached,
+                     # steps the resume redoes (at least: the process may have run past its last log line)
+                     "steps_lost": max(0, reached - newest_step(killed)),
                      "newest_good": good.name if good else None, "damaged_skipped": len(caught),
                      "left_temp": stray, "killed": True}
             log.append(entry)
             mid = " (mid-save: left " + ", ".join(stray) + ")" if stray else ""
             print(f"kill {entry['kill']:>2} [{kind:<7}] at {at:6.2f} s: step {before} -> {entry['checkpoint_after']}, "
-                  f"newest good {entry['newest_good']}{mid}")
+                  f"newest good {entry['newest_good']}, lost >= {entry['steps_lost']} steps{mid}")
         # the final resume runs to the end
         res = subprocess.run(pretrain_cmd(args, corpus, killed) + ["--resume"], env=env, capture_output=True,
                              text=True)
@@ -258,12 +278,14 @@ def main() -> int:
         la, lb = losses(ref), losses(killed)
         kills = sum(1 for k in log if k["killed"])
         mid_save = sum(1 for k in log if k["left_temp"])
+        max_lost = max((k["steps_lost"] for k in log), default=0)
         damaged = sum(k["damaged_skipped"] for k in log)
         ok = same_keys and not differ and la == lb and len(la) == logged_steps(args) and not leftover \
             and damaged == 0
         summary = {"kills": kills, "survived": kills if ok else None, "mid_save_kills": mid_save,
                    "by_kind": {k: sum(1 for e in log if e["kind"] == k) for k in kinds},
-                   "damaged_checkpoints_skipped": damaged, "tensors_compared": len(a), "tensors_differing": len(differ),
+                   "damaged_checkpoints_skipped": damaged, "most_steps_lost": max_lost,
+                   "most_seconds_lost": round(max_lost * step_s, 2), "tensors_compared": len(a), "tensors_differing": len(differ),
                    "losses_equal": la == lb, "loss_lines": len(la), "steps": args.steps, "preset": args.preset,
                    "mode": "default saving (clock)" if args.default_saving else "--save-every 1",
                    "save_minutes": args.save_minutes if args.default_saving else None,
@@ -271,7 +293,8 @@ def main() -> int:
                    "temp_folders_left_at_end": leftover, "bit_identical": ok, "kills_log": log}
         print(f"kills survived: {kills if ok else 0}/{kills} ({mid_save} landed mid-save, left a temporary folder); "
               f"final model + optimizer tensors identical: {not differ and same_keys} ({len(a)} tensors); "
-              f"losses identical: {la == lb} ({len(la)} log lines); damaged checkpoints seen: {damaged}")
+              f"losses identical: {la == lb} ({len(la)} log lines); damaged checkpoints seen: {damaged}; most work "
+              f"lost to a kill: >= {max_lost} steps (~{max_lost * step_s:.1f} s)")
         if args.json:
             Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
         return 0 if ok else 1
