@@ -114,9 +114,10 @@ def test_trainer_fingerprint_differences_are_listed_together(tmp_path):
     now["data"].update(max_length=64, mask_prob=0.2)
     now["corpus"] = {"path": "/b/prep", "sha256": "2" * 64}
     with pytest.raises(ConfigError) as e:
-        Trainer(tiny_model(), cfg(lr=2e-3), ToySource(4), tmp_path, resume=True, run_config={"fingerprint": now}).train()
+        Trainer(tiny_model(), cfg(lr=2e-3), ToySource(4), tmp_path, resume=True,
+                run_config={"fingerprint": now}).train()
     text = str(e.value)
-    for part in ("4 difference(s)", "lr: checkpoint 0.001 vs now 0.002", "data.max_length: checkpoint 128 vs now 64",
+    for part in ("4 differences", "lr: checkpoint 0.001 vs now 0.002", "data.max_length: checkpoint 128 vs now 64",
                  "data.mask_prob: checkpoint 0.15 vs now 0.2",
                  "prepared data differs: checkpoint /a/prep (sha256 111111111111…) vs now /b/prep (sha256 2222"):
         assert part in text, (part, text)
@@ -157,9 +158,10 @@ def pretrain_args(corpus: Path, out: Path, *extra: str) -> list[str]:
 
 
 def snapshot(run: Path) -> dict[str, bytes]:
-    """Every file of a run folder (but the lock file of the folder's writer, which records who held it last)."""
+    """Every file of a run folder but plmkit's own bookkeeping of the folder (.plmkit-*: its writer's lock and
+    ownership marker, which record who used the folder last)."""
     return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*"))
-            if p.is_file() and not p.name.startswith(".plmkit-lock")}
+            if p.is_file() and not p.name.startswith(".plmkit-")}
 
 
 def loss_lines(run: Path) -> list[tuple[int, float]]:
@@ -196,7 +198,7 @@ def test_pretrain_resume_with_other_data_length_or_masking_is_refused(corpora, t
                          ["seed: checkpoint 3 vs now 4"]),
         "all at once": (pretrain_args(corpora["b"], run, "--max-steps", "6", "--resume", "--max-length", "32",
                                       "--set", "data.mask_prob=0.2"),
-                        ["3 difference(s)", "prepared data differs", "data.max_length: checkpoint 64 vs now 32",
+                        ["3 differences", "prepared data differs", "data.max_length: checkpoint 64 vs now 32",
                          "data.mask_prob: checkpoint 0.15 vs now 0.2"]),
     }
     for name, (argv, expected) in cases.items():

@@ -334,10 +334,11 @@ class Trainer:
         diffs += ckpt.fingerprint_differences(saved_run if isinstance(saved_run, dict) else {}, self.run_config)
         diffs = list(dict.fromkeys(diffs))  # the seed is in both
         if diffs:
-            raise ConfigError(f"--resume from {folder}: this is not the run being resumed; {len(diffs)} "
-                              f"difference(s): {'; '.join(diffs)}. Resume with the original model, data and "
-                              "settings (only stop conditions, logging and saving may change), or start a new run "
-                              "with another --out")
+            count = f"{len(diffs)} difference{'s' if len(diffs) > 1 else ''}"
+            listed = "; ".join(diffs)
+            raise ConfigError(f"--resume from {folder}: settings differ from the run being resumed ({listed}) "
+                              f"— {count}; resume with the original settings, model and data (only stop conditions, "
+                              "logging and saving may change), or start a new run with another --out")
         if state.get("world_size", 1) != self.dist.world_size:
             raise ConfigError(f"--resume from {folder}: the run used {state.get('world_size', 1)} process(es), "
                               f"now {self.dist.world_size}; resume with the same --nproc_per_node")
