@@ -34,7 +34,6 @@ word-level tokenizer files.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import json
 import math
@@ -797,7 +796,8 @@ class Elmo(nn.Module):
 def save_elmo(model: ElmoModel, path: str | Path, tokenizer=None, extra: dict[str, Any] | None = None) -> Path:
     from safetensors.torch import save_file
 
-    from .hf import CONFIG_NAME, WEIGHTS_NAME, _atomic_write
+    from .._files import atomic_write
+    from .hf import CONFIG_NAME, WEIGHTS_NAME
 
     folder = Path(path)
     if tokenizer is not None and vocab_from_tokenizer(tokenizer) != model.vocab:
@@ -806,10 +806,10 @@ def save_elmo(model: ElmoModel, path: str | Path, tokenizer=None, extra: dict[st
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     config = {**model.config.to_dict(), "architectures": ["ElmoBiLM"],
               "plmkit": {"format": 1, **(extra or {})}}
-    _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
-    _atomic_write(folder / VOCAB_NAME, lambda tmp: Path(tmp).write_text(
+    atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    atomic_write(folder / VOCAB_NAME, lambda tmp: Path(tmp).write_text(
         "".join(w + "\n" for w in model.vocab), encoding="utf-8"))
-    _atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
+    atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
     return folder

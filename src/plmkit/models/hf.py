@@ -22,7 +22,6 @@ import contextlib
 import json
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .._files import as_created
+from .._files import atomic_write
 from ..config import ModelConfig
 from ..errors import CheckpointError, ConfigError
 from .model import PlmModel, normalize_task, task_heads
@@ -153,7 +152,9 @@ def _id2label(d: dict[str, Any], source: str) -> dict[int, str]:
                           f"{excerpt(raw)}")
     out: dict[int, str] = {}
     for k, v in raw.items():
-        t = k.strip() if isinstance(k, str) else ""
+        # JSON keys are strings; a config dict built in Python (transformers' to_dict()) has int keys
+        t = str(k) if isinstance(k, int) and not isinstance(k, bool) and k >= 0 else \
+            k.strip() if isinstance(k, str) else ""
         if not (t.isascii() and t.isdigit() and len(t) < 10):
             raise ConfigError(f"{source}: id2label key {excerpt(k)} is not a label id; keys are \"0\", \"1\", … "
                               "(one per class)")
@@ -164,9 +165,11 @@ def _id2label(d: dict[str, Any], source: str) -> dict[int, str]:
         raise ConfigError(f"{source}: id2label must number its {len(out)} labels 0 … {len(out) - 1}, got ids "
                           f"{excerpt(sorted(out))}")
     label2id = d.get("label2id")
-    if label2id is not None:
-        inverse = {v: i for i, v in out.items()}
-        if not isinstance(label2id, dict) or len(inverse) != len(out) or label2id != inverse:
+    # label2id only restates id2label; a stale one (other names, e.g. transformers' LABEL_0 defaults) is ignored,
+    # a contradicting one (the same names with other ids) is refused.
+    inverse = {v: i for i, v in out.items()}
+    if isinstance(label2id, dict) and set(label2id) == set(inverse):
+        if len(inverse) != len(out) or label2id != inverse:
             raise ConfigError(f"{source}: label2id {excerpt(label2id)} is not the inverse of id2label "
                               f"{excerpt({str(i): v for i, v in out.items()})}; correct one of them (or remove label2id)")
     return out
@@ -854,29 +857,14 @@ def hf_state_dict(model: PlmModel, only_task_heads: bool = False) -> tuple[dict[
     return out, architecture_for(c, model.task)
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        as_created(tmp)  # mkstemp (and safetensors) create 0600 files; give it the umask's mode
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_pretrained(model: PlmModel, path: str | os.PathLike, only_task_heads: bool = False, tokenizer=None,
                     extra: dict[str, Any] | None = None) -> Path:
     folder = Path(path)
     state, arch = hf_state_dict(model, only_task_heads=only_task_heads)
     plm_extra = {"task": model.task, **(extra or {})}
     hf_config = config_to_hf(model.config, arch, extra=plm_extra)
-    _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
-    _atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(hf_config, indent=2) + "\n"))
+    atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(hf_config, indent=2) + "\n"))
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
     return folder

@@ -247,7 +247,8 @@ class _BiLstmEncoder(nn.Module):
         """Write the folder :func:`load_tagger` reads (``tokenizer`` is accepted and ignored: words are the input)."""
         from safetensors.torch import save_file
 
-        from .hf import CONFIG_NAME, WEIGHTS_NAME, _atomic_write
+        from .._files import atomic_write
+        from .hf import CONFIG_NAME, WEIGHTS_NAME
 
         if self.word_vocab is None or self.label_vocab is None:
             raise UsageError("save_pretrained needs the model's word_vocab and label_vocab (pass them to the constructor)")
@@ -264,10 +265,10 @@ class _BiLstmEncoder(nn.Module):
             cfg["elmo"] = {"num_output_representations": len(e.mixes), "layer_norm": e.mixes[0].layer_norm,
                            "dropout": e.dropout.p, "freeze": e.freeze}
             e.lm.save_pretrained(folder / "elmo")
-        _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
-        _atomic_write(folder / WORDS_NAME, lambda tmp: Path(tmp).write_text("".join(w + "\n" for w in words),
+        atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+        atomic_write(folder / WORDS_NAME, lambda tmp: Path(tmp).write_text("".join(w + "\n" for w in words),
                                                                            encoding="utf-8"))
-        _atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=2) + "\n"))
+        atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=2) + "\n"))
         return folder
 
 
