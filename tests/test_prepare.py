@@ -285,7 +285,8 @@ def test_prepare_cli_and_info(tiny_tok, text_file, tmp_path, capsys):
     corpus = PreparedCorpus(out)
     tok = load_tokenizer(tiny_tok)
     assert corpus.sentence(2).tolist() == tok.encode("a lazy dog.", add_special_tokens=False).ids
-    assert sorted(p.name for p in out.iterdir()) == ["doc_sentence_offsets.npy", "meta.json", "sentence_lengths.npy",
+    assert sorted(p.name for p in out.iterdir()) == [".plmkit-output.json", "doc_sentence_offsets.npy", "meta.json",
+                                                     "sentence_lengths.npy",
                                                      "sentence_offsets.npy", "shards", "tokenizer"]
     assert main(["prepare", "--info", str(out), "--verify"]) == 0
     printed = capsys.readouterr().out

@@ -148,8 +148,9 @@ def test_eval_at_start_logs_step_0_and_leaves_training_unchanged(tmp_path):
 
 
 def test_checkpoint_is_a_model_folder_that_loads_everywhere(tmp_path):
-    Trainer(tiny_model(), cfg(max_steps=2), ToySource(4), tmp_path).train()
-    folder = ckpt.latest_checkpoint(tmp_path)
+    run = tmp_path / "run"
+    Trainer(tiny_model(), cfg(max_steps=2), ToySource(4), run).train()
+    folder = ckpt.latest_checkpoint(run)
     assert folder.name == "step-0000002"
     model = plmkit.from_pretrained(folder)
     assert model.task == "pretraining"
@@ -157,8 +158,10 @@ def test_checkpoint_is_a_model_folder_that_loads_everywhere(tmp_path):
     hf, info = T.BertForPreTraining.from_pretrained(folder, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
     out = tmp_path / "exported"
-    ckpt.export_checkpoint(tmp_path, out)
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    ckpt.export_checkpoint(run, out)
+    assert sorted(p.name for p in out.iterdir()) == [".plmkit-output.json", "config.json", "model.safetensors"]
+    with pytest.raises(PlmkitError, match="lies inside the input folder"):  # never into the run it exports
+        ckpt.export_checkpoint(run, run / "exported")
 
 
 def test_rotation_keeps_last_k(tmp_path):

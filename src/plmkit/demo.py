@@ -18,14 +18,13 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from ._files import output_dir
 
 GENRES = {  # Brown's file prefixes → genre names (cats.txt)
     "a": "news", "b": "editorial", "c": "reviews", "d": "religion", "e": "hobbies", "f": "lore",
@@ -144,6 +143,21 @@ def write_genre_file(files: list[Path], out: Path, limit: int, seed: int, passag
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
+    t_start = time.time()
+    final = Path(cfg.out)
+    # The demo is built in a temporary folder beside --out and swapped in when complete: a failed or interrupted
+    # run leaves an earlier demo (replaced only with --overwrite, and only if plmkit wrote it) as it was.
+    with output_dir(final, "demo", "demo folder", cfg.overwrite, inputs=[cfg.data_dir]) as work:
+        report = _run_demo(cfg, work, final, t_start)
+    print(format_table(report["results"]))
+    print(f"\nreport: {final / 'report.json'}")
+    for p in report["plots"]:
+        print(f"plot:   {p}")
+    print(f"total time: {report['total_s'] / 60:.1f} min")
+    return report
+
+
+def _run_demo(cfg: DemoConfig, out: Path, final: Path, t_start: float) -> dict[str, Any]:
     import torch
 
     from .data import prepare_corpus, read_sentences
@@ -153,17 +167,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     from .tokenization import train_tokenizer
     from .training.pretrain import build_model_config, pretrain
 
-    t_start = time.time()
-    out = Path(cfg.out)
-    if out.exists() and any(out.iterdir()):
-        if not cfg.overwrite:
-            raise UsageError(f"{out} already exists; pass --out to choose another folder or --overwrite to replace it")
-        if not (out / "report.json").exists() and not (out / ".plmkit-demo").exists():
-            raise UsageError(f"{out} is not a demo folder (it has no report.json), so --overwrite will not replace "
-                             "it; choose another --out, e.g. --out runs/demo2")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / ".plmkit-demo").write_text("a plmkit demo run folder\n")
+    def shown(p: Path) -> Path:  # where a file will be once the demo folder is in place
+        return final / Path(p).relative_to(out)
+
     timings: dict[str, float] = {}
 
     # 1. corpus
@@ -179,14 +185,14 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     tok = train_tokenizer("wordpiece", read_sentences(train_files, format="brown"), vocab_size=cfg.vocab_size,
                           lowercase=False)
     tok.save_pretrained(tok_dir)
-    _log(f"trained a cased WordPiece tokenizer ({tok.vocab_size} ids) → {tok_dir}")
+    _log(f"trained a cased WordPiece tokenizer ({tok.vocab_size} ids) → {shown(tok_dir)}")
     timings["tokenizer_s"] = time.time() - t
 
     # 3. prepare
     t = time.time()
     prepared = out / "prepared"
     corpus = prepare_corpus(train_files, prepared, tokenizer=tok_dir, format="brown", progress=True)
-    _log(f"prepared {corpus.num_tokens:,} tokens in {corpus.num_documents} documents → {prepared}")
+    _log(f"prepared {corpus.num_tokens:,} tokens in {corpus.num_documents} documents → {shown(prepared)}")
     timings["prepare_s"] = time.time() - t
 
     # 4. the random-init twin, saved before pretraining, then pretrain
@@ -252,18 +258,13 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         "pretraining": {"preset": cfg.preset, "parameters": PlmModel(mcfg).num_parameters(),
                         "steps": summary["step"], "tokens_seen": summary["tokens_seen"],
                         "final_eval": {k: v for k, v in summary.items() if k.startswith("eval_")},
-                        "checkpoint": str(pretrained_dir)},
+                        "checkpoint": str(shown(pretrained_dir))},
         "results": results, "timings_s": {k: round(v, 1) for k, v in timings.items()},
         "total_s": round(time.time() - t_start, 1),
     }
     plots = make_plots(curve, results, out)
-    report["plots"] = [str(p) for p in plots]
+    report["plots"] = [str(shown(p)) for p in plots]
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(format_table(results))
-    print(f"\nreport: {out / 'report.json'}")
-    for p in plots:
-        print(f"plot:   {p}")
-    print(f"total time: {report['total_s'] / 60:.1f} min")
     return report
 
 

@@ -30,6 +30,7 @@ layer selection and mixing work the same. Any other word-level model plugs in wi
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -42,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._files import output_files
 from .errors import CheckpointError, UsageError
 
 POOLS = ("first", "mean")
@@ -529,6 +531,43 @@ def infer_format(path: str | os.PathLike, fmt: str | None) -> str:
                      ".jsonl, or pass --format npy|safetensors|jsonl")
 
 
+def _reserve(f, size: int) -> None:
+    """Reserve ``size`` bytes for ``f`` now, so that a disk too small fails at once (ENOSPC), not at the end."""
+    try:
+        os.posix_fallocate(f.fileno(), 0, size)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise OSError(e.errno, os.strerror(e.errno), str(f.name)) from None
+        # EOPNOTSUPP/EINVAL: the file system cannot reserve; the sequential writes still report a full disk
+    except AttributeError:  # no posix_fallocate on this platform
+        pass
+
+
+def is_vector_file(path: Path, fmt: str) -> bool:
+    """Whether ``path`` is a vector file as ``plmkit embed`` writes it (so --overwrite may replace it)."""
+    try:
+        if fmt == "npy":
+            if path.name.endswith(".offsets.npy"):
+                return is_vector_file(path.with_name(path.name[:-len(".offsets.npy")] + ".npy"), fmt)
+            with open(path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(f)
+            return dtype == np.dtype("<f4") and len(shape) == 2 and offsets_path(path).is_file()
+        if fmt == "safetensors":
+            with open(path, "rb") as f:
+                n = int.from_bytes(f.read(8), "little")
+                if not 0 < n < 1 << 24:
+                    return False
+                header = json.loads(f.read(n))
+            return {"vectors", "offsets"} <= set(header) and "layers" in header.get("__metadata__", {})
+        with open(path, encoding="utf-8") as f:
+            first = f.readline()
+        return first == "" or set(json.loads(first)) == {"words", "vectors"}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
+
+
 def offsets_path(path: str | os.PathLike) -> Path:
     """The sentence index written beside a ``.npy`` output: ``vectors.npy`` → ``vectors.offsets.npy``."""
     p = Path(path)
@@ -548,35 +587,39 @@ class VectorWriter:
     """
 
     def __init__(self, path: str | os.PathLike, fmt: str, sentence_lengths: Sequence[int],
-                 metadata: dict[str, Any], overwrite: bool = False):
+                 metadata: dict[str, Any], overwrite: bool = False, inputs: Sequence[Any] = ()):
         self.path = Path(path)
         self.fmt = fmt
         self.lengths = [int(n) for n in sentence_lengths]
         self.metadata = metadata
         self.targets = [self.path] + ([offsets_path(self.path)] if fmt == "npy" else [])
-        for t in self.targets:
-            if t.exists() and not overwrite:
-                raise UsageError(f"{t} already exists; choose another --out or pass --overwrite")
-            if t.is_dir():
-                raise UsageError(f"{t} is a folder; --out must name a file")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = [t.with_name(f".{t.name}.{os.getpid()}.tmp") for t in self.targets]
+        # Locked, checked against the inputs, written beside the targets and swapped in by close() (_files).
+        self._stack = contextlib.ExitStack()
+        self.tmp = self._stack.enter_context(output_files(
+            self.targets, "vector file", overwrite=overwrite, is_ours=lambda p: is_vector_file(p, fmt),
+            inputs=inputs))
         self.total = sum(self.lengths)
         self.count = 0  # sentences written
         self.row = 0  # words written
-        self._array: np.ndarray | None = None
         self._file = None
         self.dim: int | None = None
 
     def _open(self, dim: int) -> None:
         self.dim = dim
-        if self.fmt == "npy":
-            self._array = np.lib.format.open_memmap(self.tmp[0], mode="w+", dtype=np.float32, shape=(self.total, dim))
-        elif self.fmt == "safetensors":
-            self._file = open(self.tmp[0], "wb")
-            self._safetensors_header(dim)
-        else:
+        if self.fmt == "jsonl":
             self._file = open(self.tmp[0], "w", encoding="utf-8")
+            return
+        # Written sequentially, never through a memory map: a full disk is an OSError (ENOSPC) that is
+        # reported, not a SIGBUS. The space is reserved up front where the file system allows it.
+        self._file = open(self.tmp[0], "wb")
+        if self.fmt == "npy":
+            header = {"descr": "<f4", "fortran_order": False, "shape": (self.total, dim)}
+            np.lib.format.write_array_header_1_0(self._file, header)
+            size = self._file.tell() + self.total * dim * 4
+        else:
+            self._safetensors_header(dim)
+            size = self._file.tell() + self.total * dim * 4 + (len(self.lengths) + 1) * 8
+        _reserve(self._file, size)
 
     def _safetensors_header(self, dim: int) -> None:
         # safetensors layout: u64 header size, JSON header, then raw little-endian tensor bytes.
@@ -600,9 +643,7 @@ class VectorWriter:
         if self.dim is None:
             self._open(int(vectors.shape[1]) if vectors.ndim == 2 and vectors.shape[1] else 0)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if self.fmt == "npy":
-            self._array[self.row:self.row + n] = vectors
-        elif self.fmt == "safetensors":
+        if self.fmt in ("npy", "safetensors"):
             self._file.write(vectors.astype("<f4").tobytes())
         else:
             self._file.write(json.dumps({"words": list(words), "vectors": vectors.tolist()}, ensure_ascii=False) + "\n")
@@ -617,9 +658,7 @@ class VectorWriter:
             self._open(dim_if_empty)
         offsets = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
         if self.fmt == "npy":
-            self._array.flush()
-            del self._array
-            self._array = None
+            self._file.close()
             with open(self.tmp[1], "wb") as f:  # a file handle: np.save would append ".npy" to a name
                 np.save(f, offsets)
         elif self.fmt == "safetensors":
@@ -627,15 +666,11 @@ class VectorWriter:
             self._file.close()
         else:
             self._file.close()
-        for tmp, target in zip(self.tmp, self.targets):
-            os.replace(tmp, target)
+        self._stack.close()  # moves the files into place
         return self.targets
 
     def abort(self) -> None:
         """Remove the temporary files (after an error)."""
         if self._file is not None and not self._file.closed:
             self._file.close()
-        self._array = None
-        for t in self.tmp:
-            if t.exists():
-                t.unlink()
+        self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)

@@ -553,10 +553,6 @@ class FinetuneConfig:
     # Cache the frozen biLM's layer states once per sentence (None: when they fit in ELMO_CACHE_MAX_BYTES).
     elmo_cache: bool | None = None
 
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
     def __post_init__(self) -> None:
         # Types and ranges of every field (paths may be str or os.PathLike), before anything is read.
         check_fields(self, "finetune settings", ranges=FINETUNE_RANGES, paths=("model", "train", "out", "eval", "elmo"))
@@ -574,6 +570,10 @@ FINETUNE_RANGES: dict[str, Any] = {
                      "save_minutes"), NONNEG),
     "eval_split": UNIT_OPEN, "split_seed": SEED,
 }
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -669,18 +669,36 @@ def evaluate_sets(model, data: TaskData, cfg: FinetuneConfig, pad_id: int, optio
 
 
 def _out_ready(out: Path, resume: bool) -> None:
+    """Fail fast, writing nothing, unless ``out`` may take this fine-tuning run (new, empty, or to --resume)."""
+    from .training import checkpoint as ckpt
+
     if (out / "metrics.json").exists():
         raise UsageError(f"{out} already holds a finished fine-tuning run (metrics.json); choose a new --out "
                          "(plmkit never overwrites results)")
-    if resume:
+    if resume or ckpt.is_dead_attempt(out):
         return
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or ckpt.run_contents(out)):
         raise UsageError(f"{out} exists and is not empty; choose a new --out, or add --resume to continue an "
                          "interrupted run in it")
 
 
 def finetune(cfg: FinetuneConfig) -> dict[str, Any]:
-    """Fine-tune (one run per seed), evaluate, save the model folder(s) and metrics.json; returns the summary."""
+    """Fine-tune (one run per seed), evaluate, save the model folder(s) and metrics.json; returns the summary.
+
+    The run folder ``cfg.out`` is locked while it runs (one writer per folder), may not be or sit inside
+    one of the inputs, and a run that fails before it has saved anything worth resuming takes back what it
+    wrote (see :mod:`plmkit._files`).
+    """
+    from ._files import run_folder
+    from .training import checkpoint as ckpt
+
+    inputs = [cfg.model, cfg.train, *(cfg.eval or []), cfg.elmo]
+    with run_folder(cfg.out, "finetune-run", inputs=inputs, accept=lambda p: _out_ready(p, cfg.resume),
+                    worth_keeping=ckpt.worth_keeping):
+        return _finetune(cfg)
+
+
+def _finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     from .models import from_pretrained
     from .training.checkpoint import write_json_atomic
 
@@ -1261,6 +1279,11 @@ def evaluate_squad_predictions(task: str, eval_file: str | Path, predictions_fil
             if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not math.isfinite(prob):
                 raise DataError(f"{na_probs_file}: the no-answer probability of {excerpt(qid)} is {excerpt(prob)}, "
                                 "expected a finite number")
+        missing = [qid for qid in preds if qid not in na]
+        if missing:  # the official script would stop with a KeyError
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            raise DataError(f"{na_probs_file}: no no-answer probability for question {excerpt(missing[0])}{more} of "
+                            f"{predictions_file}; it needs one for every predicted question")
     if spec.name == "korquad":
         metrics = M.korquad_evaluate(dataset["data"], preds)
     elif M.squad_version(dataset) == "2.0" or na_probs_file is not None:
@@ -1276,12 +1299,13 @@ def predict(task: str, model_dir: str | Path, input_file: str | Path, out_file: 
             options: TaskOptions | None = None, explicit: Sequence[str] = (), batch_size: int = 64,
             bf16: bool = False, device: str = "auto", overwrite: bool = False) -> dict[str, Any]:
     """Predict for an (unlabelled) file and write the predictions; returns counts."""
-    from .training.checkpoint import write_json_atomic
+    from ._files import check_files, output_files
 
     out = Path(out_file)
-    for path in (out, out.with_name(out.stem + ".null_odds.json")):
-        if path.exists() and not overwrite and (path == out or get_task(task).family == "squad"):
-            raise UsageError(f"{path} already exists; choose another --out (plmkit never overwrites files)")
+    family = get_task(task).family
+    targets = [out] + ([out.with_name(out.stem + ".null_odds.json")] if family == "squad" else [])
+    inputs = [model_dir, input_file]
+    check_files(targets, "prediction file", overwrite, inputs=inputs)  # before any work
     model, tokenizer, spec, labels, opts = load_finetuned(task, model_dir, options, explicit)
     model.to(choose_device(device))
     feat, pad_id = _loaded_featurizer(model, tokenizer, spec, labels, opts)
@@ -1295,37 +1319,35 @@ def predict(task: str, model_dir: str | Path, input_file: str | Path, out_file: 
     feats = feat(ex, False, input_file)
     outputs = run_model(model, feats, batch_size, pad_id, bf16)
     scored = decode(spec, ex, feats, outputs, labels, opts, version_2=v2)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if spec.family == "squad":
-        write_json_atomic(out, scored.extra["predictions"])
-        if v2:
-            write_json_atomic(out.with_name(out.stem + ".null_odds.json"), scored.extra["null_odds"])
-    else:
-        _write_predictions(spec, ex, scored, out)
+    if spec.family == "squad" and not v2:
+        targets = targets[:1]  # SQuAD 1.1 has no no-answer odds
+    with output_files(targets, "prediction file", overwrite, inputs=inputs) as tmps:
+        if spec.family == "squad":
+            Path(tmps[0]).write_text(json.dumps(scored.extra["predictions"], indent=2), encoding="utf-8")
+            if v2:
+                Path(tmps[1]).write_text(json.dumps(scored.extra["null_odds"], indent=2), encoding="utf-8")
+        else:
+            _write_predictions(spec, ex, scored, out, tmps[0])
     return {"task": spec.name, "examples": len(ex), "out": str(out)}
 
 
-def _write_predictions(spec: TaskSpec, examples: Sequence, scored: Scored, out: Path) -> None:
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            if spec.family == "tagging":
-                if out.suffix in (".jsonl", ".json"):
-                    for e, tags in zip(examples, scored.predictions):
-                        f.write(json.dumps({"id": e.guid, "tokens": e.tokens, "tags": tags}, ensure_ascii=False) + "\n")
-                else:  # CoNLL style: token<TAB>tag, blank line between sentences
-                    for e, tags in zip(examples, scored.predictions):
-                        f.write("".join(f"{w}\t{t}\n" for w, t in zip(e.tokens, tags)) + "\n")
-            elif out.suffix == ".tsv":  # GLUE submission format
-                f.write("index\tprediction\n")
-                for e, p in zip(examples, scored.predictions):
-                    f.write(f"{e.guid}\t{p:.3f}\n" if isinstance(p, float) else f"{e.guid}\t{p}\n")
-            else:
-                for e, p in zip(examples, scored.predictions):
-                    f.write(json.dumps({"id": e.guid, "prediction": p}, ensure_ascii=False) + "\n")
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _write_predictions(spec: TaskSpec, examples: Sequence, scored: Scored, out: Path, tmp: Path) -> None:
+    """Write predictions for ``out`` (its suffix picks the format) into the file ``tmp``."""
+    with open(tmp, "w", encoding="utf-8") as f:
+        if spec.family == "tagging":
+            if out.suffix in (".jsonl", ".json"):
+                for e, tags in zip(examples, scored.predictions):
+                    f.write(json.dumps({"id": e.guid, "tokens": e.tokens, "tags": tags}, ensure_ascii=False) + "\n")
+            else:  # CoNLL style: token<TAB>tag, blank line between sentences
+                for e, tags in zip(examples, scored.predictions):
+                    f.write("".join(f"{w}\t{t}\n" for w, t in zip(e.tokens, tags)) + "\n")
+        elif out.suffix == ".tsv":  # GLUE submission format
+            f.write("index\tprediction\n")
+            for e, p in zip(examples, scored.predictions):
+                f.write(f"{e.guid}\t{p:.3f}\n" if isinstance(p, float) else f"{e.guid}\t{p}\n")
+        else:
+            for e, p in zip(examples, scored.predictions):
+                f.write(json.dumps({"id": e.guid, "prediction": p}, ensure_ascii=False) + "\n")
 
 
 __all__ = ["TaskSpec", "TASKS", "get_task", "TaskOptions", "FinetuneConfig", "finetune", "evaluate",

@@ -96,7 +96,22 @@ def main(argv: list[str] | None = None) -> int:
         warnings.formatwarning = original_format
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that every ``finally`` runs: temporary outputs are removed,
+    worker processes stopped and locks released, as after Ctrl-C (the trainer saves a checkpoint first)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def _run(args, debug: bool) -> int:
+    import signal
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (library use): leave signals alone
+        previous = None
     try:
         result = args.func(args)
         return int(result or 0)
@@ -104,6 +119,10 @@ def _run(args, debug: bool) -> int:
         if debug:
             raise
         return report(str(e), e.exit_code)
+    except Terminated:
+        if debug:
+            raise
+        return report("terminated (SIGTERM); partial output was removed, earlier output left as it was", 143)
     except KeyboardInterrupt:
         if debug:
             raise
@@ -132,6 +151,9 @@ def _run(args, debug: bool) -> int:
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
         return report(f"{e.strerror or e}{where}; check the path, the disk and its permissions (--debug shows "
                       "where it happened)", 1)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def entry() -> None:

@@ -65,7 +65,8 @@ def run(args) -> int:
                         batch_size=args.batch_size, max_length=args.max_length, stride=args.stride,
                         device=default_device(args.device))
     words = [split_words(t)[1] for t in texts]
-    writer = VectorWriter(args.out, fmt, [len(w) for w in words], embedder.describe(), overwrite=args.overwrite)
+    writer = VectorWriter(args.out, fmt, [len(w) for w in words], embedder.describe(), overwrite=args.overwrite,
+                          inputs=[*args.inputs, args.model])
     bar = progress_bar(len(texts), "embedding")
     try:
         for start in range(0, len(texts), CHUNK):

@@ -232,11 +232,13 @@ def _bilstm_settings(args) -> dict:
 
 
 def run_evaluate(args) -> int:
+    from .._files import check_files, output_files
     from ..finetune import evaluate, evaluate_squad_predictions
 
     out = Path(args.out) if args.out else None
-    if out is not None and out.exists():
-        raise UsageError(f"{out} already exists; choose another --out (plmkit never overwrites files)")
+    inputs = [args.model, args.predictions, args.na_probs, *(args.eval or [])]
+    if out is not None:
+        check_files([out], "metrics file", inputs=inputs)  # before any work
     if args.predictions:
         if len(args.eval) != 1:
             raise UsageError("--predictions scores one --eval file")
@@ -251,10 +253,8 @@ def run_evaluate(args) -> int:
     text = json.dumps(result["metrics"], indent=2, ensure_ascii=False)
     print(text)
     if out is not None:
-        from ..training.checkpoint import write_json_atomic
-
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out, result)
+        with output_files([out], "metrics file", inputs=inputs) as (tmp,):
+            tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return 0
 
 

@@ -64,10 +64,6 @@ def _help(p: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _is_tokenizer_dir(path) -> bool:
-    return (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file()
-
-
 class _Texts:
     """The sentences of the inputs, readable more than once (a unigram vocabulary smaller than the text's
     alphabet reads them twice: see ``train_tokenizer``)."""
@@ -81,19 +77,20 @@ class _Texts:
 
 def run_train(args: argparse.Namespace) -> int:
     from ..data.readers import CorpusReader
-    from ..data.shards import atomic_output_dir, check_output
+    from .._files import check_output_dir, output_dir
     from ..tokenization import train_tokenizer
 
     if args.max_sentences is not None and args.max_sentences < 1:
         raise UsageError(f"--max-sentences must be at least 1, got {args.max_sentences}")
-    check_output(args.out, args.overwrite, _is_tokenizer_dir, "tokenizer folder")
+    check_output_dir(args.out, "tokenizer", "tokenizer folder", args.overwrite, inputs=args.inputs)
     reader = CorpusReader(args.inputs, reader_options(args))
     start = time.perf_counter()
-    tok = train_tokenizer(args.kind, _Texts(reader, show_progress(args)), vocab_size=args.vocab_size,
-                          lowercase=args.lowercase, strip_accents=args.strip_accents,
-                          max_sentences=args.max_sentences, min_frequency=args.min_frequency, seed=args.seed,
-                          show_progress=show_progress(args), byte_fallback=args.byte_fallback)
-    with atomic_output_dir(args.out, args.overwrite, _is_tokenizer_dir, "tokenizer folder") as tmp:
+    # The folder is locked (and the inputs checked) for the whole run; it appears only once complete.
+    with output_dir(args.out, "tokenizer", "tokenizer folder", args.overwrite, inputs=args.inputs) as tmp:
+        tok = train_tokenizer(args.kind, _Texts(reader, show_progress(args)), vocab_size=args.vocab_size,
+                              lowercase=args.lowercase, strip_accents=args.strip_accents,
+                              max_sentences=args.max_sentences, min_frequency=args.min_frequency, seed=args.seed,
+                              show_progress=show_progress(args), byte_fallback=args.byte_fallback)
         tok.save_pretrained(tmp)
     info = tok.init_kwargs.get("plmkit", {})
     read = sum(s.sentences for s in reader.sources)

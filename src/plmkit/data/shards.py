@@ -10,6 +10,7 @@ corpus serves BERT, RoBERTa, ALBERT, the causal LM and (with ``--word-level``) E
 
 Layout of a prepared folder::
 
+    .plmkit-output.json        ownership marker (plmkit._files): --overwrite replaces only such a folder
     meta.json                  counts, tokenizer hash and vocabulary size, sources (size, sha256),
                                shards (token ranges, sha256), reader options
     tokenizer/                 the tokenizer used (tokenizer.json + side files)
@@ -34,7 +35,6 @@ is replaced only after the new one is finished, and only if it is a plmkit outpu
 from __future__ import annotations
 
 import collections
-import contextlib
 import datetime
 import hashlib
 import itertools
@@ -42,19 +42,18 @@ import json
 import multiprocessing
 import os
 import queue
-import shutil
 import signal
-import tempfile
+import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .._files import as_created
+from .._files import check_output_dir, output_dir
 from ..errors import CheckpointError, DataError, UsageError, excerpt, type_name
 from tokenizers import Tokenizer as FastTokenizer
 
@@ -84,52 +83,12 @@ def is_prepared_corpus(path: Path) -> bool:
         return False
 
 
-def check_output(out: str | os.PathLike, overwrite: bool, is_ours: Callable[[Path], bool] = is_prepared_corpus,
-                 what: str = "prepared corpus") -> Path:
-    """Fail fast when ``out`` exists (without ``overwrite``), or is not something plmkit may replace."""
-    out = Path(out)
-    if out.exists() or out.is_symlink():
-        if not out.is_dir():
-            raise UsageError(f"output {out} exists and is not a folder; choose another --out")
-        if not overwrite:
-            raise UsageError(f"output folder {out} already exists; pass --overwrite to replace it, or choose another "
-                             "--out")
-        if any(out.iterdir()) and not is_ours(out):
-            raise UsageError(f"--overwrite refuses to replace {out}: it is not a {what} written by plmkit (nothing "
-                             "was changed); choose another --out or remove it yourself")
-    return out
+KIND = "prepared-corpus"
 
 
-@contextlib.contextmanager
-def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False,
-                      is_ours: Callable[[Path], bool] = is_prepared_corpus,
-                      what: str = "prepared corpus") -> Iterator[Path]:
-    """Yield a temporary folder next to ``out``; on success it becomes ``out``, on any error it is removed.
-
-    An existing ``out`` is replaced (with ``overwrite``) only after the new folder is complete.
-    """
-    out = check_output(out, overwrite, is_ours, what)
-    parent = out.absolute().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-        as_created(tmp, directory=True)
-    except OSError as e:
-        raise UsageError(f"cannot write the output folder {out} ({e.strerror or e}); choose a writable --out") \
-            from None
-    try:
-        yield tmp
-        check_output(out, overwrite, is_ours, what)  # it may have appeared meanwhile
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
-            os.replace(out, old / "x")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def atomic_output_dir(out: str | os.PathLike, overwrite: bool = False, inputs: Iterable[Any] = ()):
+    """The prepared corpus' output folder, built beside ``out`` and swapped in when complete (see :mod:`plmkit._files`)."""
+    return output_dir(out, KIND, "prepared corpus", overwrite=overwrite, inputs=inputs)
 
 
 # ------------------------------------------------------------------------------------ writing
@@ -374,7 +333,7 @@ def write_prepared(out_dir: str | os.PathLike, tokenizer_dir: str | os.PathLike,
     writer ``prepare_corpus`` uses.
     """
     tok = load_tokenizer(tokenizer_dir)
-    with atomic_output_dir(out_dir, overwrite) as tmp:
+    with atomic_output_dir(out_dir, overwrite, [tokenizer_dir]) as tmp:
         tok.save_pretrained(tmp / "tokenizer")
         writer = ShardWriter(tmp, tok.vocab_size, shard_tokens)
         try:
@@ -500,11 +459,28 @@ _worker_tokenizer: Any = None
 
 
 def _init_worker(tokenizer_json: str) -> None:
-    """Worker process set-up: the parent handles Ctrl-C (and stops the pool); one tokenizer thread."""
+    """Worker process set-up: one tokenizer thread; the parent handles Ctrl-C and SIGTERM (it stops the pool and
+    removes the partial output), and a worker whose parent was killed (``kill -9``) is killed too."""
     global _worker_tokenizer
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     _worker_tokenizer = FastTokenizer.from_str(tokenizer_json)
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel send SIGKILL to this process when its parent dies (``prctl(PR_SET_PDEATHSIG)``)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the call
+        os._exit(1)
 
 
 def _encode_job(texts: list[str], dtype: str, word_level: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -587,7 +563,9 @@ def prepare_corpus(inputs: str | os.PathLike | Iterable[str | os.PathLike], out_
         raise UsageError("--vocab-size and --min-count apply only with --word-level")
     if vocab_size is not None and min_count is not None:
         raise UsageError("pass either --vocab-size or --min-count, not both")
-    check_output(out_dir, overwrite)
+    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    named_inputs = [*inputs, tokenizer]
+    check_output_dir(out_dir, KIND, "prepared corpus", overwrite, named_inputs)  # fail before reading
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
     workers = workers or default_workers()
@@ -603,7 +581,7 @@ def prepare_corpus(inputs: str | os.PathLike | Iterable[str | os.PathLike], out_
     dtype = token_dtype(tok.vocab_size)
     is_word_level = tok.kind == "wordlevel"
 
-    with atomic_output_dir(out_dir, overwrite) as tmp:
+    with atomic_output_dir(out_dir, overwrite, named_inputs) as tmp:
         tok.save_pretrained(tmp / "tokenizer")
         writer = ShardWriter(tmp, tok.vocab_size, shard_tokens)
         try:
@@ -992,4 +970,4 @@ def _sha256_file(path: Path) -> str:
 
 
 __all__ = ["PreparedCorpus", "ShardWriter", "write_prepared", "prepare_corpus", "encodings_to_arrays", "token_dtype",
-           "atomic_output_dir", "check_output", "is_prepared_corpus", "default_workers", "SHARD_TOKENS"]
+           "atomic_output_dir", "is_prepared_corpus", "default_workers", "SHARD_TOKENS"]

@@ -32,7 +32,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .._files import as_created
+from .._files import as_created, fsync_dir, output_dir, write_json_atomic  # noqa: F401 (re-exported)
 from ..errors import CheckpointError, PlmkitError
 
 STATE_NAME = "trainer_state.json"
@@ -56,33 +56,6 @@ def disk_full(e: BaseException) -> bool:
         return e.errno in (errno.ENOSPC, errno.EDQUOT)
     text = str(e)
     return "os error 28" in text or "os error 122" in text or "No space left on device" in text
-
-
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        as_created(tmp)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # ----------------------------------------------------------------------------- optimizer / rng
@@ -190,8 +163,9 @@ def save_checkpoint(run_dir: Path, step: int, model, optimizer: torch.optim.Opti
         prev = latest_checkpoint(run_dir, verify=False)
         keep = f"; the previous checkpoint {prev} is intact" if prev else ""
         if disk_full(e):
+            then = "resume with --resume" if prev else "run the same command again (nothing was saved yet)"
             raise CheckpointError(f"no space left on the device while saving checkpoint {final}{keep}. "
-                                  "Free disk space (or lower --keep-last) and resume with --resume") from None
+                                  f"Free disk space (or lower --keep-last) and {then}") from None
         raise CheckpointError(f"could not save checkpoint {final}: {e}{keep}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -300,17 +274,24 @@ _LABELS = {"tokenizer_hash": "tokenizer hash", "corpus": "prepared data", "train
 
 
 def file_identity(path: str | os.PathLike) -> dict[str, Any]:
-    """``{"path", "size", "sha256"}`` of a file (or, for a folder, of all its files by relative name)."""
+    """``{"path", "size", "sha256"}`` of a file (or, for a folder or a glob such as ``brown/c[a-r]?2``, of all its
+    files by relative name)."""
+    import glob
+
     p = Path(path)
+    if p.is_file():
+        return {"path": str(p.resolve()), "size": p.stat().st_size, "sha256": sha256(p)}
     if p.is_dir():
-        h = hashlib.sha256()
-        size = 0
-        for f in sorted(x for x in p.rglob("*") if x.is_file()):
-            n = f.stat().st_size
-            size += n
-            h.update(f"{f.relative_to(p).as_posix()}\0{n}\0{sha256(f)}\n".encode())
-        return {"path": str(p.resolve()), "size": size, "sha256": h.hexdigest()}
-    return {"path": str(p.resolve()), "size": p.stat().st_size, "sha256": sha256(p)}
+        root, files = p, [x for x in p.rglob("*") if x.is_file()]
+    else:
+        root, files = Path(os.sep), [Path(x).resolve() for x in glob.glob(str(p)) if Path(x).is_file()]
+    h = hashlib.sha256()
+    size = 0
+    for f in sorted(files):
+        n = f.stat().st_size
+        size += n
+        h.update(f"{f.relative_to(root).as_posix()}\0{n}\0{sha256(f)}\n".encode())
+    return {"path": str(p.resolve()) if p.exists() else str(path), "size": size, "sha256": h.hexdigest()}
 
 
 def _show(value: Any) -> str:
@@ -373,13 +354,10 @@ def export_checkpoint(run_dir: Path, out: Path, step: int | None = None, overwri
         if problem:
             raise CheckpointError(f"checkpoint {src} is damaged: {problem}; export another --step (or leave --step "
                                   "out for the newest good one)")
-    from ..data.shards import atomic_output_dir
-
     trainer_files = {STATE_NAME, "optimizer.safetensors", "optimizer.json"}
-    empty = out.is_dir() and not any(out.iterdir())
-    # Written next to `out` and renamed into place when complete; --overwrite replaces only a model folder.
-    with atomic_output_dir(out, overwrite or empty, is_ours=lambda p: (p / "config.json").is_file(),
-                           what="model folder") as tmp:
+    # Built next to `out` and swapped in when complete; --overwrite replaces only a model folder plmkit exported,
+    # and `out` may not be (or sit inside) the run, its checkpoints included.
+    with output_dir(out, "model", "model folder", overwrite, inputs=[run_dir]) as tmp:
         for p in src.iterdir():
             # Pickle-format files (pytorch_model.bin, optimizer.pt, training_args.bin ...) are never plmkit's:
             # they are not carried into a model folder that others will load.
@@ -389,3 +367,53 @@ def export_checkpoint(run_dir: Path, out: Path, step: int | None = None, overwri
                     and p.suffix not in PICKLE_SUFFIXES:
                 shutil.copy2(p, tmp / p.name)
     return out
+
+
+# ----------------------------------------------------------------------------- run folders
+# What the trainer writes at the top of a run folder (besides plmkit's marker and lock, see plmkit._files).
+RUN_ENTRIES = frozenset({"run.json", "metrics.jsonl", "tb", "checkpoints"})
+
+
+def run_contents(out: Path) -> list[str]:
+    """The names in run folder ``out`` other than plmkit's own marker and lock (empty when it does not exist)."""
+    from .._files import LOCK, MARKER
+
+    if not Path(out).is_dir():
+        return []
+    return sorted(p.name for p in Path(out).iterdir() if p.name not in (LOCK, MARKER))
+
+
+def worth_keeping(out: Path) -> bool:
+    """Whether run folder ``out`` holds something worth resuming or using: a checkpoint or a finished model."""
+    out = Path(out)
+    return bool(list_checkpoints(out)) or any(out.rglob(STATE_NAME)) or any(out.rglob("config.json")) \
+        or any(out.rglob("metrics.json"))
+
+
+def is_dead_attempt(out: Path) -> bool:
+    """Whether ``out`` holds only an attempt killed before its first checkpoint (nothing in it worth resuming).
+
+    Only a folder that plmkit marked as a run and that holds nothing but the trainer's own files and no
+    checkpoint qualifies.
+    """
+    from .._files import read_marker
+
+    out = Path(out)
+    marker = read_marker(out)
+    names = set(run_contents(out))
+    if marker is None or marker.get("kind") not in ("run", "finetune-run") or not names or not names <= RUN_ENTRIES:
+        return False
+    return not (list_checkpoints(out) or (checkpoint_dir(out) / LATEST).exists())
+
+
+def clear_dead_attempt(out: Path) -> bool:
+    """Remove a dead attempt's files (see :func:`is_dead_attempt`) so that the same command runs again."""
+    if not is_dead_attempt(out):
+        return False
+    for name in run_contents(out):
+        p = Path(out) / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+    return True

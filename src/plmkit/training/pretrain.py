@@ -279,18 +279,10 @@ def _choose(spec: int | str, tcfg: TrainConfig, model: nn.Module, stream, d) -> 
                               world_size=d.world_size, dist=d)
 
 
-def pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping[str, Any] | None = None,
+def _pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping[str, Any] | None = None,
              flags: Mapping[str, Any] | None = None, resume: bool = False, eval_batches: int = 20,
              eval_fraction: float = 0.02, verify_data: bool = True) -> dict[str, Any]:
-    """Pretrain ``preset`` on the prepared corpus ``data`` into run folder ``out``; returns the summary.
-
-    ``flags`` are explicit settings (from the command line) that win over ``overrides``: any
-    ``TrainConfig`` field, plus ``max_length`` and ``micro_batch`` (M or ``"auto"``: split the per-process
-    ``batch_size`` into micro-batches of M rows accumulated by the trainer's ``grad_accum``; see
-    :mod:`plmkit.training.autobatch`). ``verify_data`` checks the SHA-256 of every shard and
-    index file against the corpus' ``meta.json`` before training (about 1.4 GB/s on one core; file
-    sizes are always checked), so a damaged shard stops the run at the start with a message naming it.
-    """
+    """:func:`pretrain` with the run folder locked."""
     from ..data import PreparedCorpus
     from ..data.objectives import PretrainingStream, data_config_from_preset
     from . import distributed as distr
@@ -378,3 +370,31 @@ def pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping[
                       evaluate=lambda m: evaluate_pretraining(m, eval_list, d.device, tcfg.bf16),
                       model_extra={"preset": preset, "data_config": dcfg.to_dict()})
     return trainer.train()
+
+
+def pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping[str, Any] | None = None,
+             flags: Mapping[str, Any] | None = None, resume: bool = False, eval_batches: int = 20,
+             eval_fraction: float = 0.02, verify_data: bool = True) -> dict[str, Any]:
+    """Pretrain ``preset`` on the prepared corpus ``data`` into run folder ``out``; returns the summary.
+
+    ``flags`` are explicit settings (from the command line) that win over ``overrides``: any
+    ``TrainConfig`` field, plus ``max_length`` and ``micro_batch`` (M or ``"auto"``: split the per-process
+    ``batch_size`` into micro-batches of M rows accumulated by the trainer's ``grad_accum``; see
+    :mod:`plmkit.training.autobatch`). ``verify_data`` checks the SHA-256 of every shard and
+    index file against the corpus' ``meta.json`` before training (about 1.4 GB/s on one core; file
+    sizes are always checked), so a damaged shard stops the run at the start with a message naming it.
+    """
+    import os
+
+    from .._files import run_folder
+    from . import checkpoint as ckpt
+
+    # One writer per run folder (rank 0 holds the lock under torchrun); a run that fails before it has saved
+    # anything worth resuming takes back what it wrote, so that the corrected command runs again.
+    from .trainer import check_run_out
+
+    single = int(os.environ.get("WORLD_SIZE", "1")) == 1
+    with run_folder(out, "run", inputs=[data], accept=lambda p: check_run_out(p, resume, allow_dead=single),
+                    worth_keeping=ckpt.worth_keeping, lock=int(os.environ.get("RANK", "0")) == 0):
+        return _pretrain(preset, data, out, overrides=overrides, flags=flags, resume=resume, eval_batches=eval_batches,
+                         eval_fraction=eval_fraction, verify_data=verify_data)

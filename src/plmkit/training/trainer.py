@@ -223,6 +223,30 @@ class NonFiniteLoss(PlmkitError):
 LOSS_PARTS = ("mlm_loss", "pair_loss", "forward_loss", "backward_loss")
 
 
+def check_run_out(out: str | os.PathLike, resume: bool, allow_dead: bool = True) -> None:
+    """Fail fast, writing nothing, unless run folder ``out`` may take this run.
+
+    Without ``resume``: a new or empty folder, or (``allow_dead``) an attempt that was killed before its
+    first checkpoint. With ``resume``: a run with a checkpoint, or one that stopped before its first.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder; choose a new --out")
+    existing = ckpt.list_checkpoints(out)
+    if resume:
+        if not existing and not ((out / "run.json").exists() or (out / "metrics.jsonl").exists()):
+            raise PlmkitError(f"--resume: {out} has no checkpoint to resume from; start without --resume")
+        return
+    if allow_dead and ckpt.is_dead_attempt(out):
+        return
+    if existing or (out / "metrics.jsonl").exists():
+        raise PlmkitError(f"{out} already holds a run; continue it with --resume, or choose a new --out "
+                          "(plmkit never overwrites a run)")
+    if ckpt.run_contents(out):
+        raise UsageError(f"--out {out} exists and is not an empty folder (nor a plmkit run); choose a new --out "
+                         "(plmkit writes only into a new or empty folder)")
+
+
 def _read_log_window(saved: Any) -> dict[str, Any] | None:
     """The log window a checkpoint recorded (steps since the last log line), or None when absent or malformed."""
     if not isinstance(saved, dict):
@@ -298,24 +322,21 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
     def _prepare_out_dir(self) -> Path | None:
+        """The checkpoint to resume from (None: start at step 0), after :func:`check_run_out` accepted ``out``."""
         out = self.out_dir
-        existing = ckpt.list_checkpoints(out)
+        single = self.dist.world_size == 1
+        check_run_out(out, self.resume, allow_dead=single)
         if self.resume:
-            if not existing:
-                if (out / "run.json").exists() or (out / "metrics.jsonl").exists():
-                    # The run stopped (or was killed) before its first checkpoint: start it again from step 0.
-                    if self.dist.is_main:
-                        print(f"plmkit: note: {out} has no checkpoint yet (the run stopped before its first save); "
-                              "starting it again from step 0", file=sys.stderr)
-                    return None
-                raise PlmkitError(f"--resume: {out} has no checkpoint to resume from; start without --resume")
+            if not ckpt.list_checkpoints(out):
+                # The run stopped (or was killed) before its first checkpoint: start it again from step 0.
+                if self.dist.is_main:
+                    print(f"plmkit: note: {out} has no checkpoint yet (the run stopped before its first save); "
+                          "starting it again from step 0", file=sys.stderr)
+                return None
             return ckpt.latest_checkpoint(out)
-        if existing or (out / "metrics.jsonl").exists():
-            raise PlmkitError(f"{out} already holds a run; continue it with --resume, or choose a new --out "
-                              "(plmkit never overwrites a run)")
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise UsageError(f"--out {out} exists and is not an empty folder (nor a plmkit run); choose a new --out "
-                             "(plmkit writes only into a new or empty folder)")
+        if single and ckpt.clear_dead_attempt(out):
+            print(f"plmkit: note: {out} held an attempt that stopped before its first checkpoint (nothing to resume); "
+                  "starting the run again", file=sys.stderr)
         return None
 
     def _check_resume_config(self, state: dict[str, Any], folder: Path) -> None:
