@@ -152,8 +152,12 @@ def test_squad_v1_finetune_and_official_rescoring(tiny_dir, data_dir, tmp_path, 
     out = tmp_path / "squad"
     assert run("finetune", "squad", "--model", tiny_dir, "--train", train, "--eval", train, "--out", out,
                "--doc-stride", "24", "--max-steps", "3", *FAST, "--max-length", "96") == 0
-    m = json.loads((out / "metrics.json").read_text())["metrics"]
-    assert {"exact_match", "f1", "total"} <= set(m)
+    result = json.loads((out / "metrics.json").read_text())
+    m = result["metrics"]
+    assert {"exact_match", "f1", "total"} <= set(m) and 0 <= m["exact_match"] <= m["f1"] <= 1
+    # The official script's names and 0-100 scale, beside plmkit's fractions.
+    assert result["official"]["exact_match"] == pytest.approx(100 * m["exact_match"])
+    assert result["official"]["f1"] == pytest.approx(100 * m["f1"])
     _hf_loads(out, "AutoModelForQuestionAnswering")
     capsys.readouterr()
     # Re-scoring the written predictions without a model reproduces the numbers (official v1.1 script).
@@ -166,22 +170,43 @@ def test_squad_v2_reports_breakdowns_and_saves_the_tuned_threshold(tiny_dir, dat
     out = tmp_path / "squad2"
     assert run("finetune", "squad", "--model", tiny_dir, "--train", train, "--eval", train, "--out", out,
                "--doc-stride", "24", "--max-steps", "2", *FAST, "--max-length", "96") == 0
-    m = json.loads((out / "metrics.json").read_text())["metrics"]
-    for key in ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "best_f1", "best_f1_thresh"):
+    result = json.loads((out / "metrics.json").read_text())
+    m, official = result["metrics"], result["official"]
+    for key in ("exact_match", "f1", "HasAns_exact_match", "HasAns_f1", "NoAns_exact_match", "best_exact_match",
+                "best_f1", "best_f1_thresh", "null_threshold"):
         assert key in m
+    assert "exact" not in m and m["null_threshold"] == 0.0  # scored at 0 while fine-tuning
+    # The official script's names and scale are kept in the official block.
+    assert official["exact"] == pytest.approx(100 * m["exact_match"]) and official["f1"] == pytest.approx(100 * m["f1"])
+    assert official["HasAns_exact"] == pytest.approx(100 * m["HasAns_exact_match"])
+    assert official["best_f1"] == pytest.approx(100 * m["best_f1"])
     saved = json.loads((out / "config.json").read_text())["plmkit"]["finetune"]["options"]
     odds = json.loads((out / "predictions.null_odds.json").read_text())
-    # The official best_f1_thresh, or (when answering nothing is best) a value below every null score.
-    assert saved["null_threshold"] == pytest.approx(m["best_f1_thresh"]) or saved["null_threshold"] < min(odds.values())
+    # One threshold on one scale (null score - best span score, as in predictions.null_odds.json): the saved
+    # null_threshold is metrics.json's best_f1_thresh; the official block keeps the script's convention
+    # (0.0 when answering nothing is best, where plmkit gives a value below every null score).
+    assert saved["null_threshold"] == m["best_f1_thresh"]
+    if m["best_f1_thresh"] < min(odds.values()):
+        assert official["best_f1_thresh"] == 0.0
+    else:
+        assert official["best_f1_thresh"] == pytest.approx(m["best_f1_thresh"])
     capsys.readouterr()
     assert run("evaluate", "squad", "--eval", train, "--predictions", out / "predictions.json",
-               "--na-probs", out / "predictions.null_odds.json") == 0
+               "--na-probs", out / "predictions.null_odds.json", "--na-prob-thresh", str(m["null_threshold"])) == 0
     again = json.loads(capsys.readouterr().out)
-    assert again["exact"] == pytest.approx(m["exact"]) and "best_f1_thresh" in again
-    # With the tuned threshold (read from the folder), evaluate reaches the tuned score.
+    assert again["exact_match"] == pytest.approx(m["exact_match"]) and again["f1"] == pytest.approx(m["f1"])
+    assert again["best_f1_thresh"] == pytest.approx(m["best_f1_thresh"])
+    # With the tuned threshold (read from the folder), evaluate reaches the tuned score, and says which it used.
     assert run("evaluate", "squad", "--model", out, "--eval", train) == 0
     tuned = json.loads(capsys.readouterr().out)
-    assert tuned["f1"] == pytest.approx(m["best_f1"])
+    assert tuned["f1"] == pytest.approx(m["best_f1"]) and tuned["null_threshold"] == m["best_f1_thresh"]
+    # predict writes the answers and the null-score differences the threshold applies to.
+    assert run("predict", "squad", "--model", out, "--input", train, "--out", tmp_path / "p.json") == 0
+    answers = json.loads((tmp_path / "p.json").read_text())
+    diffs = json.loads((tmp_path / "p.null_odds.json").read_text())
+    assert set(answers) == set(diffs)
+    assert all((answers[q] == "") == (diffs[q] > saved["null_threshold"]) for q in answers if answers[q] or
+               diffs[q] > saved["null_threshold"])
 
 
 # --------------------------------------------------------------------------- SWAG, tagging, Korean, generic
@@ -205,8 +230,12 @@ def test_conll_ner_and_tagged_prediction(tiny_dir, data_dir, tmp_path):
     out = tmp_path / "ner"
     assert run("finetune", "conll-ner", "--model", tiny_dir, "--train", train, "--eval", dev, "--out", out,
                *FAST) == 0
-    m = json.loads((out / "metrics.json").read_text())["metrics"]
+    result = json.loads((out / "metrics.json").read_text())
+    m = result["metrics"]
     assert {"precision", "recall", "f1", "accuracy"} <= set(m)
+    assert all(0.0 <= v <= 1.0 for v in m.values())  # fractions, as brown-pos and GLUE (was 0-100)
+    assert result["official"]["FB1"] == pytest.approx(100 * m["f1"])  # conlleval's name and scale
+    assert result["official"]["accuracy"] == pytest.approx(100 * m["accuracy"])
     _hf_loads(out, "AutoModelForTokenClassification")
     cfg = json.loads((out / "config.json").read_text())
     assert set(cfg["id2label"].values()) == {"O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC",
@@ -240,8 +269,15 @@ def test_korean_tasks(tiny_dir, data_dir, tmp_path, task, path, n):
     out = tmp_path / task
     assert run("finetune", task, "--model", tiny_dir, "--train", train, "--out", out, "--eval-split", "0.25",
                *FAST) == 0
-    m = json.loads((out / "metrics.json").read_text())["metrics"]
+    result = json.loads((out / "metrics.json").read_text())
+    m = result["metrics"]
     assert ("f1" in m and "char_macro_f1" in m) if task == "klue-ner" else ("accuracy" in m)
+    assert all(0.0 <= v <= 1.0 for v in m.values())
+    if task == "klue-ner":
+        assert result["official"]["klue_ner_char_macro_f1"] == pytest.approx(100 * m["char_macro_f1"])
+        assert result["official"]["klue_ner_entity_macro_f1"] == pytest.approx(100 * m["entity_macro_f1"])
+    else:
+        assert "official" not in result  # NSMC's scorer is plain accuracy: nothing to translate
 
 
 def test_generic_classify_jsonl_with_two_eval_files(tiny_dir, tmp_path, capsys):
@@ -298,3 +334,132 @@ def test_bad_input_messages(tiny_dir, data_dir, tmp_path, capsys):
 
     assert run("evaluate", "rte", "--model", tiny_dir, "--eval", train) == 1  # a base model, no task head
     assert "fine-tune it first" in capsys.readouterr().err
+
+
+
+# --------------------------------------------------------------------------- options and ids (issue 21)
+def test_glue_predictions_without_an_index_column_carry_submission_ids(tiny_dir, data_dir, tmp_path):
+    train = _head(data_dir / "glue/CoLA/train.tsv", tmp_path / "train.tsv", 40, keep_header=False)  # no header
+    out = tmp_path / "cola"
+    assert run("finetune", "cola", "--model", tiny_dir, "--train", train, "--out", out, "--max-steps", "1", *FAST) == 0
+    assert run("predict", "cola", "--model", out, "--input", train, "--out", tmp_path / "p.tsv") == 0
+    rows = (tmp_path / "p.tsv").read_text().splitlines()
+    assert rows[0] == "index\tprediction" and [r.split("\t")[0] for r in rows[1:]] == [str(i) for i in range(40)]
+    rte = tmp_path / "rte.tsv"  # a labelled RTE file without its index column: ids 0, 1, ... as well
+    rte.write_text("sentence1\tsentence2\tlabel\nA man plays.\tA person plays.\tentailment\n"
+                   "It rains.\tThe sun is out.\tnot_entailment\n")
+    from plmkit.data.tasks.glue import GLUE_TASKS, read_column_tsv
+
+    examples, _ = read_column_tsv(rte, GLUE_TASKS["rte"])
+    assert [e.guid for e in examples] == ["0", "1"]
+
+
+def test_grad_accum_splits_the_optimizer_batch_and_must_divide_it(tiny_dir, data_dir, tmp_path, capsys):
+    train = _head(data_dir / "glue/RTE/train.tsv", tmp_path / "train.tsv", 40)
+    out = tmp_path / "rte"
+    # 36 examples after the carved split; --batch-size 8 is the optimizer batch: 5 steps per epoch, each of
+    # 2 micro-batches of 4 (before, --grad-accum 2 accumulated two batches of 8: 3 steps).
+    assert run("finetune", "rte", "--model", tiny_dir, "--train", train, "--out", out, "--grad-accum", "2",
+               "--keep-checkpoints", *FAST) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["steps"] == 5
+    state = json.loads(next((out / "checkpoints").glob("step-*/trainer_state.json")).read_text())
+    assert (state["train_config"]["batch_size"], state["train_config"]["grad_accum"]) == (4, 2)
+    capsys.readouterr()
+    assert run("finetune", "rte", "--model", tiny_dir, "--train", train, "--out", tmp_path / "o2",
+               "--batch-size", "8", "--gradient-accumulation-steps", "3", *FAST) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--grad-accum 3 does not divide --batch-size 8" in err and "1, 2, 4, 8" in err
+    assert not (tmp_path / "o2").exists()
+
+    # A run started when --grad-accum K accumulated K batches of --batch-size (its checkpoint records per-step
+    # batch 4 and K=2, i.e. "--batch-size 4 --grad-accum 2" in the old meaning) resumes as it was recorded.
+    (out / "metrics.json").unlink()
+    assert run("finetune", "rte", "--model", tiny_dir, "--train", train, "--out", out, "--resume",
+               "--grad-accum", "2", *[a if a != "8" else "4" for a in FAST]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "was started when --grad-accum 2 accumulated 2 batches of --batch-size 4 rows" in err
+    assert "--batch-size 8 --grad-accum 2" in err
+
+
+def test_transformers_spellings_and_warmup_options(tiny_dir, data_dir, tmp_path, capsys):
+    from plmkit.cli import build_parser
+
+    parser = build_parser()
+    aliases = {"--max-seq-length": "max_length", "--gradient-accumulation-steps": "grad_accum",
+               "--learning-rate": "lr", "--num-train-epochs": "epochs", "--n-best-size": "n_best",
+               "--null-score-diff-threshold": "null_threshold", "--warmup-ratio": "warmup_ratio",
+               "--warmup-steps": "warmup_steps"}
+    args = parser.parse_args(["finetune", "rte", "--train", "t", "--out", "o", "--max-seq-length", "64",
+                              "--gradient-accumulation-steps", "2", "--learning-rate", "3e-5", "--num-train-epochs",
+                              "2", "--n-best-size", "5", "--null-score-diff-threshold", "1.5"])
+    assert (args.max_length, args.grad_accum, args.lr, args.epochs, args.n_best, args.null_threshold) == (
+        64, 2, 3e-5, 2.0, 5, 1.5)
+    for flag, dest in aliases.items():
+        assert any(flag in a.option_strings and a.dest == dest for a in parser._subparsers._group_actions[0]
+                   .choices["finetune"]._actions), flag
+    pre = parser.parse_args(["pretrain", "--preset", "bert-tiny", "--data", "d", "--out", "o", "--max-seq-length",
+                             "32", "--gradient-accumulation-steps", "4", "--learning-rate", "1e-3",
+                             "--warmup-steps", "7"])
+    assert (pre.max_length, pre.grad_accum, pre.lr, pre.warmup_steps) == (32, 4, 1e-3, 7)
+    for bad in (["--warmup-ratio", "1"], ["--warmup-ratio", "0.1", "--warmup-steps", "3"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["finetune", "rte", "--train", "t", "--out", "o", *bad])
+    capsys.readouterr()
+
+    from plmkit.cli._help import warmup_value
+
+    assert warmup_value(parser.parse_args(["finetune", "rte", "--train", "t", "--out", "o", "--warmup-ratio",
+                                           "0.2"])) == 0.2
+    assert warmup_value(parser.parse_args(["finetune", "rte", "--train", "t", "--out", "o", "--warmup-steps",
+                                           "10"])) == 10.0
+    assert capsys.readouterr().err == ""
+    assert warmup_value(parser.parse_args(["finetune", "rte", "--train", "t", "--out", "o", "--warmup", "0.3"])) == 0.3
+    assert "--warmup 0.3 is deprecated" in capsys.readouterr().err
+    # The old spelling still trains, with the note on stderr.
+    train = _head(data_dir / "glue/RTE/train.tsv", tmp_path / "train.tsv", 24)
+    assert run("finetune", "rte", "--model", tiny_dir, "--train", train, "--out", tmp_path / "w", "--warmup", "2",
+               "--max-steps", "2", *FAST) == 0
+    assert "--warmup 2 is deprecated and will be removed; use --warmup-steps 2" in capsys.readouterr().err
+
+
+def test_every_option_shows_its_default_in_help(capsys):
+    """Every option that takes a value says its default in --help (switches are off unless given)."""
+    import argparse
+
+    from plmkit.cli import build_parser
+    from plmkit.cli._help import HelpFormatter
+
+    def parsers(parser, name="plmkit"):
+        yield name, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, p in action.choices.items():
+                    yield from parsers(p, f"{name} {sub}")
+
+    missing = []
+    for name, parser in parsers(build_parser()):
+        assert parser.formatter_class is HelpFormatter, name
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if not action.option_strings or action.nargs == 0 or action.required:
+                continue
+            text = formatter._get_help_string(action)
+            if "default" not in text.lower() or not action.help:
+                missing.append(f"{name} {action.option_strings[0]}")
+    assert not missing, missing
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["finetune", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "cuda:1 ... (default: auto)" in shown  # --device, through the formatter
+    assert "--warmup-ratio R" in shown and "(default: 0.1)" in shown
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["pretrain", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    from plmkit.training.trainer import TrainConfig
+
+    c = TrainConfig()
+    for text in (f"(default: the preset's, {c.batch_size})", "(default: the preset's, 5e-4)",
+                 f"(default: the preset's, {c.warmup})", f"(default: the preset's, {c.log_every})"):
+        assert text in shown, text
+    assert c.lr == 5e-4

@@ -77,18 +77,23 @@ def test_squad_v1_exact_and_f1_on_hand_worked_cases():
              "q2": "Santa Clara",  # P 2/2, R 2/3 → F1 0.8, EM 0
              "q3": "in 1990 and 1991"}  # P 1/4, R 1 → F1 0.4; q4 missing → 0
     out = M.squad_v1_evaluate(data, preds)
-    assert out["exact_match"] == pytest.approx(100 * 1 / 4)
-    assert out["f1"] == pytest.approx(100 * (1 + 0.8 + 0.4 + 0) / 4)
+    # plmkit's scale is the fraction; the official script prints 100x it (explicit x100 below).
+    assert 100 * out["exact_match"] == pytest.approx(100 * 1 / 4)
+    assert 100 * out["f1"] == pytest.approx(100 * (1 + 0.8 + 0.4 + 0) / 4)
     assert out["total"] == 4 and out["missing"] == 1
+    official = M.squad_v1_evaluate(data, preds, official=True)
+    assert official["exact_match"] == pytest.approx(100 * 1 / 4)
+    assert official["f1"] == pytest.approx(100 * (1 + 0.8 + 0.4 + 0) / 4)
+    assert M.official_metrics("squad", out) == pytest.approx(official)
 
 
 def test_squad_v1_takes_the_best_gold_answer():
     data = _dataset([{"id": "q", "answers": [{"text": "a cat"}, {"text": "black cat sat"}]}])
     # vs "cat": F1 1.0 (articles removed); vs "black cat sat": 2*(1/2*1/3)/(1/2+1/3) = 0.4
-    out = M.squad_v1_evaluate(data, {"q": "the cat!"})
+    out = M.squad_v1_evaluate(data, {"q": "the cat!"}, official=True)
     assert out == pytest.approx({"exact_match": 100.0, "f1": 100.0, "total": 1, "missing": 0})
     out = M.squad_v1_evaluate(data, {"q": "black dog"})  # "black dog" vs "black cat sat": P 1/2 R 1/3 → 0.4
-    assert out["f1"] == pytest.approx(40.0) and out["exact_match"] == 0.0
+    assert 100 * out["f1"] == pytest.approx(40.0) and out["exact_match"] == 0.0
 
 
 def test_squad_v1_and_v2_f1_differ_on_empty_answers():
@@ -109,7 +114,7 @@ def _v2_data():
 
 def test_squad_v2_no_answer_scoring_and_breakdowns():
     preds = {"a1": "Paris", "a2": "car", "n1": "", "n2": "Lyon"}
-    out = M.squad_v2_evaluate(_v2_data(), preds)
+    out = M.squad_v2_evaluate(_v2_data(), preds, official=True)
     # exact: a1 1, a2 0, n1 1 (empty == empty), n2 0 → 50; f1: 1, 2/3, 1, 0
     assert out["exact"] == pytest.approx(50.0)
     assert out["f1"] == pytest.approx(100 * (1 + 2 / 3 + 1 + 0) / 4)
@@ -117,24 +122,38 @@ def test_squad_v2_no_answer_scoring_and_breakdowns():
     assert out["HasAns_exact"] == pytest.approx(50.0) and out["HasAns_f1"] == pytest.approx(100 * (1 + 2 / 3) / 2)
     assert out["NoAns_exact"] == pytest.approx(50.0) and out["NoAns_f1"] == pytest.approx(50.0)
     assert "best_f1" not in out  # only with no-answer probabilities
+    # plmkit's names and scale: exact_match (every SQuAD-family task), fractions; the same numbers x100.
+    mine = M.squad_v2_evaluate(_v2_data(), preds)
+    assert "exact" not in mine and "HasAns_exact" not in mine
+    assert 100 * mine["exact_match"] == pytest.approx(50.0) and 100 * mine["f1"] == pytest.approx(out["f1"])
+    for prefix in ("HasAns_", "NoAns_"):
+        assert 100 * mine[prefix + "exact_match"] == pytest.approx(out[prefix + "exact"])
+        assert 100 * mine[prefix + "f1"] == pytest.approx(out[prefix + "f1"])
+        assert mine[prefix + "total"] == out[prefix + "total"]
 
 
 def test_squad_v2_threshold_and_best_threshold_search():
     preds = {"a1": "Paris", "a2": "car", "n1": "Rome", "n2": "Lyon"}
     na = {"a1": 0.1, "a2": 0.6, "n1": 0.7, "n2": 0.3}
     # na_prob_thresh 0.5: a2 and n1 predicted unanswerable → a1 1, a2 0, n1 1, n2 0.
-    out = M.squad_v2_evaluate(_v2_data(), preds, na_probs=na, na_prob_thresh=0.5)
+    out = M.squad_v2_evaluate(_v2_data(), preds, na_probs=na, na_prob_thresh=0.5, official=True)
     assert out["exact"] == pytest.approx(50.0)
     assert out["f1"] == pytest.approx(50.0)
     # Sweep (official find_best_thresh): start with all null = 2 (the two NoAns); ascending na:
     # a1 (0.1) +1 → 3 (best, thresh 0.1); n2 (0.3) -1 → 2; a2 (0.6) +0 / +2/3; n1 (0.7) -1.
     assert out["best_exact"] == pytest.approx(75.0) and out["best_exact_thresh"] == pytest.approx(0.1)
     assert out["best_f1"] == pytest.approx(75.0) and out["best_f1_thresh"] == pytest.approx(0.1)
+    mine = M.squad_v2_evaluate(_v2_data(), preds, na_probs=na, na_prob_thresh=0.5)
+    assert 100 * mine["exact_match"] == pytest.approx(50.0) and 100 * mine["f1"] == pytest.approx(50.0)
+    assert 100 * mine["best_exact_match"] == pytest.approx(75.0) and mine["best_exact_match_thresh"] == pytest.approx(0.1)
+    assert 100 * mine["best_f1"] == pytest.approx(75.0) and mine["best_f1_thresh"] == pytest.approx(0.1)
+    assert mine["null_threshold"] == 0.5  # the threshold exact_match / f1 were scored at, on the na_probs scale
 
 
 def test_squad_v2_missing_predictions_are_left_out_of_totals():
     out = M.squad_v2_evaluate(_v2_data(), {"a1": "Paris", "n1": ""})
-    assert out["total"] == 2 and out["exact"] == pytest.approx(100.0) and out["missing"] == 2
+    assert out["total"] == 2 and out["exact_match"] == pytest.approx(1.0) and out["missing"] == 2
+    assert M.squad_v2_evaluate(_v2_data(), {"a1": "Paris", "n1": ""}, official=True)["exact"] == pytest.approx(100.0)
 
 
 def test_squad_version_detection():
@@ -156,8 +175,11 @@ def test_korquad_uses_character_f1_and_its_own_normaliser():
                      {"id": "k2", "answers": [{"text": "서울"}, {"text": "서울특별시"}]}])
     out = M.korquad_evaluate(data, {"k1": "1989년 2월 15일", "k2": "서울특별시청"})
     # k1 exact; k2 best gold 서울특별시 (5 chars) vs 6 chars: P 5/6 R 1 → 10/11
-    assert out["exact_match"] == pytest.approx(50.0)
-    assert out["f1"] == pytest.approx(100 * (1 + 10 / 11) / 2)
+    assert 100 * out["exact_match"] == pytest.approx(50.0)
+    assert 100 * out["f1"] == pytest.approx(100 * (1 + 10 / 11) / 2)
+    official = M.korquad_evaluate(data, {"k1": "1989년 2월 15일", "k2": "서울특별시청"}, official=True)
+    assert official["exact_match"] == pytest.approx(50.0) and official["f1"] == pytest.approx(100 * (1 + 10 / 11) / 2)
+    assert M.official_metrics("korquad", out) == pytest.approx(official)
 
 
 # --------------------------------------------------------------------------- conlleval
@@ -185,29 +207,86 @@ def test_conlleval_scores_hand_worked_iob1():
     # gold chunks: PER(0,2) LOC(3,4) | ORG(0,1) ORG(1,2) → 4
     # pred chunks: PER(0,2) ORG(3,4) | ORG(0,2)           → 3; correct: PER only → 1
     out = M.conlleval(pred, gold)
-    assert out["precision"] == pytest.approx(100 / 3)
-    assert out["recall"] == pytest.approx(25.0)
-    assert out["f1"] == pytest.approx(2 * (100 / 3) * 25 / (100 / 3 + 25))
-    assert out["accuracy"] == pytest.approx(100 * 6 / 8)  # token accuracy, O included
-    assert out["f1_PER"] == pytest.approx(100.0) and out["f1_LOC"] == 0.0
+    assert 100 * out["precision"] == pytest.approx(100 / 3)
+    assert 100 * out["recall"] == pytest.approx(25.0)
+    assert 100 * out["f1"] == pytest.approx(2 * (100 / 3) * 25 / (100 / 3 + 25))
+    assert 100 * out["accuracy"] == pytest.approx(100 * 6 / 8)  # token accuracy, O included
+    assert 100 * out["f1_PER"] == pytest.approx(100.0) and out["f1_LOC"] == 0.0
+    # What conlleval prints: percentages, F1 named FB1.
+    official = M.conlleval(pred, gold, official=True)
+    assert official["precision"] == pytest.approx(100 / 3) and official["recall"] == pytest.approx(25.0)
+    assert official["FB1"] == pytest.approx(2 * (100 / 3) * 25 / (100 / 3 + 25))
+    assert official["accuracy"] == pytest.approx(100 * 6 / 8) and official["FB1_PER"] == pytest.approx(100.0)
+    assert M.official_metrics("conll-ner", out) == pytest.approx(official)
 
 
 def test_conlleval_boundaries_must_match_exactly():
     gold = [["I-PER", "I-PER", "I-PER"]]
     assert M.conlleval([["I-PER", "I-PER", "O"]], gold)["f1"] == 0.0
-    assert M.conlleval([["B-PER", "I-PER", "I-PER"]], gold)["f1"] == 100.0  # B- at the start: same chunk
+    assert M.conlleval([["B-PER", "I-PER", "I-PER"]], gold)["f1"] == 1.0  # B- at the start: same chunk
 
 
 def test_klue_character_metrics():
     gold = [["B-PS", "I-PS", "O", "B-LC"]]
     pred = [["B-PS", "I-PS", "O", "O"]]
-    assert M.entity_macro_f1(pred, gold) == pytest.approx(50.0)  # PS 100, LC 0
+    assert 100 * M.entity_macro_f1(pred, gold) == pytest.approx(50.0)  # PS 100, LC 0
     labels = ["O", "B-PS", "I-PS", "B-LC", "I-LC"]
     flat_g, flat_p = ["B-PS", "I-PS", "O", "B-LC"], ["B-PS", "I-PS", "O", "O"]
-    assert M.char_macro_f1(pred, gold, labels) == pytest.approx(
-        100 * f1_score(flat_g, flat_p, labels=labels, average="macro", zero_division=0.0))
+    char = M.char_macro_f1(pred, gold, labels)
+    assert char == pytest.approx(f1_score(flat_g, flat_p, labels=labels, average="macro", zero_division=0.0))
+    # KLUE-baseline's names and percentages (klue_ner_entity_macro_f1 / klue_ner_char_macro_f1).
+    official = M.official_metrics("klue-ner", {"entity_macro_f1": M.entity_macro_f1(pred, gold),
+                                               "char_macro_f1": char})
+    assert official == pytest.approx({"klue_ner_entity_macro_f1": 50.0, "klue_ner_char_macro_f1": 100 * char})
 
 
 def test_accuracy_of_choices_and_tags():
     assert M.accuracy([0, 1, 2, 3], [0, 1, 3, 3]) == 0.75
     assert M.accuracy(["nn", "vb"], ["nn", "nn"]) == 0.5
+
+
+
+# --------------------------------------------------------------------------- one convention
+
+
+def test_squad_v2_best_threshold_reproduces_the_best_score_when_answering_nothing_wins():
+    """plmkit's best_f1_thresh is on the na_probs scale and, applied, gives best_f1; the official block keeps
+    the script's 0.0 for that case."""
+    preds = {"a1": "Lyon", "a2": "blue", "n1": "Rome", "n2": "Oslo"}  # every answer wrong: null everywhere wins
+    na = {"a1": 0.9, "a2": 0.5, "n1": 0.7, "n2": 0.3}
+    mine = M.squad_v2_evaluate(_v2_data(), preds, na_probs=na)
+    official = M.squad_v2_evaluate(_v2_data(), preds, na_probs=na, official=True)
+    assert official["best_f1_thresh"] == 0.0 and official["best_f1"] == pytest.approx(50.0)
+    assert mine["best_f1_thresh"] < min(na.values()) and 100 * mine["best_f1"] == pytest.approx(50.0)
+    applied = M.squad_v2_evaluate(_v2_data(), preds, na_probs=na, na_prob_thresh=mine["best_f1_thresh"])
+    assert applied["f1"] == pytest.approx(mine["best_f1"])
+    assert applied["null_threshold"] == mine["best_f1_thresh"]
+    assert M.tuned_null_threshold(_v2_data(), preds, na) == pytest.approx(mine["best_f1_thresh"])
+
+
+@pytest.mark.parametrize("task", sorted(M.OFFICIAL_NAMES))
+def test_official_metrics_are_the_same_scores_times_100(task):
+    metrics = {key: 0.25 for key in M.OFFICIAL_NAMES[task]}
+    metrics.update(total=8, missing=1)
+    official = M.official_metrics(task, metrics)
+    for key, name in M.OFFICIAL_NAMES[task].items():
+        assert official[name] == pytest.approx(100 * metrics[key])
+    if "total" in official:
+        assert official["total"] == 8 and official["missing"] == 1  # counts are not scaled
+    assert M.official_metrics("rte", {"accuracy": 0.5}) == {}  # GLUE's scorer uses plmkit's names and scale
+
+
+def test_every_task_reports_fractions():
+    """Every metric of every task is on one scale: accuracies, F1, EM in [0, 1] (correlations in [-1, 1])."""
+    gold = [["I-PER", "I-PER", "O", "I-LOC", "O"], ["I-ORG", "B-ORG", "O"]]
+    pred = [["I-PER", "I-PER", "O", "I-ORG", "O"], ["I-ORG", "I-ORG", "O"]]
+    scores = [M.conlleval(pred, gold), M.glue_metrics("mrpc", [0, 1, 1], [0, 1, 0]),
+              M.squad_v1_evaluate(_dataset([{"id": "q", "answers": [{"text": "x"}]}]), {"q": "x"}),
+              M.squad_v2_evaluate(_v2_data(), {"a1": "Paris", "a2": "car", "n1": "", "n2": "Lyon"},
+                                  na_probs={"a1": 0.1, "a2": 0.2, "n1": 0.3, "n2": 0.4})]
+    for out in scores:
+        for key, value in out.items():
+            if key in ("total", "missing") or key.endswith(("_total", "thresh", "threshold")):
+                continue
+            assert -1.0 <= value <= 1.0, (key, value)
+    assert M.squad_v1_evaluate(_dataset([{"id": "q", "answers": [{"text": "x"}]}]), {"q": "x"})["exact_match"] == 1.0

@@ -198,3 +198,36 @@ def test_prepared_corpus_split_is_disjoint(corpora):
     c = PreparedCorpus(corpora["wordpiece"])
     train, held = c.split(eval_fraction=0.1, seed=0)
     assert len(set(train) & set(held)) == 0 and len(train) + len(held) == c.num_documents
+
+
+def test_grad_accum_splits_the_batch_like_micro_batch_and_must_divide_it(corpora, tmp_path, capsys):
+    """--batch-size is the optimizer batch with --grad-accum K too: K micro-batches of batch/K rows, the same
+    run as --micro-batch batch/K (issue 21); a K that does not divide the batch is refused with the divisors."""
+    a, b = tmp_path / "accum", tmp_path / "micro"
+    assert run(common(corpora["wordpiece"], a, "--preset", "bert-tiny", "--max-steps", "3",
+                      "--gradient-accumulation-steps", "2")) == 0
+    assert "micro-batch 4 × 2 accumulation steps = batch 8 (--grad-accum 2)" in capsys.readouterr().err
+    assert run(common(corpora["wordpiece"], b, "--preset", "bert-tiny", "--max-steps", "3", "--micro-batch", "4")) == 0
+    assert [r["loss"] for r in metrics(a) if "loss" in r] == [r["loss"] for r in metrics(b) if "loss" in r]
+    run_json = json.loads((a / "run.json").read_text())
+    assert run_json["micro_batch"]["batch_size"] == 8 and run_json["micro_batch"]["micro_batch"] == 4
+    assert (run_json["train_config"]["batch_size"], run_json["train_config"]["grad_accum"]) == (4, 2)
+    capsys.readouterr()
+    assert run(common(corpora["wordpiece"], tmp_path / "bad", "--preset", "bert-tiny", "--max-steps", "3",
+                      "--grad-accum", "3")) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--grad-accum 3 does not divide --batch-size 8" in err and "1, 2, 4, 8" in err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_run_from_before_grad_accum_split_the_batch_resumes_as_recorded(capsys):
+    from plmkit.training.pretrain import older_grad_accum_run
+
+    # Recorded per-step batch 16 and K=8 (the flags as given then: 8 batches of 16 per step).
+    saved = {"batch_size": 16, "grad_accum": 8}
+    assert older_grad_accum_run(saved, 16, 8, "runs/roberta")
+    err = " ".join(capsys.readouterr().err.split())
+    assert "optimizer batch 128" in err and "--batch-size 128 --grad-accum 8" in err
+    # A run started with today's meaning records the micro-batch (16 / 8 = 2): not an older run.
+    assert not older_grad_accum_run({"batch_size": 2, "grad_accum": 8}, 16, 8, "runs/new")
+    assert not older_grad_accum_run(saved, 16, 1, "runs/x") and capsys.readouterr().err == ""

@@ -1,12 +1,15 @@
 """The README runs as written: its Python examples, and every bash block in a quick form.
 
-Bash blocks run in order, in one scratch folder, with ``MODEL`` = the MiniLM checkpoint and ``DATA`` =
-a miniature of ``$PLMKIT_DATA``: the same files in the same formats, each cut to its first few
-documents, rows or articles. The quick form only shortens what takes long — time budgets and step
-counts become 2 steps, full-size presets become their tiny siblings, fine-tuning reads at most 40
-examples — and never changes which command or flags run. A block preceded by
-``<!-- readme: covered-by tests/FILE.py::TEST -->`` is not run here; the named test covers it and
-must exist.
+Bash blocks run in order, in one scratch folder laid out like the project root (``.venv`` links to the
+environment running the tests), starting with the README's own set-up lines: their ``export``s set
+``DATA`` (from ``PLMKIT_DATA``, here a miniature of the shared data: the same files in the same formats,
+each cut to its first few documents, rows or articles), ``MODEL`` (the MiniLM checkpoint) and ``PATH`` for
+the lines after them. The quick form only shortens what takes long — time budgets and step counts become
+2 steps, full-size presets become their tiny siblings, fine-tuning reads at most 40 examples — and never
+changes which command or flags run; the one other change is that downloads (``curl -o FILE URL``) check
+the stand-in the test wrote instead (the SWAG CSVs: no network in CI). A block preceded by
+``<!-- readme: covered-by tests/FILE.py::TEST -->`` is not run here; the named test covers it and must
+exist.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ QUICK = [
     (re.compile(r"--preset albert-(base|large|xlarge|xxlarge)\b"), "--preset albert-tiny"),
     (re.compile(r"--preset gpt2-small\b"), "--preset gpt-tiny"),
     (re.compile(r"--vocab-size 16000 --max-sentences 50000"), "--vocab-size 4000 --max-sentences 5000"),
+    # No network in CI: a download checks the stand-in the test wrote at its path (SWAG's CSVs).
+    (re.compile(r"^curl (?:-\S+ )*-o (\S+) https?://\S+$"), r"test -s \1"),
 ]
 FINETUNE_QUICK = " --max-train 40 --max-eval 40 --max-steps 2 --no-tensorboard"
 
@@ -180,11 +185,15 @@ def test_readme_bash_blocks_run(data_dir, minilm_dir, tmp_path, monkeypatch, cap
     """Every runnable bash block, in order, in a quick form; each must exit 0."""
     work = tmp_path / "readme"
     work.mkdir()
+    (work / ".venv").symlink_to(Path(sys.executable).parent.parent)  # the project root's .venv
     _write_swag(work / "swag")
     mini = mini_data(data_dir, tmp_path / "data")
-    env = {**os.environ, "DATA": str(mini), "MODEL": str(minilm_dir), "PLMKIT_DATA": str(mini),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), "TQDM_DISABLE": "1"}
+    # DATA, MODEL and plmkit on PATH come from the README's set-up lines (asserted below), not from here.
+    env = {k: v for k, v in os.environ.items() if k not in ("DATA", "MODEL")}
+    env.update({"PLMKIT_DATA": str(mini), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+                "TQDM_DISABLE": "1"})
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                  if not (Path(p) / "plmkit").exists())  # no plmkit until the README puts it there
     ran = 0
     timings: list[tuple[float, str]] = []
     for i, (lang, code, covered) in enumerate(blocks()):
@@ -192,6 +201,14 @@ def test_readme_bash_blocks_run(data_dir, minilm_dir, tmp_path, monkeypatch, cap
             continue
         for line in logical_lines(quick_form(code)):  # one command at a time, so a failure names its line
             t0 = time.perf_counter()
+            export = re.match(r"\s*export (\w+)=", line)
+            if export:  # run it as written and keep the value for the lines after it
+                name = export.group(1)
+                res = subprocess.run(["bash", "-euo", "pipefail", "-c", f'{line}\nprintf %s "${name}"'], cwd=work,
+                                     env=env, capture_output=True, text=True, timeout=120)
+                assert res.returncode == 0 and res.stdout, f"README set-up line failed:\n{line}\n{res.stderr}"
+                env[name] = res.stdout
+                continue
             code_, err = run_line(" ".join(line.split()), work, env, monkeypatch)
             if code_ != 0:
                 err = err or capsys.readouterr().err[-4000:]
@@ -199,13 +216,19 @@ def test_readme_bash_blocks_run(data_dir, minilm_dir, tmp_path, monkeypatch, cap
             timings.append((time.perf_counter() - t0, line[:100]))
         ran += 1
     assert ran >= 10
+    # The set-up lines found the data, the model and the command.
+    assert env["DATA"] == str(mini) and Path(env["MODEL"]) == Path(minilm_dir)
+    assert env["PATH"].split(os.pathsep)[0] == str(work / ".venv" / "bin")
     with capsys.disabled():
         print("\nslowest README commands:", *(f"{t:6.1f}s  {c}" for t, c in sorted(timings)[::-1][:5]), sep="\n")
     # what the walkthrough promises exists
     for path in ("tok-wp/tokenizer.json", "brown-wp/meta.json", "models/gpt/model.safetensors",
                  "models/bert/config.json", "models/elmo/config.json", "runs/rte/metrics.json",
-                 "squad-preds.json", "vectors.npy", "vectors.offsets.npy", "gpt-scores.jsonl"):
+                 "squad-preds.json", "vectors.npy", "vectors.offsets.npy", "gpt-scores.jsonl", "runs/swag/metrics.json"):
         assert (work / path).exists(), path
+    # GLUE predictions on a file without an index column carry the submission ids 0, 1, ...
+    ids = [r.split("\t")[0] for r in (work / "mrpc-predictions.tsv").read_text().splitlines()[1:]]
+    assert ids == [str(i) for i in range(len(ids))] and len(ids) > 2  # MRPC's TSV has no index column
 
 
 def python_blocks() -> list[str]:

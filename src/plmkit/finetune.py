@@ -414,12 +414,14 @@ def decode(spec: TaskSpec, examples: Sequence, features: Features, outputs: list
     post = squad.postprocess(examples, features, [o["start"] for o in outputs], [o["end"] for o in outputs],
                              n_best=options.n_best, max_answer_length=options.max_answer_length,
                              version_2=version_2, null_threshold=threshold)
+    post["null_threshold"] = float(threshold)  # what the predictions were cut at (SQuAD 2.0)
     return Scored({}, [post["predictions"][e.qid] for e in examples], post)
 
 
 def score(spec: TaskSpec, examples: Sequence, scored: Scored, labels: Sequence[str] | None,
           version_2: bool = False) -> dict[str, float]:
-    """The task's official metric(s) for decoded predictions."""
+    """The task's official metric(s) for decoded predictions, in plmkit's names and scale (fractions;
+    :mod:`plmkit.evaluation.metrics`); :func:`official_scores` gives the official script's."""
     if spec.family == "sentence":
         if spec.regression:
             golds = np.array([float(e.label) for e in examples])
@@ -444,9 +446,23 @@ def score(spec: TaskSpec, examples: Sequence, scored: Scored, labels: Sequence[s
     if spec.name == "korquad":
         return M.korquad_evaluate(official, preds)
     if version_2:
+        # The predictions were cut at null_threshold; the scorer applies the same one to the same null_odds.
         return M.squad_v2_evaluate(official, preds, na_probs=scored.extra["null_odds"],
+                                   na_prob_thresh=scored.extra.get("null_threshold", 0.0),
                                    best_thresh_predictions=scored.extra["best_non_null"])
     return M.squad_v1_evaluate(official, preds)
+
+
+def official_scores(spec: TaskSpec, examples: Sequence, scored: Scored, metrics: dict[str, float],
+                    version_2: bool = False) -> dict[str, float]:
+    """The scores of :func:`score` as the task's official script names and prints them (0–100), for
+    comparison with papers and leaderboards; ``{}`` where plmkit's names and scale are the script's."""
+    if spec.family == "squad" and version_2 and spec.name != "korquad":
+        return M.squad_v2_evaluate(squad.to_official(examples), scored.extra["predictions"],
+                                   na_probs=scored.extra["null_odds"],
+                                   na_prob_thresh=scored.extra.get("null_threshold", 0.0),
+                                   best_thresh_predictions=scored.extra["best_non_null"], official=True)
+    return M.official_metrics(spec.name, metrics)
 
 
 # --------------------------------------------------------------------------- model + tokenizer
@@ -514,9 +530,12 @@ class FinetuneConfig:
     epochs: float = 3.0
     # None: 2e-5 (BERT's recipe) for Transformers, 1e-2 for BiLSTMs trained from scratch (BILSTM_LR).
     lr: float | None = None
+    # The batch the optimizer sees; grad_accum K splits it into K micro-batches of batch_size / K examples
+    # (K must divide it), accumulated into one step: the same batch in less memory.
     batch_size: int = 32
     eval_batch_size: int = 64
     grad_accum: int = 1
+    # < 1: a fraction of the steps (--warmup-ratio); >= 1: a number of steps (--warmup-steps).
     warmup: float = 0.1
     weight_decay: float = 0.01
     clip_norm: float = 1.0
@@ -653,9 +672,10 @@ def prepare_data(cfg: FinetuneConfig, spec: TaskSpec, tokenizer, with_types: boo
                     featurizer=feat if featurizer_for is not None else None)
 
 
-def evaluate_sets(model, data: TaskData, cfg: FinetuneConfig, pad_id: int, options: TaskOptions
-                  ) -> tuple[dict[str, float], dict[str, Scored]]:
-    """Score every evaluation set; metric names get a ``<set>/`` prefix when there are several."""
+def evaluate_sets(model, data: TaskData, cfg: FinetuneConfig, pad_id: int, options: TaskOptions,
+                  official: dict[str, float] | None = None) -> tuple[dict[str, float], dict[str, Scored]]:
+    """Score every evaluation set; metric names get a ``<set>/`` prefix when there are several.
+    ``official``, when given, is filled with the official scripts' names and scale (:func:`official_scores`)."""
     metrics: dict[str, float] = {}
     scored_sets = {}
     for name, ex, feats, v2 in data.evals:
@@ -665,6 +685,8 @@ def evaluate_sets(model, data: TaskData, cfg: FinetuneConfig, pad_id: int, optio
         scored_sets[name] = scored
         prefix = f"{name}/" if len(data.evals) > 1 else ""
         metrics.update({prefix + k: v for k, v in m.items()})
+        if official is not None:
+            official.update({prefix + k: v for k, v in official_scores(data.spec, ex, scored, m, v2).items()})
     return metrics, scored_sets
 
 
@@ -708,6 +730,10 @@ def _finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     if len(set(cfg.seeds)) != len(cfg.seeds):
         raise UsageError(f"--seeds has duplicates: {cfg.seeds}")
     arch = resolve_arch(cfg)
+    if not cfg.resume:  # a resumed run may be older (finetune_batches); a new one is checked before any data
+        from .training.pretrain import check_grad_accum
+
+        check_grad_accum(cfg.batch_size, cfg.grad_accum)
     out = Path(cfg.out)
     build: Callable[[], torch.nn.Module] | None = None
     if arch == "bilstm":
@@ -796,12 +822,13 @@ def _train_one(cfg: FinetuneConfig, spec: TaskSpec, data: TaskData, tokenizer, s
             warnings.filterwarnings("ignore", message=".*does not use were kept.*")
             model = from_pretrained(cfg.model, task=spec.model_task, **kwargs)
         pad_id = pad_id_for(tokenizer, model)
-    source = FeatureBatches(data.train_features, cfg.batch_size, seed=seed, pad_id=pad_id, bucket=cfg.bucket)
-    steps_per_epoch = len(source)
+    micro, accum = finetune_batches(cfg, run_dir)
+    source = FeatureBatches(data.train_features, micro, seed=seed, pad_id=pad_id, bucket=cfg.bucket)
+    steps_per_epoch = len(source)  # micro-batches
     lr = cfg.lr if cfg.lr is not None else (BILSTM_LR if build is not None else TRANSFORMER_LR)
     tc = TrainConfig(lr=lr, weight_decay=cfg.weight_decay, warmup=cfg.warmup, schedule="linear",
                      epochs=cfg.epochs if cfg.max_steps is None else None, max_steps=cfg.max_steps,
-                     batch_size=cfg.batch_size, grad_accum=cfg.grad_accum, clip_norm=cfg.clip_norm, bf16=cfg.bf16,
+                     batch_size=micro, grad_accum=accum, clip_norm=cfg.clip_norm, bf16=cfg.bf16,
                      seed=seed, eval_every=cfg.eval_every, save_every=cfg.save_every, save_minutes=cfg.save_minutes,
                      keep_last=1, device=cfg.device,
                      progress=sys.stderr.isatty() if cfg.progress is None else cfg.progress,
@@ -829,7 +856,8 @@ def _train_one(cfg: FinetuneConfig, spec: TaskSpec, data: TaskData, tokenizer, s
         raise PlmkitError(f"fine-tuning stopped by a signal; a checkpoint is in {run_dir}/checkpoints — continue "
                           "with the same command plus --resume")
     t1 = time.perf_counter()
-    metrics, scored_sets = evaluate_sets(model, data, cfg, pad_id, cfg.options)
+    official: dict[str, float] = {}
+    metrics, scored_sets = evaluate_sets(model, data, cfg, pad_id, cfg.options, official=official)
     eval_s = time.perf_counter() - t1
     options = TaskOptions(**asdict(cfg.options))
     first_name, first_ex, _, first_v2 = data.evals[0]
@@ -837,7 +865,7 @@ def _train_one(cfg: FinetuneConfig, spec: TaskSpec, data: TaskData, tokenizer, s
         extra = scored_sets[first_name].extra  # tuned on the (first) eval set, as BERT's recipe does
         options.null_threshold = M.tuned_null_threshold(squad.to_official(first_ex), extra["best_non_null"],
                                                         extra["null_odds"])
-    epochs_done = summary.get("step", 0) * cfg.grad_accum / max(steps_per_epoch, 1)
+    epochs_done = summary.get("step", 0) * accum / max(steps_per_epoch, 1)
     info = {"task": spec.name, "labels": list(data.labels) if data.labels else None,
             "options": _options_dict(options), "seed": seed, "base_model": str(cfg.model)}
     if build is not None:
@@ -849,11 +877,29 @@ def _train_one(cfg: FinetuneConfig, spec: TaskSpec, data: TaskData, tokenizer, s
         _write_eval_predictions(spec, run_dir, name, scored, len(scored_sets) > 1)
     if not cfg.keep_checkpoints:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # written by this run; the model is saved
-    return {"metrics": metrics, "main_metric": spec.main_metric, "steps": summary.get("step"),
+    result: dict[str, Any] = {"metrics": metrics}
+    if official:
+        result["official"] = official
+    return {**result, "main_metric": spec.main_metric, "steps": summary.get("step"),
             "epochs": round(epochs_done, 4), "train_seconds": round(float(train_s), 2),
             "seconds_per_epoch": round(float(train_s) / epochs_done, 2) if epochs_done else None,
             "eval_seconds": round(eval_s, 2), "train_examples": len(data.train_examples),
             "train_features": len(data.train_features)}
+
+
+def finetune_batches(cfg: FinetuneConfig, run_dir: Path) -> tuple[int, int]:
+    """(micro-batch, accumulation steps) of a run: ``batch_size`` is the optimizer batch, split into
+    ``grad_accum`` micro-batches. A run being resumed that was started when ``--grad-accum K`` accumulated K
+    whole batches (its checkpoint records the flags as given) resumes as it was, with a note."""
+    from .training.pretrain import check_grad_accum, older_grad_accum_run, recorded_train_config
+
+    if cfg.grad_accum == 1:
+        return cfg.batch_size, 1
+    if cfg.resume and older_grad_accum_run(recorded_train_config(run_dir), cfg.batch_size, cfg.grad_accum,
+                                           str(run_dir)):
+        return cfg.batch_size, cfg.grad_accum
+    check_grad_accum(cfg.batch_size, cfg.grad_accum)
+    return cfg.batch_size // cfg.grad_accum, cfg.grad_accum
 
 
 def _fingerprint(cfg: FinetuneConfig, spec: TaskSpec, data: TaskData, model, tokenizer_hash: str, seed: int,
@@ -1224,6 +1270,7 @@ def evaluate(task: str, model_dir: str | Path, eval_files: Sequence[str], option
     model.to(choose_device(device))
     feat, pad_id = _loaded_featurizer(model, tokenizer, spec, labels, opts)
     out: dict[str, Any] = {}
+    official: dict[str, Any] = {}
     reports = []
     for path in eval_files:
         ex, rep = read_task_file(spec, path, "eval", opts)
@@ -1237,7 +1284,12 @@ def evaluate(task: str, model_dir: str | Path, eval_files: Sequence[str], option
         m = score(spec, ex, scored, labels, version_2=v2)
         prefix = f"{Path(path).stem}/" if len(eval_files) > 1 else ""
         out.update({prefix + k: v for k, v in m.items()})
-    return {"task": spec.name, "model": str(model_dir), "metrics": out, "data": reports}
+        official.update({prefix + k: v for k, v in official_scores(spec, ex, scored, m, v2).items()})
+    result: dict[str, Any] = {"task": spec.name, "model": str(model_dir), "metrics": out}
+    if official:
+        result["official"] = official
+    result["data"] = reports
+    return result
 
 
 def evaluate_squad_predictions(task: str, eval_file: str | Path, predictions_file: str | Path,
@@ -1286,13 +1338,17 @@ def evaluate_squad_predictions(task: str, eval_file: str | Path, predictions_fil
                             f"{predictions_file}; it needs one for every predicted question")
     if spec.name == "korquad":
         metrics = M.korquad_evaluate(dataset["data"], preds)
+        official = M.official_metrics("korquad", metrics)
     elif M.squad_version(dataset) == "2.0" or na_probs_file is not None:
         metrics = M.squad_v2_evaluate(dataset["data"], preds, na_probs=na, na_prob_thresh=na_prob_thresh)
+        official = M.squad_v2_evaluate(dataset["data"], preds, na_probs=na, na_prob_thresh=na_prob_thresh,
+                                       official=True)
     else:
         metrics = M.squad_v1_evaluate(dataset["data"], preds)
+        official = M.official_metrics("squad", metrics)
     if metrics.get("missing"):
         _log(f"{metrics['missing']} question(s) of {eval_file} have no prediction in {predictions_file}")
-    return {"task": spec.name, "metrics": metrics}
+    return {"task": spec.name, "metrics": metrics, "official": official}
 
 
 def predict(task: str, model_dir: str | Path, input_file: str | Path, out_file: str | Path,

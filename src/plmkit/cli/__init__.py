@@ -28,6 +28,12 @@ class ArgumentParser(argparse.ArgumentParser):
     exits with status 2.
     """
 
+    def __init__(self, *args, **kwargs):
+        from ._help import HelpFormatter  # every option's help shows its default
+
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):  # type: ignore[override]
         text = " ".join(f"{self.prog}: error: {message}; see '{self.prog} --help'".split())
         self.exit(2, textwrap.fill(text, width=100, break_long_words=False, break_on_hyphens=False) + "\n")

@@ -82,6 +82,15 @@ def nonneg_float(text: str) -> float:
     return value
 
 
+def warmup_ratio(text: str) -> float:
+    """A warmup fraction: from 0 to below 1 (the whole run would be all warmup and no decay)."""
+    value = _float(text)
+    if not 0 <= value < 1 or math.copysign(1.0, value) < 0:
+        raise argparse.ArgumentTypeError(f"must be a fraction of the run from 0 to below 1, got {text}; for a number "
+                                         "of steps use --warmup-steps")
+    return value
+
+
 def probability(text: str) -> float:
     """A number from 0 to 1."""
     value = _float(text)

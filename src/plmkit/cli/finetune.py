@@ -8,6 +8,7 @@ from pathlib import Path
 
 from . import _types as T
 from . import common_parent
+from ._help import add_warmup_options, warmup_value
 from ..errors import UsageError
 
 _TASK_HELP = ("task: cola sst2 mrpc stsb qqp mnli qnli rte wnli | squad korquad | swag | conll-ner brown-pos "
@@ -16,26 +17,39 @@ _TASK_HELP = ("task: cola sst2 mrpc stsb qqp mnli qnli rte wnli | squad korquad 
 
 def _task_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("task options (saved with a fine-tuned model; evaluate/predict reuse them)")
-    g.add_argument("--max-length", type=T.positive_int, default=None, help="tokens per sequence (default 128; 384 for SQuAD)")
-    g.add_argument("--doc-stride", type=T.positive_int, default=None, help="SQuAD: tokens of overlap between context windows (128)")
-    g.add_argument("--max-query-length", type=T.positive_int, default=None, help="SQuAD: questions are cut to this many tokens (64)")
-    g.add_argument("--max-answer-length", type=T.positive_int, default=None, help="SQuAD: longest answer in tokens (30)")
-    g.add_argument("--n-best", type=T.positive_int, default=None, help="SQuAD: start/end candidates per window (20)")
-    g.add_argument("--null-threshold", type=T.finite_float, default=None,
-                   help="SQuAD 2.0: predict no answer when null score - best span score exceeds this "
-                        "(default: the threshold tuned on the eval set during finetune, else 0)")
+    saved = "the fine-tuned model's, else "  # evaluate / predict reuse what finetune saved
+    g.add_argument("--max-length", "--max-seq-length", dest="max_length", type=T.positive_int, default=None,
+                   help=f"tokens per sequence (default: {saved}128; 384 for SQuAD)")
+    g.add_argument("--doc-stride", type=T.positive_int, default=None,
+                   help=f"SQuAD: tokens of overlap between context windows (default: {saved}128)")
+    g.add_argument("--max-query-length", type=T.positive_int, default=None,
+                   help=f"SQuAD: questions are cut to this many tokens (default: {saved}64)")
+    g.add_argument("--max-answer-length", type=T.positive_int, default=None,
+                   help=f"SQuAD: longest answer in tokens (default: {saved}30)")
+    g.add_argument("--n-best", "--n-best-size", dest="n_best", type=T.positive_int, default=None,
+                   help=f"SQuAD: start/end candidates per window (default: {saved}20)")
+    g.add_argument("--null-threshold", "--null-score-diff-threshold", dest="null_threshold", type=T.finite_float,
+                   default=None,
+                   help="SQuAD 2.0: predict no answer when the null score minus the best span score (the value in "
+                        "*.null_odds.json) exceeds this (default: the fine-tuned model's, which finetune tunes on the "
+                        "eval set and also reports as best_f1_thresh; 0 while fine-tuning)")
     g.add_argument("--text-column", dest="text_column", action="append", default=None, metavar="NAME",
-                   help="classify/regress: text column (give twice for a sentence pair)")
-    g.add_argument("--text-columns", default=None, metavar="A[,B]", help="classify/regress: text column(s), comma-separated")
-    g.add_argument("--label-column", default=None, metavar="NAME", help="classify/regress: label column")
-    g.add_argument("--id-column", default=None, metavar="NAME", help="classify/regress: id column for predictions")
+                   help="classify/regress: text column, give twice for a sentence pair (default: the fine-tuned "
+                        "model's)")
+    g.add_argument("--text-columns", default=None, metavar="A[,B]",
+                   help="classify/regress: text column(s), comma-separated (default: the fine-tuned model's)")
+    g.add_argument("--label-column", default=None, metavar="NAME",
+                   help="classify/regress: label column (default: the fine-tuned model's)")
+    g.add_argument("--id-column", default=None, metavar="NAME",
+                   help="classify/regress: id column for predictions (default: the fine-tuned model's, else "
+                        "the line's position)")
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-batch-size", "--batch-size-eval", dest="eval_batch_size", type=T.positive_int, default=64,
                    help="evaluation batch size (default 64)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CPUs with AVX512-BF16, GPUs)")
-    p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--device", default="auto", help="auto (a GPU if present), cpu, cuda, cuda:1 ...")
 
 
 def _bilstm_options(p: argparse.ArgumentParser) -> None:
@@ -48,7 +62,8 @@ def _bilstm_options(p: argparse.ArgumentParser) -> None:
                         "scratch (implied by --elmo)")
     g.add_argument("--elmo", metavar="DIR", default=None,
                    help="ELMo folder (e.g. 'plmkit export' of a 'plmkit pretrain --preset elmo-small' run): its frozen "
-                        "layers, mixed by weights the task learns, are concatenated to the word embeddings")
+                        "layers, mixed by weights the task learns, are concatenated to the word embeddings (default: "
+                        "none, no ELMo)")
     g.add_argument("--embedding-dim", type=T.positive_int, default=None, metavar="N", help="word embedding size (default 100)")
     g.add_argument("--hidden-size", type=T.positive_int, default=None, metavar="N", help="LSTM cells per direction (default 100)")
     g.add_argument("--num-layers", type=T.positive_int, default=None, metavar="N", help="BiLSTM layers (default 1)")
@@ -77,28 +92,41 @@ def register(sub) -> None:
                                    "ELMo vectors concatenated (--elmo DIR), as in Peters et al. (2018).")
     p.add_argument("task", help=_TASK_HELP)
     p.add_argument("--model", default=None,
-                   help="pretrained model folder to fine-tune (plmkit or Hugging Face); not with --arch bilstm")
+                   help="pretrained model folder to fine-tune, plmkit or Hugging Face (default: none: required "
+                        "except with --arch bilstm)")
     p.add_argument("--train", required=True, help="training file in the task's official format")
     p.add_argument("--eval", nargs="+", action="extend", default=None, metavar="FILE",
                    help="evaluation file(s) (MNLI: matched and mismatched); default: carve --eval-split from --train")
     p.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
-    p.add_argument("--epochs", type=T.nonneg_float, default=3.0, help="training epochs (default 3)")
-    p.add_argument("--lr", type=T.positive_float, default=None, help="peak learning rate (default 2e-5; 1e-2 for --arch bilstm)")
-    p.add_argument("--batch-size", type=T.positive_int, default=32, help="training batch size (default 32)")
-    p.add_argument("--grad-accum", type=T.positive_int, default=1, help="micro-batches per optimizer step (default 1)")
-    p.add_argument("--warmup", type=T.nonneg_float, default=0.1, help="warmup: fraction of steps (<1) or steps (default 0.1)")
+    p.add_argument("--epochs", "--num-train-epochs", dest="epochs", type=T.nonneg_float, default=3.0,
+                   help="training epochs (default 3)")
+    p.add_argument("--lr", "--learning-rate", dest="lr", type=T.positive_float, default=None,
+                   help="peak learning rate (default 2e-5; 1e-2 for --arch bilstm)")
+    p.add_argument("--batch-size", type=T.positive_int, default=32,
+                   help="the batch the optimizer sees, in examples (default 32); --grad-accum K splits it into K "
+                        "micro-batches")
+    p.add_argument("--grad-accum", "--gradient-accumulation-steps", dest="grad_accum", type=T.positive_int, default=1,
+                   metavar="K",
+                   help="split each --batch-size batch into K micro-batches of batch/K examples and accumulate their "
+                        "gradients into one optimizer step: the same batch in less memory; K must divide "
+                        "--batch-size (default 1)")
+    add_warmup_options(p, ratio_default="0.1", steps_default="none")
     p.add_argument("--weight-decay", type=T.nonneg_float, default=0.01, help="AdamW weight decay (default 0.01)")
-    p.add_argument("--max-steps", type=T.positive_int, default=None, help="stop after this many optimizer steps (overrides --epochs)")
+    p.add_argument("--max-steps", type=T.positive_int, default=None,
+                   help="stop after this many optimizer steps, overriding --epochs (default: none)")
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=T.seed, default=None, help="random seed (default 42)")
     seeds.add_argument("--seeds", default=None, metavar="1,2,3",
-                       help="run every seed; --out gets seed-N/ folders and a mean/std summary")
+                       help="run every seed; --out gets seed-N/ folders and a mean/std summary (default: none, "
+                            "one run with --seed)")
     p.add_argument("--eval-split", type=T.fraction, default=0.1,
                    help="without --eval: fraction of --train held out for validation (default 0.1)")
     p.add_argument("--split-seed", type=T.seed, default=0, help="seed of the carved validation split (default 0)")
     p.add_argument("--max-train", type=T.positive_int, default=None,
-                   help="use only the first N training examples (taken after carving the validation split)")
-    p.add_argument("--max-eval", type=T.positive_int, default=None, help="score only the first N examples of each evaluation set")
+                   help="use only the first N training examples, taken after carving the validation split "
+                        "(default: all)")
+    p.add_argument("--max-eval", type=T.positive_int, default=None,
+                   help="score only the first N examples of each evaluation set (default: all)")
     p.add_argument("--eval-every", type=T.nonneg_int, default=0, help="also evaluate every N steps (default: at the end only)")
     p.add_argument("--no-bucket", action="store_true", help="plain shuffled batches instead of length-bucketed ones")
     p.add_argument("--resume", action="store_true",
@@ -108,7 +136,8 @@ def register(sub) -> None:
                    help="save a resumable checkpoint every M minutes of training (default 5; 0: not by the clock), "
                         "so a kill loses at most M minutes; also on Ctrl-C/SIGTERM")
     p.add_argument("--save-every", type=T.nonneg_int, default=None, metavar="N",
-                   help="also save every N steps; 0 turns periodic checkpoints off altogether (by the clock too)")
+                   help="also save every N steps; 0 turns periodic checkpoints off altogether, by the clock too "
+                        "(default: none, by the clock only)")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep the trainer checkpoint (with optimizer state)")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard events")
     _run_options(p)
@@ -121,12 +150,18 @@ def register(sub) -> None:
                                    "JSON. For squad/korquad, --predictions scores a prediction file without a model, "
                                    "like the official scripts.")
     p.add_argument("task", help=_TASK_HELP)
-    p.add_argument("--model", help="fine-tuned model folder")
+    p.add_argument("--model", help="fine-tuned model folder (default: none; give it or --predictions)")
     p.add_argument("--eval", nargs="+", action="extend", required=True, metavar="FILE", help="labelled file(s)")
-    p.add_argument("--predictions", help="squad/korquad: a prediction file {question id: answer} to score (no model)")
-    p.add_argument("--na-probs", help="squad 2.0 with --predictions: no-answer scores {id: score} (official --na-prob-file)")
-    p.add_argument("--na-prob-thresh", type=T.finite_float, default=1.0, help="squad 2.0 with --predictions (official default 1.0)")
-    p.add_argument("--out", help="also write the metrics JSON to this file (must not exist)")
+    p.add_argument("--predictions",
+                   help="squad/korquad: a prediction file {question id: answer} to score, no model (default: none)")
+    p.add_argument("--na-probs",
+                   help="squad 2.0 with --predictions: no-answer scores {id: score}, e.g. the *.null_odds.json that "
+                        "predict writes (the official script's --na-prob-file) (default: none)")
+    p.add_argument("--na-prob-thresh", type=T.finite_float, default=1.0,
+                   help="squad 2.0 with --predictions: no answer where the --na-probs score exceeds this (default: "
+                        "1.0, the official script's; give the model's null_threshold to reproduce its metrics)")
+    p.add_argument("--out", help="also write the metrics JSON, with the official block, to this file; it must not "
+                                 "exist (default: none)")
     _run_options(p)
     _task_options(p)
     p.set_defaults(func=run_evaluate)
@@ -193,6 +228,11 @@ def run_finetune(args) -> int:
     for name in ("batch_size", "grad_accum", "eval_batch_size"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    if not args.resume:  # a resumed run may have been started when --grad-accum accumulated whole batches
+        from ..training.pretrain import check_grad_accum
+
+        check_grad_accum(args.batch_size, args.grad_accum)
+    warmup = warmup_value(args)
     if args.epochs <= 0 and args.max_steps is None:
         raise UsageError("--epochs must be positive")
     from ..training.trainer import TrainConfig
@@ -200,7 +240,8 @@ def run_finetune(args) -> int:
     TrainConfig(max_steps=1, save_every=args.save_every, save_minutes=args.save_minutes).validate()  # before the data
     cfg = FinetuneConfig(task=args.task, model=args.model, train=args.train, out=args.out, eval=list(args.eval or []),
                          epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
-                         grad_accum=args.grad_accum, warmup=args.warmup, weight_decay=args.weight_decay,
+                         grad_accum=args.grad_accum, warmup=0.1 if warmup is None else warmup,
+                         weight_decay=args.weight_decay,
                          max_steps=args.max_steps, seeds=seeds, bf16=args.bf16, eval_split=args.eval_split,
                          split_seed=args.split_seed, max_train=args.max_train, max_eval=args.max_eval,
                          eval_every=args.eval_every,

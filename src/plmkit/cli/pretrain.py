@@ -6,6 +6,7 @@ import json
 
 from . import _types as T
 from . import common_parent
+from ._help import add_warmup_options, warmup_value
 
 
 def _micro_batch(text: str):
@@ -25,33 +26,46 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="a folder written by 'plmkit prepare'")
     p.add_argument("--out", required=True, help="run folder: checkpoints, metrics.jsonl, TensorBoard events")
     stop = p.add_argument_group("how long")
-    stop.add_argument("--max-steps", type=T.positive_int, help="optimizer steps")
-    stop.add_argument("--max-time", type=T.duration, help="time budget, e.g. 90s, 30m, 2h; the LR schedule follows the clock")
-    stop.add_argument("--stop-after", type=T.positive_int, help="save and stop after N steps of the planned run (resume later)")
+    stop.add_argument("--max-steps", type=T.positive_int, help="optimizer steps (default: none; a run needs --max-steps or --max-time)")
+    stop.add_argument("--max-time", type=T.duration,
+                      help="time budget, e.g. 90s, 30m, 2h; the LR schedule follows the clock (default: none)")
+    stop.add_argument("--stop-after", type=T.positive_int,
+                      help="save and stop after N steps of the planned run, to resume later (default: none)")
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--batch-size", type=T.positive_int,
-                     help="rows per process in each optimizer step (default 32); the effective batch is this × the "
-                          "number of processes (× --grad-accum, which instead accumulates whole --batch-size batches)")
+                     help="the batch the optimizer sees, in rows per process (default: the preset's, 32); "
+                          "the effective batch is this × the number of processes. --micro-batch M or --grad-accum K "
+                          "only split it into smaller micro-batches to save memory")
     opt.add_argument("--micro-batch", type=_micro_batch, metavar="M|auto",
                      help="split each --batch-size batch into micro-batches of M rows and accumulate their gradients "
                           "(batch/M steps): the same optimisation as the whole batch, in less memory. M must divide "
                           "--batch-size. 'auto' picks the largest divisor that fits the device's memory (probed on "
                           "GPU, estimated on CPU), prints what it chose, and records it in the run for --resume")
-    opt.add_argument("--grad-accum", type=T.positive_int,
-                     help="micro-batches of --batch-size rows per optimizer step (not with --micro-batch)")
-    opt.add_argument("--max-length", type=T.positive_int, help="tokens per sequence (default 128)")
-    opt.add_argument("--lr", type=T.finite_float, help="peak learning rate")
-    opt.add_argument("--warmup", type=T.nonneg_float, help="warmup: steps (>= 1) or a fraction of the run (< 1)")
-    opt.add_argument("--optimizer", choices=["adamw", "lamb"])
+    opt.add_argument("--grad-accum", "--gradient-accumulation-steps", dest="grad_accum", type=T.positive_int,
+                     metavar="K",
+                     help="split each --batch-size batch into K micro-batches of batch/K rows and accumulate their "
+                          "gradients into one optimizer step (K must divide --batch-size; the same as --micro-batch "
+                          "batch/K, which it cannot be combined with) (default: 1, no split)")
+    opt.add_argument("--max-length", "--max-seq-length", dest="max_length", type=T.positive_int,
+                     help="tokens per sequence (default: the preset's, 128)")
+    opt.add_argument("--lr", "--learning-rate", dest="lr", type=T.finite_float,
+                     help="peak learning rate (default: the preset's, 5e-4)")
+    add_warmup_options(opt, ratio_default="the preset's, 0.06", steps_default="none")
+    opt.add_argument("--optimizer", choices=["adamw", "lamb"],
+                     help="adamw (fused AdamW) or lamb (LAMB, for large batches) (default: the preset's, adamw)")
     opt.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast (CPU with AVX512-BF16, or GPU)")
     opt.add_argument("--gradient-checkpointing", action="store_true", default=None,
                      help="recompute activations in the backward pass to save memory")
     opt.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
-    opt.add_argument("--seed", type=T.seed)
-    opt.add_argument("--device", help="auto (default), cpu, cuda")
+    opt.add_argument("--seed", type=T.seed,
+                     help="random seed of the initialisation, masking and data order (default: the preset's, 0)")
+    opt.add_argument("--device", help="auto (default: a GPU if present), cpu, cuda")
     log = p.add_argument_group("logging and checkpoints")
-    log.add_argument("--log-every", type=T.nonneg_int)
-    log.add_argument("--eval-every", type=T.nonneg_int)
+    log.add_argument("--log-every", type=T.nonneg_int, metavar="N",
+                     help="log the averaged loss every N steps to metrics.jsonl (default: the preset's, 10)")
+    log.add_argument("--eval-every", type=T.nonneg_int, metavar="N",
+                     help="evaluate on the held-out documents every N steps, 0: only at the end (default: the "
+                          "preset's, 0)")
     log.add_argument("--save-minutes", type=T.nonneg_float, metavar="M",
                      help="save a resumable checkpoint every M minutes of training (default 5; 0: not by the clock). "
                           "A checkpoint is also written at the end and on Ctrl-C/SIGTERM, so a kill -9 or a preempted "
@@ -59,11 +73,11 @@ def register(sub) -> None:
     log.add_argument("--save-every", type=T.nonneg_int, metavar="N",
                      help="also save every N steps; 0 turns periodic checkpoints off altogether (by the clock too: "
                           "a kill then loses the whole run)")
-    log.add_argument("--keep-last", type=T.positive_int, help="checkpoints to keep (default 3)")
+    log.add_argument("--keep-last", type=T.positive_int, help="checkpoints to keep (default: the preset's, 3)")
     log.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override any setting: model.hidden_dropout_prob=0, data.mask_prob=0.2, train.schedule=cosine "
-                        "(bare keys are looked up in the three sections)")
+                        "(bare keys are looked up in the three sections) (default: none: the preset as it is)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest good checkpoint, exactly; refused when the model, "
                         "data, objective or seed differ from the run's (only stop, logging and saving settings, "
@@ -90,7 +104,7 @@ def run_pretrain(args) -> int:
         "max_steps": args.max_steps, "max_time": args.max_time, "stop_after": args.stop_after,
         "batch_size": args.batch_size, "micro_batch": args.micro_batch, "grad_accum": args.grad_accum,
         "max_length": args.max_length, "lr": args.lr,
-        "warmup": args.warmup, "optimizer": args.optimizer, "bf16": args.bf16,
+        "warmup": warmup_value(args), "optimizer": args.optimizer, "bf16": args.bf16,
         "gradient_checkpointing": args.gradient_checkpointing, "compile": args.compile, "seed": args.seed,
         "device": args.device, "log_every": args.log_every, "eval_every": args.eval_every,
         "save_every": args.save_every, "save_minutes": args.save_minutes, "keep_last": args.keep_last,

@@ -19,8 +19,13 @@ definitions:
   reports KLUE's character-level macro F1.
 * Token accuracy (POS tagging) and multiple-choice accuracy (SWAG).
 
-All scores are returned as plain floats in a ``dict``; SQuAD-family scores are percentages, as the
-official scripts print them; GLUE scores are fractions, as the GLUE leaderboard files are.
+**One convention.** Every score is a plain float in a ``dict``, a *fraction* (accuracy, precision,
+recall, F1 and EM in [0, 1]; correlations in [-1, 1]), as scikit-learn, seqeval and the GLUE metric
+of ``evaluate`` return them, under one set of names: ``exact_match`` and ``f1`` for every SQuAD-family
+task (SQuAD 2.0's ``exact`` is ``exact_match`` here, its ``HasAns_exact`` ``HasAns_exact_match``, …).
+Where an official script prints other names or a 0–100 scale, ``official=True`` (or
+:func:`official_metrics`) gives its output as the script prints it, for comparison with papers and
+leaderboards. Counts (``total``, ``missing``) and thresholds are never scaled.
 """
 
 from __future__ import annotations
@@ -141,11 +146,13 @@ def _questions(dataset: Iterable[Mapping]) -> Iterable[Mapping]:
             yield from paragraph["qas"]
 
 
-def squad_v1_evaluate(dataset: list[Mapping], predictions: Mapping[str, str]) -> dict[str, float]:
+def squad_v1_evaluate(dataset: list[Mapping], predictions: Mapping[str, str], official: bool = False
+                      ) -> dict[str, float]:
     """``evaluate-v1.1.py``: mean of the best EM / F1 over gold answers; unanswered questions score 0.
 
     ``dataset`` is the ``data`` list of the official JSON; ``predictions`` maps question id → text.
-    Also returns ``missing`` (questions with no prediction) and ``total``.
+    Also returns ``missing`` (questions with no prediction) and ``total``. Fractions; ``official``: the
+    script's percentages.
     """
     em = f1 = 0.0
     total = missing = 0
@@ -158,13 +165,15 @@ def squad_v1_evaluate(dataset: list[Mapping], predictions: Mapping[str, str]) ->
         pred = predictions[qa["id"]]
         em += max((squad_exact(pred, g) for g in golds), default=0.0)
         f1 += max((squad_f1_v1(pred, g) for g in golds), default=0.0)
+    scale = 100.0 if official else 1.0
     if total == 0:
         return {"exact_match": 0.0, "f1": 0.0, "total": 0, "missing": 0}
-    return {"exact_match": 100.0 * em / total, "f1": 100.0 * f1 / total, "total": total, "missing": missing}
+    return {"exact_match": scale * em / total, "f1": scale * f1 / total, "total": total, "missing": missing}
 
 
 def _best_threshold(preds: Mapping[str, str], scores: Mapping[str, float], na_probs: Mapping[str, float],
-                    has_ans: Mapping[str, bool], all_null_below: bool = False) -> tuple[float, float]:
+                    has_ans: Mapping[str, bool], all_null_below: bool = False, scale: float = 100.0
+                    ) -> tuple[float, float]:
     """``find_best_thresh`` of ``evaluate-v2.0.py``: sweep the no-answer threshold over ``na_probs``.
 
     When predicting "no answer" everywhere is best, the official script reports threshold 0.0;
@@ -185,7 +194,7 @@ def _best_threshold(preds: Mapping[str, str], scores: Mapping[str, float], na_pr
         cur += diff
         if cur > best:
             best, best_thresh = cur, na_probs[qid]
-    return 100.0 * best / len(scores), float(best_thresh)
+    return scale * best / len(scores), float(best_thresh)
 
 
 def tuned_null_threshold(dataset: list[Mapping], best_non_null: Mapping[str, str],
@@ -206,16 +215,25 @@ def tuned_null_threshold(dataset: list[Mapping], best_non_null: Mapping[str, str
 
 def squad_v2_evaluate(dataset: list[Mapping], predictions: Mapping[str, str],
                       na_probs: Mapping[str, float] | None = None, na_prob_thresh: float = 1.0,
-                      best_thresh_predictions: Mapping[str, str] | None = None) -> dict[str, float]:
+                      best_thresh_predictions: Mapping[str, str] | None = None, official: bool = False
+                      ) -> dict[str, float]:
     """``evaluate-v2.0.py``: EM / F1 with no-answer questions, HasAns/NoAns breakdowns, best thresholds.
 
     A question is predicted unanswerable when its ``na_probs`` value exceeds ``na_prob_thresh``
-    (or when its prediction is the empty string). With ``na_probs``, also returns ``best_exact``,
-    ``best_exact_thresh``, ``best_f1`` and ``best_f1_thresh``: the threshold on ``na_probs`` that
-    maximises each score. The official script sweeps over the given predictions;
-    ``best_thresh_predictions`` (each question's best *non-empty* answer) makes the sweep exact
-    when the given predictions were already cut at some threshold. Questions without a prediction
-    are left out of every total, as in the official script.
+    (or when its prediction is the empty string). With ``na_probs``, also returns the best scores
+    over every threshold on ``na_probs`` and the threshold that gives each. The official script
+    sweeps over the given predictions; ``best_thresh_predictions`` (each question's best *non-empty*
+    answer) makes the sweep exact when the given predictions were already cut at some threshold.
+    Questions without a prediction are left out of every total, as in the official script.
+
+    plmkit's names and scale (the default): ``exact_match``, ``f1``, ``total``, ``HasAns_exact_match``,
+    ``HasAns_f1``, ``HasAns_total``, ``NoAns_*``, ``best_exact_match`` / ``best_exact_match_thresh``,
+    ``best_f1`` / ``best_f1_thresh``, ``missing``, and ``null_threshold`` (the ``na_prob_thresh``
+    applied), scores as fractions. A ``best_*_thresh`` is the value that reproduces its score when
+    applied as "null when ``na_prob`` > threshold": when answering nothing is best, a value below
+    every ``na_probs`` value. ``official=True`` returns the script's output instead: ``exact``,
+    ``HasAns_exact``, ``best_exact``, ``best_exact_thresh``, …, in percent, and threshold 0.0 when
+    answering nothing is best (the script's convention).
     """
     has_ans = {qa["id"]: bool(qa["answers"]) for qa in _questions(dataset)}
     exact_raw: dict[str, float] = {}
@@ -235,12 +253,15 @@ def squad_v2_evaluate(dataset: list[Mapping], predictions: Mapping[str, str],
 
     exact, f1 = thresholded(exact_raw), thresholded(f1_raw)
 
+    scale = 100.0 if official else 1.0
+    em_key = "exact" if official else "exact_match"
+
     def block(qids: list[str]) -> dict[str, float]:
         n = len(qids)
-        return {"exact": 100.0 * sum(exact[q] for q in qids) / n, "f1": 100.0 * sum(f1[q] for q in qids) / n,
+        return {em_key: scale * sum(exact[q] for q in qids) / n, "f1": scale * sum(f1[q] for q in qids) / n,
                 "total": n}
 
-    out: dict[str, float] = dict(block(list(exact))) if exact else {"exact": 0.0, "f1": 0.0, "total": 0}
+    out: dict[str, float] = dict(block(list(exact))) if exact else {em_key: 0.0, "f1": 0.0, "total": 0}
     # The official script takes the HasAns/NoAns lists from the dataset (all questions).
     for prefix, want in (("HasAns", True), ("NoAns", False)):
         qids = [q for q, v in has_ans.items() if v is want]
@@ -263,9 +284,14 @@ def squad_v2_evaluate(dataset: list[Mapping], predictions: Mapping[str, str],
                     golds = [a["text"] for a in qa["answers"] if normalize_answer(a["text"])] or [""]
                     sweep_exact[q] = max(float(normalize_answer(g) == normalize_answer(sweep_preds[q])) for g in golds)
                     sweep_f1[q] = max(squad_f1_v2(sweep_preds[q], g) for g in golds)
-        out["best_exact"], out["best_exact_thresh"] = _best_threshold(sweep_preds, sweep_exact, probs, has_ans)
-        out["best_f1"], out["best_f1_thresh"] = _best_threshold(sweep_preds, sweep_f1, probs, has_ans)
+        below = not official  # plmkit: a threshold that reproduces the best score when applied
+        out[f"best_{em_key}"], out[f"best_{em_key}_thresh"] = _best_threshold(
+            sweep_preds, sweep_exact, probs, has_ans, all_null_below=below, scale=scale)
+        out["best_f1"], out["best_f1_thresh"] = _best_threshold(sweep_preds, sweep_f1, probs, has_ans,
+                                                                 all_null_below=below, scale=scale)
     out["missing"] = sum(1 for q in has_ans if q not in predictions)
+    if not official and na_probs is not None:
+        out["null_threshold"] = float(na_prob_thresh)
     return out
 
 
@@ -299,8 +325,10 @@ def korquad_f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def korquad_evaluate(dataset: list[Mapping], predictions: Mapping[str, str]) -> dict[str, float]:
-    """KorQuAD 1.0 ``evaluate-v1.0.py``: SQuAD 1.1's loop with KorQuAD's EM and character F1."""
+def korquad_evaluate(dataset: list[Mapping], predictions: Mapping[str, str], official: bool = False
+                     ) -> dict[str, float]:
+    """KorQuAD 1.0 ``evaluate-v1.0.py``: SQuAD 1.1's loop with KorQuAD's EM and character F1 (fractions;
+    ``official``: the script's percentages)."""
     em = f1 = 0.0
     total = missing = 0
     for qa in _questions(dataset):
@@ -312,9 +340,10 @@ def korquad_evaluate(dataset: list[Mapping], predictions: Mapping[str, str]) -> 
         golds = [a["text"] for a in qa["answers"]]
         em += max((float(korquad_normalize(pred) == korquad_normalize(g)) for g in golds), default=0.0)
         f1 += max((korquad_f1(pred, g) for g in golds), default=0.0)
+    scale = 100.0 if official else 1.0
     if total == 0:
         return {"exact_match": 0.0, "f1": 0.0, "total": 0, "missing": 0}
-    return {"exact_match": 100.0 * em / total, "f1": 100.0 * f1 / total, "total": total, "missing": missing}
+    return {"exact_match": scale * em / total, "f1": scale * f1 / total, "total": total, "missing": missing}
 
 
 # --------------------------------------------------------------------------- conlleval chunks
@@ -370,11 +399,13 @@ def get_chunks(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     return chunks
 
 
-def conlleval(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> dict[str, float]:
-    """Chunk precision / recall / F1 (micro, in %) and token accuracy, as ``conlleval`` prints them.
+def conlleval(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]], official: bool = False
+              ) -> dict[str, float]:
+    """Chunk precision / recall / F1 (micro) and token accuracy, as ``conlleval`` computes them.
 
     Inputs are lists of sentences, each a list of tags. A chunk counts as correct when type, start
-    and end all match. Also returns per-type F1 as ``f1_<TYPE>``.
+    and end all match. Also returns per-type F1 as ``f1_<TYPE>``. Fractions; ``official=True``: what
+    conlleval prints — percentages, with F1 named ``FB1`` (``FB1_<TYPE>`` per type).
     """
     correct = found_pred = found_gold = 0
     by_type: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0, 0])  # correct, pred, gold
@@ -397,33 +428,77 @@ def conlleval(predictions: Sequence[Sequence[str]], references: Sequence[Sequenc
         tok_correct += sum(p == g for p, g in zip(pred, gold))
         tok_total += len(gold)
 
+    scale = 100.0 if official else 1.0
+    f1_key = "FB1" if official else "f1"
+
     def prf(c: int, p: int, g: int) -> tuple[float, float, float]:
-        precision = 100.0 * c / p if p else 0.0
-        recall = 100.0 * c / g if g else 0.0
+        precision = scale * c / p if p else 0.0
+        recall = scale * c / g if g else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         return precision, recall, f1
 
     precision, recall, f1 = prf(correct, found_pred, found_gold)
-    out = {"precision": precision, "recall": recall, "f1": f1,
-           "accuracy": 100.0 * tok_correct / tok_total if tok_total else 0.0}
+    out = {"precision": precision, "recall": recall, f1_key: f1,
+           "accuracy": scale * tok_correct / tok_total if tok_total else 0.0}
     for kind in sorted(by_type):
-        out[f"f1_{kind}"] = prf(*by_type[kind])[2]
+        out[f"{f1_key}_{kind}"] = prf(*by_type[kind])[2]
     return out
 
 
 def char_macro_f1(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]],
                   labels: Sequence[str]) -> float:
-    """KLUE-NER's character-level macro F1 (in %) over the given label set (KLUE excludes nothing)."""
+    """KLUE-NER's character-level macro F1 (a fraction) over the given label set (KLUE excludes nothing)."""
     from sklearn.metrics import f1_score
 
     p = [t for s in predictions for t in s]
     r = [t for s in references for t in s]
-    return 100.0 * float(f1_score(r, p, labels=list(labels), average="macro", zero_division=0.0))
+    return float(f1_score(r, p, labels=list(labels), average="macro", zero_division=0.0))
 
 
 def entity_macro_f1(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> float:
-    """Mean over entity types of the per-type chunk F1 (KLUE's entity-level macro F1, in %)."""
+    """Mean over entity types of the per-type chunk F1 (KLUE's entity-level macro F1, a fraction)."""
     scores = conlleval(predictions, references)
     gold_types = {k for s in references for k, *_ in get_chunks(s)}
     per = [scores.get(f"f1_{k}", 0.0) for k in sorted(gold_types)]
     return float(np.mean(per)) if per else 0.0
+
+
+
+# --------------------------------------------------------------------------- official names and scales
+
+# Tasks whose official script (or benchmark code) names its scores otherwise or prints them in percent:
+# plmkit key -> the script's key, every score times 100. KLUE's are the names of KLUE-baseline's metric
+# functions (klue_baseline/metrics/functional.py), which return percentages. conlleval calls F1 "FB1".
+# SQuAD 2.0 is not here: its official block is computed by squad_v2_evaluate(official=True), since the
+# script's best_*_thresh convention differs in value, not only in name.
+OFFICIAL_NAMES: dict[str, dict[str, str]] = {
+    "squad": {"exact_match": "exact_match", "f1": "f1"},  # evaluate-v1.1.py
+    "korquad": {"exact_match": "exact_match", "f1": "f1"},  # KorQuAD evaluate-v1.0.py
+    "conll-ner": {"precision": "precision", "recall": "recall", "f1": "FB1", "accuracy": "accuracy"},
+    "klue-ner": {"precision": "precision", "recall": "recall", "f1": "FB1", "accuracy": "accuracy",
+                 "entity_macro_f1": "klue_ner_entity_macro_f1", "char_macro_f1": "klue_ner_char_macro_f1"},
+    "klue-nli": {"accuracy": "klue_nli_acc"},
+    "klue-sts": {"pearson": "klue_sts_pearsonr", "f1": "klue_sts_f1"},
+}
+# Per-type chunk F1 of the conlleval tasks: f1_PER -> FB1_PER.
+_PER_TYPE = {"conll-ner", "klue-ner"}
+
+
+def official_metrics(task: str, metrics: Mapping[str, float]) -> dict[str, float]:
+    """The scores of ``metrics`` (plmkit's names, fractions) under the official script's names, in percent.
+
+    Only the keys the script reports; ``{}`` for tasks whose official scorer uses plmkit's names and
+    scale already (GLUE, SWAG, POS accuracy, the generic tasks). Counts are copied, not scaled.
+    """
+    names = OFFICIAL_NAMES.get(task)
+    if names is None:
+        return {}
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if key in names:
+            out[names[key]] = 100.0 * float(value)
+        elif task in _PER_TYPE and key.startswith("f1_"):
+            out["FB1_" + key[3:]] = 100.0 * float(value)
+        elif key in ("total", "missing"):
+            out[key] = value
+    return out

@@ -243,6 +243,39 @@ def recorded_micro_batch(out: str | Path) -> dict[str, Any] | None:
     return ckpt.load_trainer_state(folder).get("run_config", {}).get("micro_batch")
 
 
+def recorded_train_config(out: str | Path) -> dict[str, Any]:
+    """The train settings recorded in the newest checkpoint of run ``out`` ({} when there is none)."""
+    from . import checkpoint as ckpt
+
+    folder = ckpt.latest_checkpoint(Path(out), verify=False) if Path(out).is_dir() else None
+    if folder is None:
+        return {}
+    saved = ckpt.load_trainer_state(folder).get("train_config", {})
+    return saved if isinstance(saved, dict) else {}
+
+
+def older_grad_accum_run(saved: Mapping[str, Any], batch_size: int, grad_accum: int, what: str) -> bool:
+    """Whether a run being resumed was started when ``--grad-accum K`` accumulated K whole batches of
+    ``--batch-size`` rows (before --batch-size became the optimizer batch): its recorded train settings are
+    the flags as given, with the per-step batch equal to ``batch_size``. Says so on stderr when it was."""
+    if grad_accum <= 1 or saved.get("grad_accum") != grad_accum or saved.get("batch_size") != batch_size:
+        return False
+    print(f"plmkit: note: {what} was started when --grad-accum {grad_accum} accumulated {grad_accum} batches of "
+          f"--batch-size {batch_size} rows; it resumes as it was recorded (optimizer batch {batch_size * grad_accum}). "
+          f"Now --batch-size is the optimizer batch: the same run today is --batch-size {batch_size * grad_accum} "
+          f"--grad-accum {grad_accum}", file=sys.stderr, flush=True)
+    return True
+
+
+def check_grad_accum(batch_size: int, grad_accum: int) -> None:
+    """A UsageError unless ``grad_accum`` divides ``batch_size`` (it splits the optimizer batch into equal parts)."""
+    if batch_size % grad_accum:
+        shown = ", ".join(str(d) for d in divisors(batch_size))
+        raise UsageError(f"--grad-accum {grad_accum} does not divide --batch-size {batch_size}: --batch-size is the "
+                         f"batch the optimizer sees, and --grad-accum K splits it into K micro-batches of equal size; "
+                         f"choose K among {shown}, or a --batch-size that is a multiple of {grad_accum}")
+
+
 def _check_micro_batch_request(spec: int | str | None, recorded: dict[str, Any] | None,
                                tcfg: TrainConfig) -> int | str | MicroBatchChoice | None:
     """Validate ``--micro-batch`` against ``--batch-size``/``--grad-accum``; on resume, the run's recorded choice."""
@@ -266,10 +299,11 @@ def _check_micro_batch_request(spec: int | str | None, recorded: dict[str, Any] 
                             "recorded in the run at its start; not probed again", recorded.get("details"))
 
 
-def _choose(spec: int | str, tcfg: TrainConfig, model: nn.Module, stream, d) -> MicroBatchChoice:
+def _choose(spec: int | str, tcfg: TrainConfig, model: nn.Module, stream, d,
+            reason: str = "--micro-batch as given") -> MicroBatchChoice:
     """An explicit micro-batch, or the largest divisor of the batch that fits the device (probed)."""
     if spec != "auto":
-        return MicroBatchChoice(tcfg.batch_size, int(spec), False, "--micro-batch as given")
+        return MicroBatchChoice(tcfg.batch_size, int(spec), False, reason)
     import numpy as np
 
     # Real rows of the objective (full length, labels included); building them does not move the stream.
@@ -305,6 +339,16 @@ def _pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping
     corpus = PreparedCorpus(data, verify=verify_data)
     tokenizer = corpus.load_tokenizer()
     recorded = recorded_micro_batch(out) if resume else None
+    reason = "--micro-batch as given"
+    if tcfg.grad_accum > 1 and micro_spec is None:
+        # --batch-size is the optimizer batch; --grad-accum K splits it into K micro-batches, i.e. it is
+        # --micro-batch batch/K (one mechanism). A run started when K accumulated whole batches resumes as it was.
+        if not (resume and recorded is None and older_grad_accum_run(recorded_train_config(out), tcfg.batch_size,
+                                                                     tcfg.grad_accum, str(out))):
+            check_grad_accum(tcfg.batch_size, tcfg.grad_accum)
+            micro_spec = tcfg.batch_size // tcfg.grad_accum
+            reason = f"--grad-accum {tcfg.grad_accum}"
+            tcfg = dataclasses.replace(tcfg, grad_accum=1)
     if micro_spec is not None or recorded is not None:
         micro_spec = _check_micro_batch_request(micro_spec, recorded, tcfg)
 
@@ -350,7 +394,7 @@ def _pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping
     if micro_spec is not None:
         # Split the per-process batch into micro-batches; the trainer's grad_accum sums them (one mechanism).
         choice = micro_spec if isinstance(micro_spec, MicroBatchChoice) else _choose(
-            micro_spec, tcfg, model, stream, d)
+            micro_spec, tcfg, model, stream, d, reason)
         if d.is_main:
             print(choice.message(), file=sys.stderr, flush=True)
         stream.batch_size = choice.micro_batch  # the data position does not depend on it

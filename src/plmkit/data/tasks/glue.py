@@ -11,6 +11,8 @@ differ, all read), with the quirks of the original files handled here:
   names the line.
 * STS-B is a regression task (a 0–5 score); MNLI has matched and mismatched dev files (pass both
   to ``--eval``).
+* An example's id is the file's ``index`` (QQP: ``id``) column, or, in a file without one, its 0-based
+  position among the examples read — the ids of a GLUE submission file (``index<TAB>prediction``).
 
 Lines are split on tabs with no quote handling, as the GLUE and ``transformers`` processors read them.
 """
@@ -88,7 +90,7 @@ def read_column_tsv(path: str | Path, task: ColumnTask, require_labels: bool = T
                                 f"need at least {max(*text_pos, label_pos) + 1}")
             label = row[label_pos].strip()
             texts = [row[i] for i in text_pos]
-            examples.append(_example(task, f"{Path(path).name}-{n}", texts, label, path, n))
+            examples.append(_example(task, str(len(examples)), texts, label, path, n))  # GLUE ids: 0, 1, ...
         report.read = len(examples)
         return examples, report
 
@@ -114,7 +116,8 @@ def read_column_tsv(path: str | Path, task: ColumnTask, require_labels: bool = T
         if label is not None and label in task.skip_label_values:
             report.skip(f"label {label!r} (no gold label)", n)
             continue
-        guid = row[id_idx] if id_idx is not None else f"{Path(path).name}-{n}"
+        # The file's index column, else the GLUE submission id: the example's 0-based position in the file.
+        guid = row[id_idx] if id_idx is not None else str(len(examples))
         examples.append(_example(task, guid, [row[i] for i in text_idx], label, path, n))
     report.read = len(examples)
     return examples, report
