@@ -335,8 +335,10 @@ def test_presets_registered_and_published_size():
     assert small.dropout == 0.2 and small.lstm_dim == 512
     original = elmo_config_from_preset("elmo-original")
     assert (original.lstm_dim, original.projection_dim, original.num_filters, original.num_highway) == (4096, 512, 2048, 2)
-    with pytest.raises(ConfigError, match="lstm_dim"):
-        elmo_config_from_preset("elmo-original", {"lstm_dim": 1024})
+    # a preset is a starting point (issue 21); values that cannot work together are refused with the reason
+    assert elmo_config_from_preset("elmo-original", {"lstm_dim": 1024}).lstm_dim == 1024
+    with pytest.raises(ConfigError, match="lstm_dim=256: .*projection_dim"):
+        elmo_config_from_preset("elmo-original", {"lstm_dim": 256})
     with pytest.raises(ConfigError):
         elmo_config_from_preset("bert-tiny")
     with pytest.raises(ConfigError):

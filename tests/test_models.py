@@ -283,10 +283,15 @@ def test_multiple_choice_reads_only_the_first_rows_and_matches_the_full_encoder(
 
 
 # --------------------------------------------------------------------------- configs & presets
-def test_preset_with_conflicting_size_is_an_error():
-    with pytest.raises(ConfigError, match="hidden_size"):
-        model_config_from_preset("bert-base", {"hidden_size": 256})
+def test_preset_is_a_starting_point_and_conflicts_are_refused_with_the_reason():
+    # As transformers' --config_overrides: a preset's sizes may be overridden (issue 21) ...
+    c = model_config_from_preset("bert-base", {"hidden_size": 256, "num_attention_heads": 4})
+    assert (c.hidden_size, c.num_attention_heads, c.num_hidden_layers) == (256, 4, 12)
     assert model_config_from_preset("bert-base", {"hidden_size": 768, "vocab_size": 1000}).vocab_size == 1000
+    # ... but values that cannot work together are refused, naming what came from where.
+    with pytest.raises(ConfigError, match=r"preset bert-base \+ --set model.hidden_size=250: .*divisible.*"
+                                          r"preset sets num_attention_heads=12"):
+        model_config_from_preset("bert-base", {"hidden_size": 250})
 
 
 def test_unknown_config_key_and_preset_are_errors():

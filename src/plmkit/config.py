@@ -4,8 +4,9 @@ One :class:`ModelConfig` describes every Transformer in the family. BERT is the 
 ALBERT and the GPT-style causal LM are a handful of fields that each name a change a paper made
 (``embedding_size`` and ``share_layers`` from ALBERT, ``position_offset`` and ``type_vocab_size=1``
 from RoBERTa, ``causal`` and ``pre_norm`` from GPT-2). Presets are a name → overrides table (as in
-minGPT's ``model_type`` and fairseq's named architectures): asking for a preset *and* a conflicting
-explicit size is an error rather than a silent surprise.
+minGPT's ``model_type`` and fairseq's named architectures). A preset is a starting point: any field
+may be overridden, as ``transformers``' ``--config_overrides`` does; values that cannot work together
+are refused with the reason.
 
 Presets carry three sections: ``model`` (a :class:`ModelConfig`), and ``data`` / ``train`` that
 the pretraining objective and trainer read (their dataclasses live with that code).
@@ -20,6 +21,7 @@ import json
 import math
 import numbers
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -370,10 +372,6 @@ TRAIN_RANGES: dict[str, Any] = {
 
 
 # --------------------------------------------------------------------------- presets
-# Size fields: a preset fixes them; an explicit different value is an error (minGPT rule).
-SIZE_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "embedding_size")
-
-
 def _bert(layers: int, hidden: int, heads: int) -> dict[str, Any]:
     return dict(model_type="bert", num_hidden_layers=layers, hidden_size=hidden,
                 num_attention_heads=heads, intermediate_size=4 * hidden)
@@ -481,19 +479,38 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 def model_config_from_preset(name: str | None, overrides: Mapping[str, Any] | None = None) -> ModelConfig:
     """Build a :class:`ModelConfig` from a preset plus explicit overrides.
 
-    Overriding a size field of a preset with a different value is an error: pick a preset or
-    explicit sizes, not both.
+    A preset is a starting point, as ``transformers``' ``--config_overrides`` treats a named config:
+    any field may be overridden (``--set model.hidden_size=256`` on ``bert-tiny``), and only fields
+    are changed that were given (the intermediate size does not follow the hidden size). Values that
+    cannot work together (heads that do not divide the hidden size, …) are a ConfigError that gives the
+    reason and says which values came from the preset and which from the overrides.
     """
     overrides = dict(overrides or {})
     base: dict[str, Any] = get_preset(name)["model"] if name else {}
-    if name:
-        for key in SIZE_KEYS:
-            if key in overrides and key in base and overrides[key] != base[key]:
-                raise ConfigError(
-                    f"preset {name!r} sets {key}={base[key]} but {key}={overrides[key]} was also given; "
-                    "use a preset or explicit sizes, not both (drop --preset to size the model yourself)"
-                )
-    return ModelConfig.from_dict({**base, **overrides}, source=f"preset {name}" if name else "model config")
+    try:
+        return ModelConfig.from_dict({**base, **overrides}, source=f"preset {name}" if name else "model config")
+    except ConfigError as e:
+        raise ConfigError(preset_conflict(name, base, overrides, str(e))) from None
+
+
+def preset_conflict(name: str | None, base: Mapping[str, Any], overrides: Mapping[str, Any], message: str) -> str:
+    """``message`` (a refused config) with the preset and override values of the keys it names, when an
+    override took part: ``preset bert-tiny + --set model.hidden_size=100: hidden_size (100) must be ... (the
+    preset sets num_attention_heads=2; change it too with --set model.num_attention_heads=N)``."""
+    def named(key: str) -> bool:
+        return re.search(rf"\b{re.escape(key)}\b", message) is not None
+
+    changed = {k: v for k, v in overrides.items() if k in base and base[k] != v and named(k)}
+    if not name or not changed:
+        return message
+    message = message.removeprefix(f"preset {name}: ")
+    from_preset = [k for k in base if k not in overrides and named(k)]
+    given = ", ".join(f"--set model.{k}={json.dumps(v)}" for k, v in changed.items())
+    text = f"preset {name} + {given}: {message}"
+    if from_preset:
+        text += (f" (the preset sets {', '.join(f'{k}={json.dumps(base[k])}' for k in from_preset)}; change "
+                 f"{'it' if len(from_preset) == 1 else 'them'} too with --set model.{from_preset[0]}=...)")
+    return text
 
 
 # --------------------------------------------------------------------------- model size before allocation

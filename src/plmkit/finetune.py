@@ -39,6 +39,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import re
 import shutil
 import sys
 import time
@@ -466,6 +467,48 @@ def official_scores(spec: TaskSpec, examples: Sequence, scored: Scored, metrics:
 
 
 # --------------------------------------------------------------------------- model + tokenizer
+def seed_folders(folder: str | Path) -> list[Path]:
+    """The ``seed-N`` model folders of a ``--seeds`` run folder, by seed (empty for any other folder)."""
+    found = []
+    try:
+        for child in Path(folder).iterdir():
+            m = re.fullmatch(r"seed-(-?\d+)", child.name)
+            if m and (child / "config.json").is_file():
+                found.append((int(m.group(1)), child))
+    except OSError:
+        return []
+    return [p for _, p in sorted(found)]
+
+
+def check_model_folder(model_dir: str | Path, training: bool) -> None:
+    """Point to the right folder or flag when ``--model`` is not a Transformer model folder but a ``--seeds``
+    run (its ``seed-N`` folders) or an ELMo biLM (``--elmo``); other problems are reported by the loaders."""
+    from .models.hf import read_config
+
+    folder = Path(model_dir)
+    if folder.is_dir() and not (folder / "config.json").exists():
+        seeds = seed_folders(folder)
+        if seeds:
+            names = ", ".join(p.name for p in seeds[:5]) + (", ..." if len(seeds) > 5 else "")
+            raise CheckpointError(f"{folder} is the folder of a --seeds run, which holds one fine-tuned model per "
+                                  f"seed ({names}) and their summary, not a model itself; pass one seed's folder, "
+                                  f"e.g. --model {seeds[0]}")
+        return
+    if not folder.is_dir():
+        return
+    try:
+        kind = read_config(folder).get("model_type")
+    except CheckpointError:
+        return  # the loader says what is wrong with config.json
+    if kind == "elmo":
+        if training:
+            raise UsageError(f"--model {folder} is an ELMo biLM (model_type 'elmo'), which is not fine-tuned like a "
+                             f"Transformer: pass it as --elmo {folder} (without --model) to train a BiLSTM task "
+                             "model on its vectors")
+        raise UsageError(f"--model {folder} is a pretrained ELMo biLM, not a fine-tuned task model; fine-tune one on "
+                         f"it first (plmkit finetune TASK --elmo {folder} --out DIR ...) and pass --model DIR")
+
+
 def load_tokenizer_for(model_dir: str | Path):
     from .tokenization import load_tokenizer
 
@@ -555,7 +598,7 @@ class FinetuneConfig:
     save_every: int | None = None
     save_minutes: float = 5.0
     keep_checkpoints: bool = False
-    progress: bool | None = None  # None: a progress bar when stderr is a terminal
+    progress: bool | None = None  # None/True: a bar on a terminal, status lines in a log (plmkit._progress)
     tensorboard: bool = True
     options: TaskOptions = field(default_factory=TaskOptions)
     # "transformer" fine-tunes `model`; "bilstm" trains plmkit.models.tagger's BiLSTM tagger / classifier
@@ -748,6 +791,7 @@ def _finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         described = "a BiLSTM" + (f" with ELMo from {cfg.elmo}" if cfg.elmo else " (no ELMo)")
     else:
         _out_ready(out, cfg.resume)
+        check_model_folder(cfg.model, training=True)  # a --seeds run or an ELMo folder: say what to pass
         tokenizer = load_tokenizer_for(cfg.model)
         # Read the model's config once to learn about segment embeddings and positions.
         from .models.hf import config_from_hf, read_config
@@ -831,7 +875,7 @@ def _train_one(cfg: FinetuneConfig, spec: TaskSpec, data: TaskData, tokenizer, s
                      batch_size=micro, grad_accum=accum, clip_norm=cfg.clip_norm, bf16=cfg.bf16,
                      seed=seed, eval_every=cfg.eval_every, save_every=cfg.save_every, save_minutes=cfg.save_minutes,
                      keep_last=1, device=cfg.device,
-                     progress=sys.stderr.isatty() if cfg.progress is None else cfg.progress,
+                     progress=cfg.progress is not False,  # a bar on a terminal, status lines in a log
                      tensorboard=cfg.tensorboard)
 
     def quick_eval(m) -> dict[str, float]:
@@ -1220,6 +1264,7 @@ def load_finetuned(task: str, model_dir: str | Path, options: TaskOptions | None
     from .models.hf import read_config
 
     spec = get_task(task)
+    check_model_folder(model_dir, training=False)  # a --seeds run or an ELMo folder: say what to pass
     bilstm = read_config(model_dir).get("model_type") in BILSTM_MODEL_TYPES
     tokenizer = None if bilstm else load_tokenizer_for(model_dir)  # BiLSTM folders carry words.txt instead
     info = finetune_info(model_dir)

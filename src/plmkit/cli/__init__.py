@@ -82,9 +82,25 @@ def _plmkit_warnings(original):
     return formatwarning
 
 
+# Exit status when the reader of our output went away (``plmkit presets | head -2``): 128 + SIGPIPE, what
+# ``yes | head`` or ``git log | head`` report, so ``set -o pipefail`` scripts see what any Unix tool gives.
+PIPE_CLOSED = 128 + 13
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("PLMKIT_DEBUG") == "1"
+    try:
+        code = _main(argv, debug)
+        sys.stdout.flush()  # a closed pipe shows here rather than as "Exception ignored" at exit
+        return code
+    except BrokenPipeError:
+        if not _closed_outputs():
+            raise
+        return _quiet_pipe_exit()
+
+
+def _main(argv: list[str], debug: bool) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -100,6 +116,39 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, debug)
     finally:
         warnings.formatwarning = original_format
+
+
+def _closed_outputs() -> list:
+    """stdout / stderr when they are pipes whose reader has gone (poll reports POLLERR on such a write end)."""
+    import select
+
+    closed = []
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            fd = stream.fileno()
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT)
+            if any(events & select.POLLERR for _, events in poller.poll(0)):
+                closed.append(stream)
+        except (AttributeError, ValueError, OSError):  # no file descriptor (captured), or closed
+            continue
+    return closed
+
+
+def _quiet_pipe_exit() -> int:
+    """End quietly after the reader of stdout/stderr closed the pipe, as the Python docs recommend (signal
+    module, "Note on SIGPIPE"): point the closed streams at /dev/null so that the interpreter's final flush
+    cannot fail again, and report 128 + SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for stream in _closed_outputs():
+            try:
+                os.dup2(devnull, stream.fileno())
+            except (AttributeError, ValueError, OSError):
+                pass
+    finally:
+        os.close(devnull)
+    return PIPE_CLOSED
 
 
 class Terminated(KeyboardInterrupt):
@@ -133,6 +182,12 @@ def _run(args, debug: bool) -> int:
         if debug:
             raise
         return report("interrupted", 130)
+    except BrokenPipeError:
+        if _closed_outputs():  # our reader went away (| head): main ends quietly, after every finally ran
+            raise
+        if debug:
+            raise
+        return report("a pipe to another process closed while plmkit was writing to it (--debug shows where)", 1)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
         if debug:
             raise

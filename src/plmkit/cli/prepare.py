@@ -50,8 +50,10 @@ def add_progress_argument(p: argparse.ArgumentParser) -> None:
                    help="show a progress bar (default: when stderr is a terminal)")
 
 
-def show_progress(args: argparse.Namespace) -> bool:
-    return sys.stderr.isatty() if args.progress is None else bool(args.progress)
+def show_progress(args: argparse.Namespace) -> bool | None:
+    """``--progress/--no-progress`` for the library (None: the default): progress is shown unless turned off,
+    as a bar on a terminal and as plain status lines in a log (plmkit._progress, the same for every command)."""
+    return args.progress
 
 
 def register(sub) -> None:
@@ -69,6 +71,10 @@ def register(sub) -> None:
     p.add_argument("--workers", type=T.any_int, metavar="N",
                    help="tokenizer processes (default: one per CPU); 1 tokenizes in this process with the "
                         "tokenizers library's own threads")
+    p.add_argument("--max-sentence-tokens", type=T.nonneg_int, metavar="N", default=None,
+                   help="split sentences longer than N tokens at a sentence or clause end (. ! ? ; : ,) near an even "
+                        "split, else at a word start, and count them in the summary (default: 512, the longest row "
+                        "of the usual models; 0 keeps every sentence whole)")
     p.add_argument("--shard-tokens", type=T.any_int, metavar="N", default=None,
                    help="start a new shard at the first document boundary after N tokens (default: 64Mi)")
     g = p.add_argument_group("word level (ELMo)")
@@ -89,7 +95,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.info:
         return run_info(args)
-    from ..data.shards import SHARD_TOKENS, prepare_corpus
+    from ..data.shards import MAX_SENTENCE_TOKENS, SHARD_TOKENS, prepare_corpus
 
     if not args.inputs:
         raise UsageError("plmkit prepare needs at least one INPUT (file, folder or glob), or --info DIR")
@@ -105,14 +111,16 @@ def run(args: argparse.Namespace) -> int:
     corpus = prepare_corpus(args.inputs, args.out, args.tokenizer, reader_options(args), word_level=args.word_level,
                             vocab_size=args.vocab_size, min_count=args.min_count, overwrite=args.overwrite,
                             workers=args.workers, shard_tokens=args.shard_tokens or SHARD_TOKENS,
-                            progress=show_progress(args))
+                            progress=show_progress(args),
+                            max_sentence_tokens=MAX_SENTENCE_TOKENS if args.max_sentence_tokens is None
+                            else args.max_sentence_tokens)
     seconds = time.perf_counter() - start
     meta = corpus.meta
     mb = meta["input"]["bytes"] / 1e6
     print(f"prepared {args.out}: {corpus.num_documents:,} documents, {corpus.num_sentences:,} sentences, "
           f"{corpus.num_tokens:,} tokens in {len(meta['shards'])} shard(s) ({meta['dtype']}, vocabulary "
           f"{corpus.vocab_size:,}) from {len(meta['sources'])} file(s), {mb:,.1f} MB in {seconds:.1f} s "
-          f"({mb / max(seconds, 1e-9):.1f} MB/s)")
+          f"({mb / max(seconds, 1e-9):.1f} MB/s)" + _split_note(meta))
     bad = meta["input"]["invalid_utf8_replaced"]
     if bad:
         files = [s["path"] for s in meta["sources"] if s["invalid_utf8"]]
@@ -122,6 +130,12 @@ def run(args: argparse.Namespace) -> int:
     if dropped:
         print(f"plmkit: note: dropped {dropped:,} sentence(s) that tokenized to nothing", file=sys.stderr)
     return 0
+
+
+def _split_note(meta: dict) -> str:
+    """``; split 12 sentences longer than 512 tokens`` when prepare split any (else empty)."""
+    n = meta["counts"].get("long_sentences_split") or 0
+    return f"; split {n:,} sentence(s) longer than {meta.get('max_sentence_tokens')} tokens" if n else ""
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -150,6 +164,9 @@ def run_info(args: argparse.Namespace) -> int:
         inp = info["input"]
         lines.append(f"input            {info['sources']} file(s), {inp['bytes'] / 1e6:,.1f} MB, "
                      f"{inp['invalid_utf8_replaced']:,} invalid UTF-8 sequence(s) replaced")
+    split = _split_note(corpus.meta)
+    if split:
+        lines.append(f"split            {split.removeprefix('; split ')} (--max-sentence-tokens)")
     if info["empty_sentences_dropped"]:
         lines.append(f"dropped          {info['empty_sentences_dropped']:,} sentence(s) that tokenized to nothing")
     if info.get("reader"):

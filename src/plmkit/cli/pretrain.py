@@ -7,6 +7,7 @@ import json
 from . import _types as T
 from . import common_parent
 from ._help import add_warmup_options, warmup_value
+from .._progress import is_main_process
 
 
 def _micro_batch(text: str):
@@ -29,6 +30,9 @@ def register(sub) -> None:
     stop.add_argument("--max-steps", type=T.positive_int, help="optimizer steps (default: none; a run needs --max-steps or --max-time)")
     stop.add_argument("--max-time", type=T.duration,
                       help="time budget, e.g. 90s, 30m, 2h; the LR schedule follows the clock (default: none)")
+    stop.add_argument("--epochs", type=T.positive_float, metavar="E",
+                      help="passes over the prepared corpus: E × (its sequences of --max-length / the global batch) "
+                           "optimizer steps")
     stop.add_argument("--stop-after", type=T.positive_int,
                       help="save and stop after N steps of the planned run, to resume later (default: none)")
     opt = p.add_argument_group("optimisation")
@@ -101,7 +105,7 @@ def run_pretrain(args) -> int:
     from ..training.pretrain import pretrain
 
     flags = {
-        "max_steps": args.max_steps, "max_time": args.max_time, "stop_after": args.stop_after,
+        "max_steps": args.max_steps, "max_time": args.max_time, "epochs": args.epochs, "stop_after": args.stop_after,
         "batch_size": args.batch_size, "micro_batch": args.micro_batch, "grad_accum": args.grad_accum,
         "max_length": args.max_length, "lr": args.lr,
         "warmup": warmup_value(args), "optimizer": args.optimizer, "bf16": args.bf16,
@@ -112,7 +116,8 @@ def run_pretrain(args) -> int:
     }
     summary = pretrain(args.preset, args.data, args.out, overrides=parse_overrides(args.set), flags=flags,
                        resume=args.resume, verify_data=not args.no_verify_data)
-    print(json.dumps(summary, indent=2))
+    if is_main_process():  # under torchrun, one summary: rank 0's (it holds the checkpoint and the global counts)
+        print(json.dumps(summary, indent=2))
     return 0
 
 

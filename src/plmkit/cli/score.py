@@ -95,10 +95,10 @@ def default_device(name: str | None) -> str:
 
 
 def progress_bar(total: int | None, desc: str):
-    """A tqdm bar on stderr when it is a terminal; otherwise a no-op."""
-    from tqdm import tqdm
+    """Progress in rows on stderr: a bar on a terminal, a status line every 30 s in a log (plmkit._progress)."""
+    from .._progress import Progress
 
-    return tqdm(total=total, desc=desc, unit="row", disable=not sys.stderr.isatty(), leave=False)
+    return Progress(total=total, desc=desc, unit="row", leave=False)
 
 
 def _num(x: float | None) -> str:

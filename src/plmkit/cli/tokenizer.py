@@ -68,7 +68,7 @@ class _Texts:
     """The sentences of the inputs, readable more than once (a unigram vocabulary smaller than the text's
     alphabet reads them twice: see ``train_tokenizer``)."""
 
-    def __init__(self, reader, progress: bool):
+    def __init__(self, reader, progress: bool | None):
         self.reader, self.progress = reader, progress
 
     def __iter__(self):
@@ -78,6 +78,7 @@ class _Texts:
 def run_train(args: argparse.Namespace) -> int:
     from ..data.readers import CorpusReader
     from .._files import check_output_dir, output_dir
+    from .._progress import progress_mode
     from ..tokenization import train_tokenizer
 
     if args.max_sentences is not None and args.max_sentences < 1:
@@ -90,7 +91,8 @@ def run_train(args: argparse.Namespace) -> int:
         tok = train_tokenizer(args.kind, _Texts(reader, show_progress(args)), vocab_size=args.vocab_size,
                               lowercase=args.lowercase, strip_accents=args.strip_accents,
                               max_sentences=args.max_sentences, min_frequency=args.min_frequency, seed=args.seed,
-                              show_progress=show_progress(args), byte_fallback=args.byte_fallback)
+                              show_progress=progress_mode(show_progress(args)) == "bar",  # tokenizers' own bar
+                              byte_fallback=args.byte_fallback)
         tok.save_pretrained(tmp)
     info = tok.init_kwargs.get("plmkit", {})
     read = sum(s.sentences for s in reader.sources)

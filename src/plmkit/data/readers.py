@@ -470,15 +470,17 @@ class CorpusReader:
         if doc:
             yield doc
 
-    def texts(self, progress: bool = False, desc: str = "reading") -> Iterator[str]:
-        """Just the sentences (for tokenizer training), optionally with a tqdm bar in bytes (MB/s)."""
-        if not progress:
+    def texts(self, progress: bool | None = False, desc: str = "reading") -> Iterator[str]:
+        """Just the sentences (for tokenizer training), optionally with progress in bytes (plmkit._progress:
+        a bar on a terminal, status lines in a log; ``progress`` None or True shows it)."""
+        if progress is False:
             for sent, _ in self.sentences():
                 yield sent
             return
-        from tqdm.auto import tqdm
+        from .._progress import Progress
 
-        with tqdm(total=self.total_bytes, unit="B", unit_scale=True, desc=desc, mininterval=0.5) as bar:
+        with Progress(total=self.total_bytes, unit="B", unit_scale=True, desc=desc, enabled=progress,
+                      mininterval=0.5) as bar:
             last = 0
             for i, (sent, _) in enumerate(self.sentences()):
                 if i % 4096 == 0:

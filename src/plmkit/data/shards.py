@@ -54,6 +54,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from .._files import check_output_dir, output_dir
+from .._progress import Progress
 from ..errors import CheckpointError, DataError, UsageError, excerpt, type_name
 from tokenizers import Tokenizer as FastTokenizer
 
@@ -68,6 +69,85 @@ SHARD_TOKENS = 64 * 2**20
 # overhead per batch negligible; 2 x workers batches in flight stay a few MB each.
 BATCH_CHARS = 1 << 18
 META = "meta.json"
+# Sentences longer than this many tokens are split (prepare --max-sentence-tokens; 0 keeps them whole). A
+# "sentence" that long is a splitter's miss (one State of the Union paragraph gave 16,381 tokens), and no row of
+# a 512-position model holds it: segment-pair rows would cut it off, losing the rest. Pieces are cut at a
+# sentence or clause end (. ! ? ; : , and dashes) near an even split, else at a word start.
+MAX_SENTENCE_TOKENS = 512
+_STRONG_ENDS = set(".!?;:…")
+_CLAUSE_ENDS = _STRONG_ENDS | set(",—–")
+
+
+def boundary_classes(tok: Tokenizer) -> np.ndarray:
+    """Per token id: 2 when the token ends a sentence or strong clause (``. ! ? ; : …``), 1 a clause (``, — –``),
+    else 0 — read from the token strings (WordPiece ``##``, byte-level ``Ġ`` and SentencePiece ``▁`` removed)."""
+    classes = np.zeros(tok.vocab_size, dtype=np.int8)
+    for i in range(tok.vocab_size):
+        text = tok.id_to_token(i) or ""
+        core = text.removeprefix("##").replace("\u0120", "").replace("\u2581", "").strip()
+        core = core.rstrip("\"')]}\u201d\u2019")  # a closing quote or bracket after the mark
+        if core and all(not ch.isalnum() for ch in core):
+            classes[i] = 2 if core[-1] in _STRONG_ENDS else (1 if core[-1] in _CLAUSE_ENDS else 0)
+    return classes
+
+
+def _cut_points(ids: np.ndarray, word_starts: np.ndarray, max_tokens: int, classes: np.ndarray | None) -> list[int]:
+    """Piece lengths of one sentence of ``len(ids)`` > ``max_tokens`` tokens, each at most ``max_tokens``.
+
+    Each cut aims at an even split (``ceil(rest / pieces)`` tokens) and takes, within [half that, max_tokens],
+    the nearest sentence end, else the nearest clause end, else the nearest word start, else the even point.
+    """
+    n = len(ids)
+    pieces: list[int] = []
+    pos = 0
+    while n - pos > max_tokens:
+        rest = n - pos
+        target = -(-rest // -(-rest // max_tokens))
+        cand = np.arange(pos + max(1, target // 2), min(pos + max_tokens, n - 1) + 1)
+        word = word_starts[cand] == 1
+        tiers = [word]
+        if classes is not None:
+            ends = classes[ids[cand - 1].astype(np.int64)]
+            tiers = [word & (ends == 2), word & (ends >= 1), word]
+        cut = pos + target
+        for mask in tiers:
+            if mask.any():
+                choices = cand[mask]
+                cut = int(choices[np.argmin(np.abs(choices - (pos + target)))])
+                break
+        pieces.append(cut - pos)
+        pos = cut
+    pieces.append(n - pos)
+    return pieces
+
+
+def split_long_sentences(ids: np.ndarray, word_starts: np.ndarray, lengths: np.ndarray, max_tokens: int,
+                         classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Split sentences longer than ``max_tokens``: ``(new_lengths, source, n_split)``.
+
+    The token stream does not change, only where sentences end: ``new_lengths`` are the pieces' lengths,
+    ``source`` the input sentence of each piece (to repeat per-sentence flags), and ``word_starts`` is set at
+    each new sentence start (in place), which always starts a word.
+    """
+    long = np.flatnonzero(lengths > max_tokens) if max_tokens else np.zeros(0, dtype=np.int64)
+    if not len(long):
+        return lengths, np.arange(len(lengths)), 0
+    offsets = np.cumsum(lengths) - lengths
+    counts = np.ones(len(lengths), dtype=np.int64)
+    pieces: dict[int, list[int]] = {}
+    for i in long.tolist():
+        a, n = int(offsets[i]), int(lengths[i])
+        pieces[i] = _cut_points(ids[a:a + n], word_starts[a:a + n], max_tokens, classes)
+        counts[i] = len(pieces[i])
+        word_starts[a + np.cumsum(pieces[i][:-1])] = 1
+    source = np.repeat(np.arange(len(lengths)), counts)
+    new = lengths[source].copy()
+    first = np.cumsum(counts) - counts
+    for i, p in pieces.items():
+        new[first[i]:first[i] + len(p)] = p
+    return new, source, len(long)
+
+
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -121,7 +201,8 @@ class ShardWriter:
     ``meta.json``.
     """
 
-    def __init__(self, folder: Path, vocab_size: int, shard_tokens: int = SHARD_TOKENS):
+    def __init__(self, folder: Path, vocab_size: int, shard_tokens: int = SHARD_TOKENS,
+                 max_sentence_tokens: int | None = None, boundaries: np.ndarray | None = None):
         if shard_tokens < 1:
             raise UsageError(f"shard size must be positive, got {shard_tokens}")
         self.folder = Path(folder)
@@ -133,6 +214,10 @@ class ShardWriter:
         self._doc_offsets = _HashedFile(self.folder / "doc_offsets.tmp")
         self.num_tokens = self.num_sentences = self.num_documents = 0
         self.empty_sentences = 0
+        # Sentences longer than max_sentence_tokens are split (split_long_sentences; None/0: kept whole).
+        self.max_sentence_tokens = max_sentence_tokens or 0
+        self.boundaries = boundaries
+        self.long_sentences_split = 0
         self.shards: list[dict[str, Any]] = []
         self._input_doc = -1     # input document id of the last sentence seen (kept or not)
         self._kept_doc = -1      # input document id of the last sentence kept
@@ -188,6 +273,12 @@ class ShardWriter:
             lengths, doc_ids = lengths[keep], doc_ids[keep]
             if len(lengths) == 0:
                 return
+        if self.max_sentence_tokens and int(lengths.max()) > self.max_sentence_tokens:
+            word_starts = word_starts.copy()
+            lengths, source, n_split = split_long_sentences(ids, word_starts, lengths, self.max_sentence_tokens,
+                                                            self.boundaries)
+            doc_ids = doc_ids[source]  # the pieces continue their sentence's document
+            self.long_sentences_split += n_split
         prev = np.empty_like(doc_ids)
         prev[0] = self._kept_doc
         prev[1:] = doc_ids[:-1]
@@ -252,7 +343,9 @@ class ShardWriter:
         return {
             "dtype": self.dtype.name,
             "counts": {"documents": self.num_documents, "sentences": self.num_sentences, "tokens": self.num_tokens,
-                       "empty_sentences_dropped": self.empty_sentences},
+                       "empty_sentences_dropped": self.empty_sentences,
+                       "long_sentences_split": self.long_sentences_split},
+            "max_sentence_tokens": self.max_sentence_tokens or None,
             "shard_tokens": self.shard_tokens,
             "shards": self.shards,
             "index_sha256": files,
@@ -544,7 +637,8 @@ def prepare_corpus(inputs: str | os.PathLike | Iterable[str | os.PathLike], out_
                    tokenizer: str | os.PathLike | None = None, options: ReadOptions | None = None, *,
                    word_level: bool = False, vocab_size: int | None = None, min_count: int | None = None,
                    overwrite: bool = False, workers: int | None = None, shard_tokens: int = SHARD_TOKENS,
-                   batch_chars: int = BATCH_CHARS, progress: bool = False, **reader_kwargs: Any) -> "PreparedCorpus":
+                   batch_chars: int = BATCH_CHARS, progress: bool | None = False,
+                   max_sentence_tokens: int | None = MAX_SENTENCE_TOKENS, **reader_kwargs: Any) -> "PreparedCorpus":
     """Tokenize ``inputs`` into a prepared corpus at ``out_dir`` (what ``plmkit prepare`` runs).
 
     ``tokenizer`` is a tokenizer or model folder. With ``word_level=True`` a word-level vocabulary is
@@ -552,6 +646,9 @@ def prepare_corpus(inputs: str | os.PathLike | Iterable[str | os.PathLike], out_
     capped at ``vocab_size`` or keeping words seen ``min_count`` times (default 1). Reader options
     come from ``options`` and/or keyword arguments (:class:`ReadOptions` fields). ``workers``
     tokenizer processes (default: one per CPU; 1 = in this process, see :func:`_tokenized_batches`).
+    ``progress`` None or True shows progress on stderr (a bar on a terminal, status lines in a log).
+    Sentences longer than ``max_sentence_tokens`` are split at sentence, clause or word boundaries
+    (:func:`split_long_sentences`; None or 0 keeps them whole); ``meta.json`` counts them.
     """
     options = ReadOptions.from_kwargs(options, **reader_kwargs)
     if word_level and tokenizer is not None:
@@ -568,10 +665,12 @@ def prepare_corpus(inputs: str | os.PathLike | Iterable[str | os.PathLike], out_
     check_output_dir(out_dir, KIND, "prepared corpus", overwrite, named_inputs)  # fail before reading
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
+    if max_sentence_tokens is not None and (isinstance(max_sentence_tokens, bool) or max_sentence_tokens < 0):
+        raise UsageError(f"--max-sentence-tokens must be 0 (keep long sentences whole) or more, got "
+                         f"{max_sentence_tokens!r}")
     workers = workers or default_workers()
     tok = load_tokenizer(tokenizer) if tokenizer is not None else None
     reader = CorpusReader(inputs, options)
-    tqdm = _tqdm(progress)
 
     if word_level:
         tok = train_tokenizer("wordlevel", reader.texts(progress, desc="counting words"), vocab_size=vocab_size or 0,
@@ -583,10 +682,11 @@ def prepare_corpus(inputs: str | os.PathLike | Iterable[str | os.PathLike], out_
 
     with atomic_output_dir(out_dir, overwrite, named_inputs) as tmp:
         tok.save_pretrained(tmp / "tokenizer")
-        writer = ShardWriter(tmp, tok.vocab_size, shard_tokens)
+        writer = ShardWriter(tmp, tok.vocab_size, shard_tokens, max_sentence_tokens=max_sentence_tokens,
+                             boundaries=boundary_classes(tok) if max_sentence_tokens else None)
         try:
-            with tqdm(total=reader.total_bytes, unit="B", unit_scale=True, desc="prepare", disable=not progress,
-                      mininterval=0.5) as bar:
+            with Progress(total=reader.total_bytes, unit="B", unit_scale=True, desc="prepare", enabled=progress,
+                          mininterval=0.5) as bar:
                 last = 0
                 batches = _batches(reader.sentences(), batch_chars)
                 for ids, word_starts, lengths, starts in _tokenized_batches(backend, batches, dtype, is_word_level,
@@ -611,31 +711,6 @@ def prepare_corpus(inputs: str | os.PathLike | Iterable[str | os.PathLike], out_
             extra["word_vocabulary"] = {"vocab_size": vocab_size, "min_count": min_count or (None if vocab_size else 1)}
         _write_meta(tmp, tok, written, None if word_level else str(tokenizer), extra)
     return PreparedCorpus(out_dir)
-
-
-def _tqdm(enabled: bool):
-    if enabled:
-        from tqdm.auto import tqdm
-
-        return tqdm
-
-    class _Null:
-        def __init__(self, *a: Any, **k: Any):
-            pass
-
-        def __enter__(self) -> "_Null":
-            return self
-
-        def __exit__(self, *a: Any) -> None:
-            pass
-
-        def update(self, n: int = 1) -> None:
-            pass
-
-        def set_postfix(self, *a: Any, **k: Any) -> None:
-            pass
-
-    return _Null
 
 
 # ------------------------------------------------------------------------------------ reading

@@ -239,24 +239,23 @@ ELMO_RANGES: dict[str, Any] = {
     "softmax": ("auto", "full", "sampled", "adaptive"),
 }
 
-# Size fields: a preset fixes them; an explicit different value is an error (as for Transformers).
-ELMO_SIZE_KEYS = ("filters", "num_highway", "projection_dim", "lstm_dim", "num_layers", "char_embedding_dim")
-
-
 def elmo_config_from_preset(name: str | None, overrides: Mapping[str, Any] | None = None) -> ElmoConfig:
-    """An :class:`ElmoConfig` from a preset (``elmo-small``, ``elmo-original``) plus overrides."""
+    """An :class:`ElmoConfig` from a preset (``elmo-small``, ``elmo-original``) plus overrides.
+
+    As for Transformers (:func:`plmkit.config.model_config_from_preset`), the preset is a starting point
+    that any field may override; values that cannot work together are refused with the reason.
+    """
+    from ..config import preset_conflict
+
     overrides = dict(overrides or {})
     base: dict[str, Any] = get_preset(name)["model"] if name else {}
     if name and base.get("model_type") != "elmo":
         raise ConfigError(f"preset {name!r} is a {base.get('model_type')} Transformer, not ELMo; use "
                           "plmkit.model_config_from_preset for it, or pick elmo-small / elmo-original")
-    if name:
-        for key in ELMO_SIZE_KEYS:
-            if key in overrides and key in base and overrides[key] != base[key]:
-                raise ConfigError(
-                    f"preset {name!r} sets {key}={base[key]} but {key}={overrides[key]} was also given; "
-                    "use a preset or explicit sizes, not both (drop --preset to size the model yourself)")
-    return ElmoConfig.from_dict({**base, **overrides}, source=f"preset {name}" if name else "ELMo config")
+    try:
+        return ElmoConfig.from_dict({**base, **overrides}, source=f"preset {name}" if name else "ELMo config")
+    except ConfigError as e:
+        raise ConfigError(preset_conflict(name, base, overrides, str(e))) from None
 
 
 # ----------------------------------------------------------------------------- modules

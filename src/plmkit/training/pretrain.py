@@ -216,6 +216,39 @@ def _held_out_batches(corpus, dcfg, seed: int, eval_docs, eval_batches: int, row
     return [next(it) for _ in range(count)]
 
 
+def describe_run(preset: str, sections: Mapping[str, Mapping[str, Any]], model: nn.Module,
+                 model_desc: Mapping[str, Any], dcfg, tcfg: TrainConfig, world_size: int, out: str | Path, choice=None,
+                 steps_per_epoch: int | None = None) -> str:
+    """The resolved settings in a short block for stderr: the preset and what ``--set`` changed, the model's
+    sizes, the objective and the optimisation (``run.json`` in the run folder keeps every value)."""
+    m = model_desc
+    changed = ", ".join(f"{k}={v}" for k, v in sections.get("model", {}).items())
+    params = sum(p.numel() for p in model.parameters())
+    if m.get("model_type") == "elmo":
+        sizes = (f"ELMo, char-CNN {len(m['filters'])} filter widths, {m['num_highway']} highway, "
+                 f"{m['num_layers']}-layer biLSTM {m['lstm_dim']} cells → {m['projection_dim']}")
+    else:
+        sizes = (f"{m['model_type']}, {m['num_hidden_layers']} layers, hidden {m['hidden_size']}, "
+                 f"{m['num_attention_heads']} heads, intermediate {m['intermediate_size']}"
+                 + (f", embedding {m['embedding_size']}" if m.get("embedding_size") else "")
+                 + f", vocab {m['vocab_size']:,}, {m['max_position_embeddings']} positions")
+    pair = "" if dcfg.pair == "none" else f" + {dcfg.pair}"
+    masking = "" if dcfg.masking == "none" else f", {dcfg.masking} masking"
+    batch = choice.batch_size if choice is not None else tcfg.batch_size * tcfg.grad_accum
+    limits = (("max-steps", tcfg.max_steps, ""), ("max-time", tcfg.max_time, "s"), ("epochs", tcfg.epochs, ""))
+    stops = [f"{name} {v:g}{unit}" for name, v, unit in limits if v is not None]
+    if steps_per_epoch:
+        stops[-1] += f" ({steps_per_epoch // tcfg.grad_accum:,} steps each)"
+    lines = [
+        f"plmkit: model  {preset}{' + ' + changed if changed else ''}: {sizes} ({params / 1e6:.1f}M parameters)",
+        f"plmkit: data   {dcfg.objective}{pair}{masking}, {dcfg.packing} rows of {dcfg.max_length} tokens",
+        f"plmkit: train  batch {batch} × {world_size} process(es), lr {tcfg.lr:g} {tcfg.schedule}, warmup "
+        f"{tcfg.warmup:g}, {tcfg.optimizer}, seed {tcfg.seed}; until {' or '.join(stops)} "
+        f"(every setting: {Path(out) / 'run.json'})",
+    ]
+    return "\n".join(lines)
+
+
 def corpus_identity(corpus) -> dict[str, Any]:
     """``{"path", "sha256"}`` of a prepared corpus: a hash over the checksums its ``meta.json`` records for
     every shard and index file (and its tokenizer), so it names the content without reading the shards."""
@@ -399,6 +432,14 @@ def _pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping
             print(choice.message(), file=sys.stderr, flush=True)
         stream.batch_size = choice.micro_batch  # the data position does not depend on it
         tcfg = dataclasses.replace(tcfg, batch_size=choice.micro_batch, grad_accum=choice.grad_accum)
+    # --epochs: optimizer steps per pass over the corpus (its first epoch's sequences over the global batch).
+    steps_per_epoch = None
+    if tcfg.epochs is not None:
+        rows_per_step = stream.batch_size * tcfg.grad_accum * d.world_size
+        steps_per_epoch = stream.num_instances(0) // rows_per_step * tcfg.grad_accum  # in micro-batches
+    if d.is_main:
+        print(describe_run(preset, sections, model, model_desc, dcfg, tcfg, d.world_size, out, choice,
+                           steps_per_epoch), file=sys.stderr, flush=True)
     # The same held-out rows with or without --micro-batch; only the memory they take changes.
     eval_rows = choice.batch_size if choice is not None else tcfg.batch_size
     eval_list = _held_out_batches(corpus, dcfg, tcfg.seed, eval_docs, eval_batches, eval_rows, tcfg.batch_size)
@@ -410,7 +451,8 @@ def _pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping
                   "train_documents": int(len(train_docs)), "fingerprint": fingerprint}
     if choice is not None:
         run_config["micro_batch"] = choice.to_dict()
-    trainer = Trainer(model, tcfg, stream, out, tokenizer=tokenizer, run_config=run_config, resume=resume,
+    trainer = Trainer(model, tcfg, stream, out, steps_per_epoch=steps_per_epoch, tokenizer=tokenizer,
+                      run_config=run_config, resume=resume,
                       evaluate=lambda m: evaluate_pretraining(m, eval_list, d.device, tcfg.bf16),
                       model_extra={"preset": preset, "data_config": dcfg.to_dict()})
     return trainer.train()

@@ -9,7 +9,8 @@ It relies only on ``model(**batch)`` returning an output with ``.loss`` (and ``.
 * bf16 autocast (CPU with AVX512-BF16, or GPU), activation checkpointing, optional ``torch.compile``;
 * AdamW (fused) or LAMB, warmup then linear/cosine decay — by step, or by the clock with a time budget;
 * gradient clipping; a NaN/inf loss stops the run (keeping the last good checkpoint) or is skipped;
-* ``metrics.jsonl``, TensorBoard events and a tqdm bar (loss, tokens/s, ETA);
+* ``metrics.jsonl``, TensorBoard events, and progress on rank 0: a tqdm bar (loss, tokens/s, ETA) on a terminal,
+  a plain status line every ``log_every`` steps in a log (:mod:`plmkit._progress`);
 * atomic, checksummed checkpoints with optimizer, RNG and data-stream state, rotated, resumed bit
   for bit — by default every ``save_minutes`` (5) of training, so a kill loses at most that; SIGINT/SIGTERM
   save a checkpoint and stop cleanly; a resume whose model, data or seed differ from the run's is refused;
@@ -105,6 +106,7 @@ class TrainConfig:
     # A NaN/inf loss: "stop" (keep the last good checkpoint) or "skip" the step.
     on_nonfinite: str = "stop"
     device: str = "auto"
+    # Rank 0 shows progress: a bar on a terminal, a status line every log_every steps in a log; False: none.
     progress: bool = True
     tensorboard: bool = True
 
@@ -485,6 +487,7 @@ class Trainer:
         if self._log_window is not None:  # resumed between two log lines: the next line covers the same steps
             window.update(self._log_window)
         start_wall = time.perf_counter() - self.elapsed
+        started = (self.step, time.perf_counter())  # for the ETA of status lines in a log
         # Checkpoints by the clock: rank 0 reads it (one perf_counter call a step) and its decision reaches every
         # rank inside the step's first all-reduce, so all ranks save after the same step at no extra collective.
         save_clock = 60.0 * c.save_minutes if c.save_every != 0 and c.save_minutes > 0 else None
@@ -502,16 +505,18 @@ class Trainer:
                     break
                 micro = [next(data) for _ in range(c.grad_accum)]
                 counts = [self._counts(b) for b in micro]  # on the host, before the copy to the device
+                n_tokens = sum(int(b["attention_mask"].sum()) if "attention_mask" in b else b["input_ids"].numel()
+                               for b in micro)
                 clock_due = save_clock is not None and d.is_main and time.perf_counter() - last_save >= save_clock
-                totals = torch.tensor([sum(n for n, _ in counts), sum(r for _, r in counts), float(clock_due)],
-                                      dtype=torch.float64)
-                tot_pred, tot_rows, save_due = (int(x) for x in distr.all_reduce_sum(totals, d))
+                totals = torch.tensor([sum(n for n, _ in counts), sum(r for _, r in counts), float(clock_due),
+                                       float(n_tokens)], dtype=torch.float64)
+                tot_pred, tot_rows, save_due, step_tokens = (int(x) for x in distr.all_reduce_sum(totals, d))
+                # Tokens of the whole effective batch (every rank), so the summary and tokens/s are global.
+                self.tokens_seen += step_tokens
+                window["tokens"] += step_tokens
                 # Running sums on the device (no host sync per micro-batch): loss and its named parts.
                 acc = torch.zeros(1 + len(LOSS_PARTS), device=d.device, dtype=torch.float32)
                 for i, (batch, (n_pred, rows)) in enumerate(zip(micro, counts)):
-                    n_tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
-                    self.tokens_seen += n_tokens
-                    window["tokens"] += n_tokens
                     batch = {k: v.to(d.device, non_blocking=True) for k, v in batch.items()}
                     sync = contextlib.nullcontext() if (not d.enabled or i == len(micro) - 1) else wrapped.no_sync()
                     with sync:
@@ -560,8 +565,9 @@ class Trainer:
                     self._update_bar(bar, loss_value, window, time.perf_counter() - start_wall)
                 if c.log_every and self.step % c.log_every == 0:
                     if d.is_main:
-                        self._flush_window(metrics_file, writer, window, lr, grad_value,
-                                           time.perf_counter() - start_wall)
+                        record = self._flush_window(metrics_file, writer, window, lr, grad_value,
+                                                    time.perf_counter() - start_wall)
+                        self._status_line(bar, record, started)
                     if trim is not None:
                         trim()
                 if c.eval_every and self.step % c.eval_every == 0 and self.evaluate_fn is not None:
@@ -575,7 +581,9 @@ class Trainer:
             # ---- end of training
             self.elapsed = time.perf_counter() - start_wall
             if window["n"] and d.is_main:
-                self._flush_window(metrics_file, writer, window, self.lr_at(self.step, self.elapsed), None, self.elapsed)
+                record = self._flush_window(metrics_file, writer, window, self.lr_at(self.step, self.elapsed), None,
+                                            self.elapsed)
+                self._status_line(bar, record, started)
             if self.evaluate_fn is not None and stop_reason not in ("stop_after",) and not stop_reason.startswith("signal"):
                 if not (c.eval_every and self.step % c.eval_every == 0 and last_eval):
                     last_eval = self._run_eval(model, metrics_file, writer, self.elapsed)
@@ -659,11 +667,12 @@ class Trainer:
         distr.barrier(d)
         return result
 
-    def _flush_window(self, metrics_file, writer, window: dict, lr: float, grad_norm: float | None, elapsed: float) -> None:
+    def _flush_window(self, metrics_file, writer, window: dict, lr: float, grad_norm: float | None,
+                      elapsed: float) -> dict[str, Any]:
         dt = time.perf_counter() - window["t0"]
         n = max(window["n"], 1)
         record: dict[str, Any] = {"step": self.step, "loss": window["loss"] / n, "lr": lr,
-                                  "tokens_per_s": window["tokens"] * self.dist.world_size / max(dt, 1e-9),
+                                  "tokens_per_s": window["tokens"] / max(dt, 1e-9),
                                   "elapsed_s": round(elapsed, 3)}
         for k, v in window["extra"].items():
             record[k] = v / n
@@ -674,6 +683,7 @@ class Trainer:
         self._log(metrics_file, writer, record)
         self.history.append(record)
         window.update(loss=0.0, n=0, tokens=0, t0=time.perf_counter(), extra={})
+        return record
 
     def _log(self, metrics_file, writer, record: dict[str, Any]) -> None:
         if metrics_file is not None:
@@ -696,23 +706,43 @@ class Trainer:
         return SummaryWriter(log_dir=str(self.out_dir / "tb"))
 
     def _progress_bar(self):
-        if not self.config.progress:
-            return None
-        from tqdm.auto import tqdm
+        """A bar on a terminal, plain status lines (one per log line) in a log, nothing with progress off
+        (plmkit._progress: the same rule for every command)."""
+        from .._progress import Progress
 
         if self.max_steps is not None:
-            return tqdm(total=self.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
-        return tqdm(total=int(self.config.max_time or 0), initial=int(self.elapsed), desc="train", unit="s",
-                    dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.0f}/{total}s [{elapsed}<{remaining}{postfix}]")
+            return Progress(total=self.max_steps, initial=self.step, desc="train", unit="step",
+                            enabled=self.config.progress, every_s=None)
+        return Progress(total=int(self.config.max_time or 0), initial=int(self.elapsed), desc="train", unit="s",
+                        enabled=self.config.progress, every_s=None,
+                        bar_format="{l_bar}{bar}| {n:.0f}/{total}s [{elapsed}<{remaining}{postfix}]")
 
     def _update_bar(self, bar, loss: float, window: dict, elapsed: float) -> None:
         dt = time.perf_counter() - window["t0"]
-        tps = window["tokens"] * self.dist.world_size / max(dt, 1e-9)
+        tps = window["tokens"] / max(dt, 1e-9)  # tokens of every rank
         if self.max_steps is not None:
             bar.update(1)
         else:
             bar.update(max(0, int(elapsed) - bar.n))
-        bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tps:,.0f}", refresh=False)
+        bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tps:,.0f}")
+
+    def _status_line(self, bar, record: dict[str, Any], started: tuple[int, float]) -> None:
+        """The plain status line of a log (not a terminal): step, loss, tokens/s, elapsed and ETA."""
+        if bar is None or bar.mode != "lines":
+            return
+        elapsed = float(record.get("elapsed_s", self.elapsed))
+        step0, t0 = started  # this process's first step and its clock: the rate excludes earlier attempts
+        eta = None
+        if self.config.max_time is not None and (self.max_steps is None or self.config.max_steps is None):
+            eta = max(0.0, self.config.max_time - elapsed)
+        if self.max_steps is not None and self.step > step0:
+            by_steps = (self.max_steps - self.step) * (time.perf_counter() - t0) / (self.step - step0)
+            eta = by_steps if eta is None else min(eta, by_steps)
+        head = f"step {self.step}" + (f"/{self.max_steps}" if self.max_steps is not None else "")
+        fields = {"loss": f"{record['loss']:.4f}", "tok/s": f"{record['tokens_per_s']:,.0f}"}
+        if "epoch" in record:
+            fields["epoch"] = f"{record['epoch']:.2f}"
+        bar.line(head, elapsed=elapsed, eta=eta, **fields)
 
     def _install_signal_handlers(self):
         if self.dist.enabled:  # under torchrun the launcher owns signals; ranks must stop at the same step
