@@ -433,3 +433,59 @@ def test_output_dir_either_replaces_its_own_result_or_changes_nothing(tmp_path_f
     hidden = [p.name for p in target.parent.iterdir() if p.name.startswith(".")]
     assert not hidden, hidden  # no lock, temporary or old folder left beside it
     assert sorted(p.name for p in target.iterdir()) == sorted([MARKER, "new.bin"])
+
+
+def test_the_command_line_starts_without_torch():
+    """Importing the CLI and building its parser loads no torch, so a Ctrl-C or SIGTERM during a command's
+    start-up is handled by plmkit (a short message), not by a traceback from inside an import."""
+    code = "import sys; from plmkit.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(SRC)},
+                         capture_output=True, text=True, timeout=120)
+    assert res.stdout.strip() == "False", res.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_at_any_moment_ends_cleanly(sig, world, tmp_path):
+    rng = random.Random(sig)
+    # (from 0.2 s: before that the signal lands in the interpreter's own start-up, site imports, not in plmkit)
+    for i, delay in enumerate([0.2, 0.4, 0.8] + [rng.uniform(1.0, 3.0) for _ in range(2)]):
+        out = tmp_path / f"r{i}"
+        proc = _cli(["pretrain", *PRETRAIN, "--data", str(world / "prep"), "--out", str(out), "--max-steps", "400",
+                     "--save-every", "0"])
+        time.sleep(delay)
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=120)
+        assert "Traceback" not in stderr, (delay, stderr)
+        if proc.returncode != 0:  # stopped before training: a message, and nothing left behind
+            assert proc.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[sig], (delay, stderr)
+            assert re.search(r"plmkit: error: (interrupted|terminated)", stderr), stderr
+            assert not out.exists(), sorted(p.name for p in out.iterdir())
+        # exit 0: the signal came during training; the trainer saved a checkpoint and stopped (or had finished)
+        assert not [p for p in tmp_path.rglob("*") if ".plmkit-tmp-" in p.name or p.name.endswith(".plmkit-lock")]
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.sampled_from(["step", "data", "files", "elapsed_s", "tokens_seen", "skipped_steps", "world_size",
+                            "train_config", "run_config", "log_window"]),
+       value=st.one_of(st.none(), st.just("x"), st.just([1]), st.just(-3), st.just(float("nan")), st.just(1e300),
+                       st.just({"a": 1}), st.booleans()))
+def test_damaged_trainer_state_values_fall_back_or_refuse(world, tmp_path_factory, key, value):
+    """A newest checkpoint whose trainer_state.json holds wrong types is skipped for the one before (with a
+    warning) or the resume is refused with a message — never a traceback, never a changed run."""
+    import contextlib
+    import io
+    import shutil
+
+    run = tmp_path_factory.mktemp("ts") / "run"
+    shutil.copytree(world / "run", run)
+    state_path = run / "checkpoints" / "step-0000002" / "trainer_state.json"
+    state = json.loads(state_path.read_text())
+    state[key] = value
+    state_path.write_text(json.dumps(state))
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(["pretrain", *PRETRAIN, "--data", str(world / "prep"), "--out", str(run), "--max-steps", "3",
+                     "--resume"])
+    text = err.getvalue()
+    assert "Traceback" not in text
+    assert code == 0 or re.search(r"plmkit: error:", text), text

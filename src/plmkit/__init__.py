@@ -13,12 +13,31 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .config import ModelConfig, PRESETS, get_preset, model_config_from_preset, preset_names
 from .errors import CheckpointError, ConfigError, DataError, PlmkitError, UsageError
-from .models import ModelOutput, PlmModel, from_pretrained
-from .tokenization import Tokenizer, load_tokenizer
-from .embed import Embedder
-from .score import ScoreResult, score  # the function deliberately shadows the submodule name
+
+# The rest loads on first use (PEP 562), so that `import plmkit.cli` (every command's start) does not import
+# torch before the command has installed its signal handling: Ctrl-C then ends even a start-up cleanly.
+_LAZY = {
+    "ModelConfig": "config", "PRESETS": "config", "get_preset": "config", "model_config_from_preset": "config",
+    "preset_names": "config", "ModelOutput": "models", "PlmModel": "models", "from_pretrained": "models",
+    "Tokenizer": "tokenization", "load_tokenizer": "tokenization", "Embedder": "embed",
+    "ScoreResult": "score", "score": "score",  # plmkit.score: the function (the module is callable too)
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'plmkit' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ModelConfig", "PRESETS", "get_preset", "model_config_from_preset", "preset_names",

@@ -208,33 +208,45 @@ class _Lock:
 
     def acquire(self) -> "_Lock":
         for _ in range(5):
+            created = False
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+                try:
+                    fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+                    created = True
+                except FileExistsError:
+                    fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
             except OSError as e:
                 raise UsageError(f"cannot write into {self.path.parent} ({e.strerror or e}); choose a writable --out") \
                     from None
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                holder = _read_holder(fd)
-                os.close(fd)
-                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise
-                raise UsageError(f"{self.target} is being written by another plmkit process ({holder}); wait for it "
-                                 "to finish (or stop it), or choose another --out") from None
-            try:  # the holder before us may have removed the file we opened: lock the one that is there
-                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
-            except FileNotFoundError:
-                same = False
-            if not same:
-                os.close(fd)
-                continue
-            info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": _command(),
-                               "since": datetime.datetime.now().isoformat(timespec="seconds")})
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, info.encode("utf-8"), 0)
-            self.fd = fd
-            return self
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as e:
+                    if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                        raise
+                    created = False  # the file is the holder's
+                    raise UsageError(f"{self.target} is being written by another plmkit process ({_read_holder(fd)}); "
+                                     "wait for it to finish (or stop it), or choose another --out") from None
+                try:  # the holder before us may have removed the file we opened: lock the one that is there
+                    same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+                except FileNotFoundError:
+                    same = False
+                if not same:
+                    os.close(fd)
+                    continue
+                info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": _command(),
+                                   "since": datetime.datetime.now().isoformat(timespec="seconds")})
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, info.encode("utf-8"), 0)
+                self.fd = fd
+                return self
+            except BaseException:  # an error or an interrupt before we held it: leave no lock file of ours
+                if created:
+                    with contextlib.suppress(OSError):
+                        os.unlink(self.path)
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                raise
         raise UsageError(f"could not lock {self.target}: its lock file {self.path} keeps changing; try again")
 
     def release(self) -> None:
@@ -559,29 +571,24 @@ def run_folder(out: str | os.PathLike, kind: str, inputs: Iterable[str | os.Path
     except OSError as e:
         raise UsageError(f"cannot create {option} {out} ({e.strerror or e}); choose a writable {option}") from None
     held = _Lock(path / LOCK, Path(str(out)), remove=True)  # no lock file outlives the command
+    key = real(path)
+    had_marker = (path / MARKER).exists()
+    run: RunFolder | None = None
     try:
         held.acquire()
         if accept is not None:
             accept(path)  # another command may have changed it before we held the lock
-    except BaseException:
-        held.release()
-        if created:
-            with contextlib.suppress(OSError):
-                path.rmdir()
-        raise
-    before = {p.name for p in path.iterdir() if p.name not in _SELF}
-    had_marker = (path / MARKER).exists()
-    if not had_marker and not before:
-        write_marker(path, kind, [])
-    run = RunFolder(path, created, before)
-    key = real(path)
-    _HELD.add(key)
-    try:
+        before = {p.name for p in path.iterdir() if p.name not in _SELF}
+        had_marker = (path / MARKER).exists()
+        if not had_marker and not before:
+            write_marker(path, kind, [])
+        run = RunFolder(path, created, before)
+        _HELD.add(key)
         yield run
     except BaseException:
-        if worth_keeping is None or not worth_keeping(path):
+        if run is None or worth_keeping is None or not worth_keeping(path):
             # Nothing worth resuming was saved: take back what this command wrote, so that the rerun is not refused.
-            for name in run.written():
+            for name in run.written() if run is not None else []:
                 _remove(path / name)
             if not had_marker:
                 with contextlib.suppress(OSError):
@@ -594,6 +601,6 @@ def run_folder(out: str | os.PathLike, kind: str, inputs: Iterable[str | os.Path
     finally:
         _HELD.discard(key)
         if held.fd is not None:
-            if read_marker(path) is not None:
+            if read_marker(path) is not None and run is not None:
                 record_entries(path, run.written())
             held.release()

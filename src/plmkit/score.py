@@ -29,6 +29,8 @@ pseudo-perplexity.
 from __future__ import annotations
 
 import math
+import sys
+import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
@@ -404,3 +406,14 @@ def _score_word_lm(model, texts, batch_size) -> ScoreResult:
 
 
 __all__ = ["score", "ScoreResult", "SentenceScore", "SequenceScorer", "METHODS", "start_token"]
+
+
+class _CallableModule(types.ModuleType):
+    """``plmkit.score`` is the function, but importing this submodule binds the name to the module; calling
+    the module calls the function, so ``plmkit.score(model, sentences)`` works whichever was bound first."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ScoreResult:
+        return score(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -90,6 +90,12 @@ PIPE_CLOSED = 128 + 13
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("PLMKIT_DEBUG") == "1"
+    import signal
+
+    try:  # SIGINT/SIGTERM from the first moment: every finally runs (temporary outputs removed, locks released)
+        previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread (library use): leave signals alone
+        previous = None
     try:
         code = _main(argv, debug)
         sys.stdout.flush()  # a closed pipe shows here rather than as "Exception ignored" at exit
@@ -98,6 +104,17 @@ def main(argv: list[str] | None = None) -> int:
         if not _closed_outputs():
             raise
         return _quiet_pipe_exit()
+    except Terminated:  # before the command started (parsing the options)
+        if debug:
+            raise
+        return report("terminated (SIGTERM) before the command started; nothing was written", 143)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        return report("interrupted before the command started; nothing was written", 130)
+    finally:
+        for sig, handler in (previous or {}).items():
+            signal.signal(sig, handler)
 
 
 def _main(argv: list[str], debug: bool) -> int:
@@ -157,16 +174,29 @@ class Terminated(KeyboardInterrupt):
 
 
 def _terminate(signum, frame):
-    raise Terminated()
+    """SIGTERM raises :class:`Terminated`, SIGINT ``KeyboardInterrupt`` — but never inside an import.
+
+    An exception raised in the middle of importing numpy or torch can leave the module half-initialised
+    in ``sys.modules`` (some libraries catch it there), and the command then fails later with an
+    unrelated ``AttributeError``. So a signal that lands inside an import is sent again 50 ms later,
+    until it lands in plmkit's own code.
+    """
+    f = frame
+    while f is not None:
+        if f.f_code.co_filename.startswith("<frozen importlib"):
+            import threading
+
+            timer = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+            timer.daemon = True
+            timer.start()
+            return
+        f = f.f_back
+    import signal
+
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def _run(args, debug: bool) -> int:
-    import signal
-
-    try:
-        previous = signal.signal(signal.SIGTERM, _terminate)
-    except ValueError:  # not the main thread (library use): leave signals alone
-        previous = None
     try:
         result = args.func(args)
         return int(result or 0)
@@ -212,9 +242,6 @@ def _run(args, debug: bool) -> int:
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
         return report(f"{e.strerror or e}{where}; check the path, the disk and its permissions (--debug shows "
                       "where it happened)", 1)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def entry() -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -204,7 +205,41 @@ def _state_problem(folder: Path) -> tuple[dict[str, Any] | None, str | None]:
         return None, f"{state_path} is not valid JSON"
     if not isinstance(state, dict) or not isinstance(state.get("files", {}), dict):
         return None, f"{state_path} does not hold a trainer state"
+    problem = _state_schema_problem(state)
+    if problem:
+        return None, f"{state_path}: {problem}"
     return state, None
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _state_schema_problem(state: dict[str, Any]) -> str | None:
+    """What is wrong with the values of a trainer state (None when every key plmkit reads has its type)."""
+    from ..errors import excerpt
+
+    if not _count(state.get("step")):
+        return f"'step' must be a non-negative integer, got {excerpt(state.get('step'))}"
+    files = state.get("files", {})
+    if not all(isinstance(k, str) and isinstance(v, str) and len(v) == 64 for k, v in files.items()):
+        return "'files' must map file names to SHA-256 digests"
+    if "/" in "".join(files) or any(k in ("", ".", "..") for k in files):
+        return "'files' names a file outside the checkpoint"
+    for key in ("data", "train_config", "run_config"):
+        if key in state and not isinstance(state[key], dict):
+            return f"'{key}' must be an object, got {excerpt(state[key])}"
+    for key in ("tokens_seen", "skipped_steps"):
+        if key in state and not _count(state[key]):
+            return f"'{key}' must be a non-negative integer, got {excerpt(state[key])}"
+    if "world_size" in state and not (_count(state["world_size"]) and state["world_size"] >= 1):
+        return f"'world_size' must be a positive integer, got {excerpt(state['world_size'])}"
+    e = state.get("elapsed_s", 0.0)
+    if isinstance(e, bool) or not isinstance(e, (int, float)) or not math.isfinite(e) or e < 0:
+        return f"'elapsed_s' must be a finite number of seconds, got {excerpt(e)}"
+    if state.get("log_window") is not None and not isinstance(state["log_window"], dict):
+        return f"'log_window' must be an object, got {excerpt(state['log_window'])}"
+    return None
 
 
 def verify_checkpoint(folder: Path) -> str | None:

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from ..config import TRAIN_RANGES, check_fields, config_from_dict
-from ..errors import ConfigError, PlmkitError, UsageError, excerpt
+from ..errors import CheckpointError, ConfigError, PlmkitError, UsageError, excerpt
 from . import checkpoint as ckpt
 from . import distributed as distr
 from .autobatch import current_rss
@@ -379,7 +379,12 @@ class Trainer:
             raise PlmkitError(f"--resume from {folder}: checkpoint does not match the model "
                               f"(missing {missing[:4]}, unexpected {unexpected[:4]})")
         ckpt.optimizer_from_files(optimizer, folder)
-        self.train_source.load_state_dict(state["data"])
+        try:
+            self.train_source.load_state_dict(state["data"])
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            raise CheckpointError(f"--resume from {folder}: the data-stream position in {ckpt.STATE_NAME} is damaged "
+                                  f"({type(e).__name__}: {excerpt(str(e))}); restore the checkpoint from a copy, or "
+                                  "remove it so that --resume takes the one before") from None
         rng = ckpt.load_rng(folder, self.dist.rank)
         if rng is not None:
             ckpt.set_rng_state(rng)
