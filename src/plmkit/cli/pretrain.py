@@ -27,7 +27,7 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="a folder written by 'plmkit prepare'")
     p.add_argument("--out", required=True, help="run folder: checkpoints, metrics.jsonl, TensorBoard events")
     stop = p.add_argument_group("how long")
-    stop.add_argument("--max-steps", type=T.positive_int, help="optimizer steps (default: none; a run needs --max-steps or --max-time)")
+    stop.add_argument("--max-steps", type=T.positive_int, help="optimizer steps (default: none; a run needs --max-steps, --max-time or --epochs)")
     stop.add_argument("--max-time", type=T.duration,
                       help="time budget, e.g. 90s, 30m, 2h; the LR schedule follows the clock (default: none)")
     stop.add_argument("--epochs", type=T.positive_float, metavar="E",
