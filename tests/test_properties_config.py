@@ -190,6 +190,12 @@ def _parse(argv: list[str]) -> tuple[object, int | None, str]:
             return None, int(e.code or 0), err.getvalue()
 
 
+def _dest(command: str, option: str) -> str:
+    """Where argparse stores ``option`` of ``command`` (an option may store under another name, e.g. --warmup)."""
+    sub = build_parser()._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+    return next(a.dest for a in sub._actions if option in a.option_strings)
+
+
 @pytest.mark.parametrize("command", ["pretrain", "finetune"])
 def test_random_numeric_option_values_are_accepted_or_exit_2(command):
     options = PRETRAIN_OPTIONS if command == "pretrain" else FINETUNE_OPTIONS
@@ -206,7 +212,7 @@ def test_random_numeric_option_values_are_accepted_or_exit_2(command):
             assert lines[0].startswith(f"plmkit {command}: error: argument {option}"), err
             assert "Traceback" not in err and sum(line.startswith("plmkit") for line in lines) == 1, err
             return
-        value = getattr(args, option[2:].replace("-", "_"))
+        value = getattr(args, _dest(command, option))
         assert isinstance(value, (int, float)) and not isinstance(value, bool), (option, text, value)
         assert options[option](value), (option, text, value)
 
