@@ -31,7 +31,7 @@ from plmkit.cli import build_parser
 from plmkit.config import MAX_SEED, parse_overrides
 from plmkit.data.objectives import DataConfig
 from plmkit.errors import PlmkitError
-from plmkit.models.hf import from_pretrained
+from plmkit.models import from_pretrained
 from plmkit.training.trainer import TrainConfig
 
 FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,

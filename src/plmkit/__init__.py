@@ -11,7 +11,7 @@ The Python API follows the Hugging Face habit::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: F401  (plmkit.__version__)
 
 from .errors import CheckpointError, ConfigError, DataError, PlmkitError, UsageError
 

@@ -153,7 +153,7 @@ def read_marker(folder: str | os.PathLike) -> dict | None:
 
 def write_marker(folder: str | os.PathLike, kind: str, entries: Iterable[str] | None = None) -> None:
     """Mark ``folder`` as a plmkit output of ``kind`` holding ``entries`` (default: what it holds now)."""
-    from . import __version__
+    from ._version import __version__
 
     folder = Path(folder)
     if entries is None:

@@ -45,6 +45,7 @@ from torch import nn
 
 from ._files import output_files
 from .errors import CheckpointError, UsageError
+from .models.facts import check_max_length, model_device, pad_token_id
 
 POOLS = ("first", "mean")
 FORMATS = ("npy", "safetensors", "jsonl")
@@ -112,13 +113,6 @@ def word_layer_states(model: nn.Module, sentences: list[list[str]]) -> list[torc
                      "so it cannot give word vectors")
 
 
-def model_device(model: nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
-
 @contextlib.contextmanager
 def inference(model: nn.Module) -> Iterator[None]:
     """Eval mode and no autograd for the duration; the model's previous mode is restored."""
@@ -137,8 +131,7 @@ def max_positions(model: nn.Module, max_length: int | None) -> int:
     if max_length is not None:
         if max_length < 4:
             raise UsageError(f"--max-length {max_length} is too small; give at least 4 tokens")
-        if limit is not None and max_length > limit:
-            raise UsageError(f"--max-length {max_length} exceeds the model's {limit} positions; give at most {limit}")
+        check_max_length(model, max_length)
         return max_length
     return int(limit) if limit is not None else 512
 
@@ -476,7 +469,7 @@ class Embedder:
                 rows.append((si, w, prefix + ids[w.start:w.end] + suffix))
         outputs: list[torch.Tensor | None] = [None] * len(infos)
         device = model_device(self.model)
-        pad = self._pad_id()
+        pad = pad_token_id(self.tokenizer, self.model)
         order = sorted(range(len(rows)), key=lambda r: len(rows[r][2]))
         with inference(self.model):
             for b in range(0, len(order), self.batch_size):
@@ -510,12 +503,6 @@ class Embedder:
         H = self.model.config.hidden_size
         self.selection.bind(self.model.config.num_hidden_layers + 1)
         return H if self.selection.spec == "mix" else H * len(self.selection.indices)
-
-    def _pad_id(self) -> int:
-        pad = self.tokenizer.pad_token_id
-        if pad is None:
-            pad = getattr(self.model.config, "pad_token_id", None)
-        return int(pad) if pad is not None else 0
 
 
 # ----------------------------------------------------------------------------- writers

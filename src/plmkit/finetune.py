@@ -57,6 +57,7 @@ from .data.tasks import glue, korean, squad, swag, tagging
 from .config import MAX_SEED, NONNEG, POSITIVE, SEED, UNIT_OPEN, check_fields
 from .errors import CheckpointError, ConfigError, DataError, PlmkitError, UsageError
 from .evaluation import metrics as M
+from .models.facts import check_max_length, model_device, pad_token_id
 from .training.distributed import choose_device
 
 # --------------------------------------------------------------------------- task registry
@@ -335,10 +336,6 @@ class FeatureBatches:
 
 
 # --------------------------------------------------------------------------- model outputs
-def model_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def run_model(model, features: Features, batch_size: int = 64, pad_id: int = 0, bf16: bool = False
               ) -> list[dict[str, np.ndarray]]:
@@ -483,7 +480,7 @@ def seed_folders(folder: str | Path) -> list[Path]:
 def check_model_folder(model_dir: str | Path, training: bool) -> None:
     """Point to the right folder or flag when ``--model`` is not a Transformer model folder but a ``--seeds``
     run (its ``seed-N`` folders) or an ELMo biLM (``--elmo``); other problems are reported by the loaders."""
-    from .models.hf import read_config
+    from .models.folder import read_config
 
     folder = Path(model_dir)
     if folder.is_dir() and not (folder / "config.json").exists():
@@ -525,28 +522,18 @@ def load_tokenizer_for(model_dir: str | Path):
 
 def finetune_info(model_dir: str | Path) -> dict[str, Any]:
     """The ``plmkit.finetune`` block a fine-tuned folder's config.json carries ({} for others)."""
-    from .models.hf import read_config
+    from .models.folder import read_config
 
     raw = read_config(model_dir)
     return dict((raw.get("plmkit") or {}).get("finetune") or {})
 
 
 def pad_id_for(tokenizer, model) -> int:
-    pad = tokenizer.pad_token_id
-    if pad is None:
-        pad = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    """The pad id (:func:`plmkit.models.facts.pad_token_id`), also set as the model config's when it has none."""
+    pad = pad_token_id(tokenizer, model)
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = pad  # GPT-2: the classifier finds the last real token by the pad id
     return pad
-
-
-def check_max_length(model, max_length: int) -> None:
-    """``--max-length`` against the positions of a model or a :class:`~plmkit.config.ModelConfig` (UsageError)."""
-    config = getattr(model, "config", model)
-    available = config.positions_available
-    if max_length > available:
-        raise UsageError(f"--max-length {max_length} exceeds the model's {available} positions; "
-                         f"use --max-length {available} or less")
 
 
 def check_vocabulary(tokenizer, model, folder: str | Path) -> None:
@@ -794,7 +781,8 @@ def _finetune(cfg: FinetuneConfig) -> dict[str, Any]:
         check_model_folder(cfg.model, training=True)  # a --seeds run or an ELMo folder: say what to pass
         tokenizer = load_tokenizer_for(cfg.model)
         # Read the model's config once to learn about segment embeddings and positions.
-        from .models.hf import config_from_hf, read_config
+        from .models.folder import read_config
+        from .models.hf import config_from_hf
 
         base_config = config_from_hf(read_config(cfg.model), source=str(Path(cfg.model) / "config.json"))
         with_types = base_config.type_vocab_size >= 2
@@ -1050,7 +1038,7 @@ def bilstm_config_overrides(settings: dict[str, Any]) -> dict[str, Any]:
 def load_elmo_for_task(path: str | Path):
     """The biLM of an ``--elmo`` folder, or an error that says what the folder is and what to pass instead."""
     from .models.elmo import load_elmo
-    from .models.hf import read_config
+    from .models.folder import read_config
 
     folder = Path(path)
     if folder.is_dir() and not (folder / "config.json").exists() and (folder / "checkpoints").is_dir():
@@ -1261,7 +1249,7 @@ def load_finetuned(task: str, model_dir: str | Path, options: TaskOptions | None
     folder's saved options.
     """
     from .models import from_pretrained
-    from .models.hf import read_config
+    from .models.folder import read_config
 
     spec = get_task(task)
     check_model_folder(model_dir, training=False)  # a --seeds run or an ELMo folder: say what to pass

@@ -38,8 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .embed import inference, max_positions, model_device, plan_windows, resolve_model, special_frame, split_words
+from .embed import inference, max_positions, plan_windows, resolve_model, special_frame, split_words
 from .errors import UsageError
+from .models.facts import model_device, pad_token_id
 
 METHODS = ("auto", "causal", "pll", "elmo")
 _DESCRIPTION = {
@@ -240,13 +241,6 @@ def _lm_log_probs(model: nn.Module, hidden: torch.Tensor, targets: torch.Tensor,
     return torch.cat(out) if out else hidden.new_zeros(0)
 
 
-def _pad_id(tokenizer, model: nn.Module) -> int:
-    pad = tokenizer.pad_token_id
-    if pad is None:
-        pad = getattr(model.config, "pad_token_id", None)
-    return int(pad) if pad is not None else 0
-
-
 def _batch_rows(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
     T = max(len(r) for r in rows)
     ids = torch.full((len(rows), T), pad, dtype=torch.long)  # (B, T)
@@ -274,7 +268,7 @@ def _score_causal(model, tok, texts, batch_size, max_len, stride, add_start, pro
                 rows.append((si, seq[w.start:w.end], [p - 1 - w.start for p in targets], targets))
     logps: list[dict[int, float]] = [{} for _ in texts]
     device = model_device(model)
-    pad = _pad_id(tok, model)
+    pad = pad_token_id(tok, model)
     order = sorted(range(len(rows)), key=lambda r: len(rows[r][1]))
     with inference(model):
         for b in range(0, len(order), batch_size):
@@ -329,7 +323,7 @@ def _score_pll(model, tok, texts, batch_size, max_len, stride, progress) -> Scor
                 rows.append((si, p, masked, r, ids[p]))
     logps: list[dict[int, float]] = [{} for _ in texts]
     device = model_device(model)
-    pad = _pad_id(tok, model)
+    pad = pad_token_id(tok, model)
     order = sorted(range(len(rows)), key=lambda i: len(rows[i][2]))
     with inference(model):
         for b in range(0, len(order), batch_size):

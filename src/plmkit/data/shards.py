@@ -401,7 +401,7 @@ def _tokenizer_meta(tok: Tokenizer, source: str | None) -> dict[str, Any]:
 
 def _write_meta(folder: Path, tok: Tokenizer, written: dict[str, Any], tokenizer_source: str | None,
                 extra: dict[str, Any]) -> dict[str, Any]:
-    from .. import __version__
+    from .._version import __version__
 
     meta = {
         "format": FORMAT_NAME,

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -46,9 +45,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import NONNEG, POSITIVE, UNIT_OPEN, check_fields, config_from_dict, get_preset
+from ..config import (NONNEG, POSITIVE, UNIT_OPEN, check_fields, check_fits, config_from_dict, format_bytes,
+                      get_preset)
 from ..errors import CheckpointError, ConfigError, UsageError
 from .dropout import Dropout
+from .folder import (CONFIG_NAME, WEIGHTS_NAME, check_tensor, header_state, load_state, read_config, read_word_list,
+                     write_config, write_weights, write_word_list)
 from .model import ModelOutput
 
 # torch's CPU LSTM with proj_size falls back from oneDNN to its own (correct) kernel and says so on
@@ -793,11 +795,6 @@ class Elmo(nn.Module):
 
 # ----------------------------------------------------------------------------- save / load
 def save_elmo(model: ElmoModel, path: str | Path, tokenizer=None, extra: dict[str, Any] | None = None) -> Path:
-    from safetensors.torch import save_file
-
-    from .._files import atomic_write
-    from .hf import CONFIG_NAME, WEIGHTS_NAME
-
     folder = Path(path)
     if tokenizer is not None and vocab_from_tokenizer(tokenizer) != model.vocab:
         raise UsageError("the tokenizer's vocabulary differs from the ELMo model's; save with the tokenizer "
@@ -805,10 +802,9 @@ def save_elmo(model: ElmoModel, path: str | Path, tokenizer=None, extra: dict[st
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     config = {**model.config.to_dict(), "architectures": ["ElmoBiLM"],
               "plmkit": {"format": 1, **(extra or {})}}
-    atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
-    atomic_write(folder / VOCAB_NAME, lambda tmp: Path(tmp).write_text(
-        "".join(w + "\n" for w in model.vocab), encoding="utf-8"))
-    atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
+    write_weights(folder, state)
+    write_word_list(folder / VOCAB_NAME, model.vocab)
+    write_config(folder, config)
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
     return folder
@@ -831,10 +827,6 @@ def load_elmo(path: str | Path, meta: bool = False) -> ElmoModel:
     The config is checked and the model's size computed before anything is allocated; ``meta=True``
     builds it on the meta device from the safetensors header alone (``plmkit info``).
     """
-    from ..config import check_fits, format_bytes
-    from .hf import (CONFIG_NAME, WEIGHTS_NAME, check_tensor, header_state, load_state, read_config,
-                     read_word_list)
-
     folder = Path(path)
     raw = read_config(folder)
     cfg_file = folder / CONFIG_NAME

@@ -1,4 +1,4 @@
-"""Hugging Face checkpoints in and out: config keys and parameter names for bert, roberta, albert, gpt2.
+"""Hugging Face names for bert, roberta, albert, gpt2: config keys, architecture names, parameter names.
 
 A plmkit model folder *is* a Hugging Face folder (DESIGN §3): ``config.json`` with HF keys (plmkit
 extras under ``"plmkit"``), ``model.safetensors`` with HF parameter names, and the tokenizer files.
@@ -6,38 +6,35 @@ extras under ``"plmkit"``), ``model.safetensors`` with HF parameter names, and t
 transformers writes, losing nothing: tensors plmkit does not use (old ``position_ids`` buffers,
 GPT-2's causal-mask buffers, unknown heads) are carried through and written back unchanged.
 
+This module is only the mapping (no file is read or written here): :func:`config_from_hf` /
+:func:`config_to_hf`, the architecture names, and the rules between plmkit's and HF's parameter
+names (:func:`body_rules`, :func:`head_rules`, :func:`hf_state_dict`). Reading and writing folders is
+:mod:`plmkit.models.folder`; loading a model of any kind is :mod:`plmkit.models.auto`; saving a
+:class:`PlmModel` is :mod:`plmkit.models.model`.
+
 Layout differences handled here:
 
 * plmkit fuses query/key/value into one ``qkv`` projection; HF BERT-family checkpoints store them
   separately (split / concatenated along dim 0, bit-exact).
 * GPT-2 stores linear layers as ``Conv1D`` (weight transposed).
 * Tied decoders (``cls.predictions.decoder``, ``lm_head``) are not stored, as transformers does.
-
-Weights are read only through safetensors; nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import re
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
-from .._files import atomic_write
 from ..config import ModelConfig
 from ..errors import CheckpointError, ConfigError
-from .model import PlmModel, normalize_task, task_heads
+from .folder import CONFIG_NAME
 
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
+if TYPE_CHECKING:
+    from .model import PlmModel
+
 
 # ----------------------------------------------------------------------------- config.json
 _COMMON_KEYS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
@@ -392,426 +389,10 @@ def _heads_in_checkpoint(keys: set[str], model_type: str, arch_task: str | None)
     return list(dict.fromkeys(heads))
 
 
-# ----------------------------------------------------------------------------- load
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); fix the file or "
-                              "restore it from the model's source") from None
-    except UnicodeDecodeError as e:
-        raise CheckpointError(f"{path}: not a JSON text file (byte {e.start}: {e.reason}; it may be binary, e.g. a "
-                              "pickle); plmkit reads configuration only as JSON — restore the file from the model's "
-                              "source") from None
-
-
-def read_config(path: str | os.PathLike) -> dict[str, Any]:
-    folder = Path(path)
-    if not folder.exists():
-        raise CheckpointError(f"model folder {folder} does not exist; give a folder with config.json and "
-                              "model.safetensors (a plmkit run's export or a Hugging Face model folder)")
-    if not folder.is_dir():
-        raise CheckpointError(f"{folder} is a file, not a model folder; pass the folder that holds config.json")
-    cfg = folder / CONFIG_NAME
-    if not cfg.exists():
-        raise CheckpointError(f"{folder} has no config.json, so it is not a model folder; give the folder "
-                              "written by save_pretrained / plmkit export / transformers")
-    data = _read_json(cfg)
-    if not isinstance(data, dict):
-        from ..errors import excerpt, type_name
-
-        raise CheckpointError(f"{cfg}: expected a JSON object of settings {{\"model_type\": ..., ...}}, got "
-                              f"{type_name(data)} {excerpt(data)}; restore the file from the model's source")
-    return data
-
-
 def architecture(raw: dict[str, Any]) -> str | None:
     """The first entry of config.json's ``architectures`` (None when absent or not a list of names)."""
     archs = raw.get("architectures")
     return archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else None
-
-
-INDEX_NAME = "model.safetensors.index.json"
-
-
-def _read_index(index: Path) -> list[str]:
-    """The shard file names of ``model.safetensors.index.json``, checked: an object whose ``weight_map`` maps
-    each tensor name (once) to a shard file inside the folder that exists."""
-    from ..errors import excerpt, type_name
-
-    hint = "restore it from the model's source (or merge the shards into one model.safetensors)"
-    duplicates: list[str] = []
-
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        seen: dict[str, Any] = {}
-        for k, v in items:
-            if k in seen:
-                duplicates.append(k)
-            seen[k] = v
-        return seen
-
-    try:
-        with open(index, encoding="utf-8") as f:
-            data = json.load(f, object_pairs_hook=pairs)
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{index}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); {hint}") from None
-    except UnicodeDecodeError as e:
-        raise CheckpointError(f"{index}: not a JSON text file (byte {e.start}: {e.reason}); {hint}") from None
-    except (ValueError, RecursionError) as e:
-        raise CheckpointError(f"{index}: cannot be read as JSON ({excerpt(str(e))}); {hint}") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{index}: expected a JSON object with a 'weight_map', got {type_name(data)} "
-                              f"({excerpt(data)}); {hint}")
-    wmap = data.get("weight_map")
-    if not isinstance(wmap, dict) or not wmap:
-        found = "no 'weight_map'" if "weight_map" not in data else f"a 'weight_map' that is {type_name(wmap)}"
-        raise CheckpointError(f"{index}: {found}; expected 'weight_map': {{tensor name: shard file}}; {hint}")
-    if duplicates:
-        raise CheckpointError(f"{index}: weight_map lists tensor {excerpt(duplicates[0])} twice; each tensor is in "
-                              f"one shard — {hint}")
-    folder = index.parent.resolve()
-    names: list[str] = []
-    for key, shard in wmap.items():
-        if not isinstance(shard, str):
-            raise CheckpointError(f"{index}: weight_map[{excerpt(key)}] is {type_name(shard)} ({excerpt(shard)}), "
-                                  f"expected a shard file name; {hint}")
-        if not shard or "/" in shard or "\\" in shard or shard in (".", "..") or "\x00" in shard \
-                or not shard.endswith(".safetensors"):
-            raise CheckpointError(f"{index}: weight_map[{excerpt(key)}] names {excerpt(shard)}; a shard must be a "
-                                  "*.safetensors file name in the model folder itself (no '/', no '..'); " + hint)
-        f = index.parent / shard
-        if f.resolve().parent != folder:
-            raise CheckpointError(f"{index}: shard {excerpt(shard)} resolves outside {index.parent}; {hint}")
-        if shard not in names:
-            if not f.is_file():
-                raise CheckpointError(f"{index}: shard {excerpt(shard)} (of tensor {excerpt(key)}) is missing from "
-                                      f"{index.parent}; copy every shard file, or {hint}")
-            names.append(shard)
-    return sorted(names)
-
-
-def weight_files(folder: Path) -> list[Path]:
-    """``model.safetensors``, or the shards its checked index names; CheckpointError when there are none."""
-    files = [folder / WEIGHTS_NAME]
-    index = folder / INDEX_NAME
-    if not files[0].exists() and index.exists():
-        files = [folder / n for n in _read_index(index)]
-    if not files[0].exists():
-        pickled = [n for n in ("pytorch_model.bin", "tf_model.h5", "flax_model.msgpack") if (folder / n).exists()]
-        hint = (f" It has {pickled[0]}, which plmkit will not unpickle; convert it once with transformers: "
-                "AutoModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)") if pickled else ""
-        raise CheckpointError(f"{folder} has no {WEIGHTS_NAME}.{hint}")
-    return files
-
-
-_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-           "BOOL": torch.bool}
-_MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
-
-
-def read_header(f: Path) -> dict[str, tuple[torch.dtype, tuple[int, ...]]]:
-    """Name → (dtype, shape) of every tensor in a safetensors file, from its JSON header alone.
-
-    Nothing but the header is read, so this is instant however large the weights are; the header is
-    checked as safetensors checks it (length, dtypes, shapes, offsets within the file), so a truncated
-    or foreign file is a CheckpointError here too.
-    """
-    def bad(why: str) -> CheckpointError:
-        return CheckpointError(f"{f}: cannot read safetensors file ({why}); the file is truncated or corrupt — "
-                               "restore it or use an earlier checkpoint")
-
-    try:
-        size = f.stat().st_size
-        with open(f, "rb") as fh:
-            head = fh.read(8)
-            n = int.from_bytes(head, "little") if len(head) == 8 else -1
-            if n < 2 or n > min(size - 8, _MAX_HEADER):
-                raise bad("no valid header length")
-            header = json.loads(fh.read(n).decode("utf-8"))
-    except CheckpointError:
-        raise
-    except OSError:
-        raise
-    except (ValueError, RecursionError):  # JSON or UTF-8
-        raise bad("its header is not valid JSON") from None
-    if not isinstance(header, dict):
-        raise bad("its header is not a JSON object")
-    data_size = size - 8 - n
-    out: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {}
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            dtype = _DTYPES[entry["dtype"]]
-            shape = tuple(entry["shape"])
-            start, end = entry["data_offsets"]
-            ok = all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in (*shape, start, end))
-        except (KeyError, TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise bad(f"tensor {name[:60]!r} has no valid dtype, shape and offsets")
-        numel = 1
-        for d in shape:
-            numel *= d
-        if end - start != numel * dtype.itemsize or end > data_size:
-            raise bad(f"tensor {name[:60]!r} does not fit in the file")
-        out[name] = (dtype, shape)
-    return out
-
-
-def header_state(folder: Path) -> dict[str, torch.Tensor]:
-    """The checkpoint's tensors as meta tensors (shape and dtype, no data) from the safetensors headers."""
-    state: dict[str, torch.Tensor] = {}
-    for f in weight_files(folder):
-        for name, (dtype, shape) in read_header(f).items():
-            state[name] = torch.empty(shape, dtype=dtype, device="meta")
-    return state
-
-
-_LAYER_INDEX = re.compile(r"(?:^|\.)(?:layer|h)\.(\d+)\.")
-
-
-def check_model_size(config: ModelConfig, state: dict[str, torch.Tensor], source: str, folder: Path,
-                     meta: bool) -> None:
-    """Before a model is built: its config must not describe more than the checkpoint holds, and the
-    model plus the loaded weights must fit in memory (CheckpointError / ConfigError with the estimate)."""
-    from ..config import estimate_parameters, format_bytes
-
-    stored = sum(t.numel() for t in state.values())
-    body = estimate_parameters(config, body_only=True)
-    layers = {int(m.group(1)) for k in state for m in [_LAYER_INDEX.search(k)] if m}
-    if layers and not config.share_layers and config.num_hidden_layers > len(layers):
-        raise CheckpointError(f"{source} says num_hidden_layers={config.num_hidden_layers} but {folder} holds the "
-                              f"weights of {len(layers)} layer(s); the config does not belong to these weights — "
-                              "check config.json or re-export the model")
-    if body > 4 * stored + 1_000_000:  # far beyond the weights (a small mismatch gets the tensor-by-tensor message)
-        raise CheckpointError(f"{source} describes a model of at least {body:,} parameters (hidden_size="
-                              f"{config.hidden_size}, num_hidden_layers={config.num_hidden_layers}, vocab_size="
-                              f"{config.vocab_size}) but {folder} holds only {stored:,} weights; the config does "
-                              "not belong to these weights — check config.json or re-export the model")
-    if not meta:
-        from ..config import check_fits
-
-        need = 4 * estimate_parameters(config) + sum(t.numel() * t.element_size() for t in state.values())
-        check_fits(need, f"loading {folder} ({estimate_parameters(config):,} parameters, "
-                         f"{format_bytes(need)} with the weights read)", "use a machine with more memory")
-
-
-def load_state(folder: Path) -> dict[str, torch.Tensor]:
-    """All tensors of ``model.safetensors`` (or sharded ``model-0000x-of-0000y.safetensors``).
-
-    The sharded index is checked (see :func:`_read_index`); a tensor found in two shards, or not in
-    the shard the index names, is a CheckpointError, as is a file safetensors cannot parse.
-    """
-    files = weight_files(folder)
-    index = folder / INDEX_NAME
-    wmap: dict[str, str] = {}
-    if files[0].name != WEIGHTS_NAME:
-        with open(index, encoding="utf-8") as f:
-            wmap = json.load(f)["weight_map"]
-    state: dict[str, torch.Tensor] = {}
-    origin: dict[str, Path] = {}
-    for f in files:
-        try:
-            with safe_open(str(f), framework="pt") as sf:
-                for k in sf.keys():
-                    if k in state:
-                        raise CheckpointError(f"{f}: tensor {k} is also in {origin[k].name}; a tensor may be in one "
-                                              "shard only — restore the files from the model's source")
-                    state[k] = sf.get_tensor(k)
-                    origin[k] = f
-        except CheckpointError:
-            raise
-        except Exception as e:  # SafetensorError, OSError, ValueError, or anything a malformed header raises
-            from ..errors import excerpt
-
-            raise CheckpointError(f"{f}: cannot read safetensors file ({excerpt(str(e), 160)}); the file is truncated "
-                                  "or corrupt — restore it or use an earlier checkpoint") from None
-    for k, shard in wmap.items():
-        if k not in state:
-            raise CheckpointError(f"{index}: tensor {k} should be in {shard} but is not; the index and the shards "
-                                  "do not match — restore them from the model's source")
-    return state
-
-
-def read_word_list(file: Path, what: str) -> list[str]:
-    """A one-word-per-line vocabulary file of a model folder (ELMo's ``elmo_vocab.txt``, a tagger's words):
-    UTF-8, non-empty, each word once — else a CheckpointError naming the file and line."""
-    from ..errors import excerpt
-
-    raw = file.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise CheckpointError(f"{file}, line {line}: not UTF-8 text ({e.reason}); "
-                              f"{file.name} holds {what}, one word per line — restore it from the folder the model "
-                              "was saved to") from None
-    words = text.split("\n")
-    if words and words[-1] == "":
-        words.pop()
-    if not words:
-        raise CheckpointError(f"{file}: empty; it holds {what}, one word per line — restore it from the folder the "
-                              "model was saved to")
-    seen: dict[str, int] = {}
-    for i, w in enumerate(words, start=1):
-        if w in seen:
-            raise CheckpointError(f"{file}, line {i}: word {excerpt(w)} already appears on line {seen[w]}; each word "
-                                  "may appear once — restore the file from the folder the model was saved to")
-        seen[w] = i
-    return words
-
-
-def check_tensor(file: Path, name: str, value: torch.Tensor, like: torch.Tensor, source: str = CONFIG_NAME) -> None:
-    """A loaded tensor against the model's own: same shape, a dtype of the same kind (floating point for
-    floating parameters, integer for integer buffers), and finite values. CheckpointError naming the tensor."""
-    if tuple(value.shape) != tuple(like.shape):
-        raise CheckpointError(f"{file}: tensor {name} has shape {tuple(value.shape)} but {source} implies "
-                              f"{tuple(like.shape)}; the weights do not match this config — check {source} or "
-                              "re-export the model")
-    if like.is_floating_point():
-        if not value.is_floating_point():
-            raise CheckpointError(f"{file}: tensor {name} has dtype {str(value.dtype).replace('torch.', '')}, expected "
-                                  "floating-point weights; the file is corrupt or not a model's weights")
-        if value.numel() and not value.is_meta and not bool(torch.isfinite(value).all()):
-            bad = int((~torch.isfinite(value)).sum())
-            raise CheckpointError(f"{file}: tensor {name} holds {bad:,} NaN or infinite value(s); the weights are "
-                                  "damaged (a diverged run?) — use an earlier checkpoint")
-    elif like.dtype != value.dtype and (value.is_floating_point() or value.is_complex()
-                                        or (like.dtype == torch.bool) != (value.dtype == torch.bool)):
-        raise CheckpointError(f"{file}: tensor {name} has dtype {str(value.dtype).replace('torch.', '')}, expected "
-                              f"{str(like.dtype).replace('torch.', '')}")
-
-
-def from_pretrained(path: str | os.PathLike, task: str | None = "auto", num_labels: int | None = None,
-                    id2label: dict[int, str] | None = None, *, meta: bool = False, **config_overrides: Any):
-    """Load any plmkit or Hugging Face model folder (bert, roberta, albert, gpt2; elmo; bilstm-tagger/-classifier).
-
-    ``task="auto"`` keeps the task the checkpoint was saved for (its ``architectures``). Naming
-    another task keeps the checkpoint's heads and adds the task's heads, newly initialised, with a
-    warning that lists their parameters. ``num_labels`` / ``id2label`` size a new classifier.
-
-    The config is checked and the model's size computed from it before anything is allocated: a config
-    that describes more than the weights hold, or a model that does not fit in memory, is refused.
-    ``meta=True`` builds the model on PyTorch's meta device from the safetensors headers alone (shapes
-    and parameter counts checked, no weight read or allocated: ``plmkit info``).
-    """
-    folder = Path(path)
-    raw = read_config(folder)
-    if raw.get("model_type") == "elmo":
-        from .elmo import load_elmo  # ELMo shares the folder shape, not the class
-
-        return load_elmo(folder, meta=meta)
-    if raw.get("model_type") in ("bilstm-tagger", "bilstm-classifier"):
-        from .tagger import load_tagger  # the BiLSTM task models (with or without ELMo)
-
-        return load_tagger(folder, meta=meta)
-    config = config_from_hf(raw, source=str(folder / CONFIG_NAME))
-    if config_overrides:
-        config = config.replace(**config_overrides)
-    arch_task = task_for_architecture(architecture(raw))
-    headers = header_state(folder)
-    check_model_size(config, headers, str(folder / CONFIG_NAME), folder, meta)
-    state = headers if meta else load_state(folder)
-    prefix = body_prefix(config.model_type)
-    prefixed = any(k.startswith(prefix) for k in state)
-    present = _heads_in_checkpoint(set(state), config.model_type, arch_task)
-    if task == "auto":
-        task = arch_task
-    task = normalize_task(task)
-
-    label_change = False
-    if id2label is not None:
-        id2label = {int(k): str(v) for k, v in id2label.items()}
-        num_labels = len(id2label)
-    if num_labels is not None and num_labels != config.num_labels:
-        label_change = True
-        config.num_labels = num_labels
-    if id2label is not None:
-        config.id2label = id2label
-    elif label_change:
-        config.id2label = None
-
-    pooler_key = (prefix if prefixed else "") + ("pooler.weight" if config.model_type == "albert" else "pooler.dense.weight")
-    has_pooler = pooler_key in state
-    wanted = task_heads(task, config)
-    keep = [h for h in present if not (label_change and h in ("classifier", "tagger") and h in wanted)]
-    with torch.device("meta") if meta else contextlib.nullcontext():  # meta: shapes only, nothing allocated
-        model = PlmModel(config, task=task, heads=keep, add_pooler=has_pooler)
-
-    new_heads = [h for h in wanted if h not in keep and h != "lm"]
-    expected: dict[str, Rule] = {}
-    for rule in body_rules(model):
-        theirs = tuple((prefix + t) if prefixed else t for t in rule.theirs)
-        expected[rule.ours] = Rule(rule.ours, theirs, rule.op)
-    for kind in keep:
-        for rule in head_rules(config.model_type, kind, model.heads[kind]):
-            expected[rule.ours] = rule
-
-    own = dict(model.named_parameters())
-    used: set[str] = set()
-    missing: list[str] = []
-    converted: dict[str, torch.Tensor] = {}
-    for ours, rule in expected.items():
-        if not all(t in state for t in rule.theirs):
-            missing.extend(t for t in rule.theirs if t not in state)
-            continue
-        tensors = [state[t] for t in rule.theirs]
-        for t, tensor in zip(rule.theirs, tensors):
-            if not tensor.is_floating_point():
-                raise CheckpointError(f"{folder / WEIGHTS_NAME}: tensor {t} has dtype "
-                                      f"{str(tensor.dtype).replace('torch.', '')}, expected floating-point weights; "
-                                      "the file is corrupt or not a model's weights")
-        value = _to_ours(tensors, rule.op)
-        target = own[ours]
-        if tuple(value.shape) != tuple(target.shape):
-            found = [tuple(t.shape) for t in tensors]
-            wanted_shapes = [tuple(t.shape) for t in _to_theirs(target, rule)]
-            raise CheckpointError(
-                f"{folder / WEIGHTS_NAME}: tensor {', '.join(rule.theirs)} has shape "
-                f"{found[0] if len(found) == 1 else found} but config.json implies "
-                f"{wanted_shapes[0] if len(wanted_shapes) == 1 else wanted_shapes}; the weights do not match "
-                "this config — check config.json (sizes, vocab_size) or re-export the model"
-            )
-        check_tensor(folder / WEIGHTS_NAME, ", ".join(rule.theirs), value, target)  # dtype kind, finiteness
-        converted[ours] = value
-        used.update(rule.theirs)
-    if missing:
-        raise CheckpointError(f"{folder / WEIGHTS_NAME} is missing tensor(s) {', '.join(missing[:6])}"
-                              f"{' …' if len(missing) > 6 else ''} that config.json requires; the file is "
-                              "incomplete or belongs to another model")
-    with torch.no_grad():
-        for ours, value in converted.items():
-            own[ours].copy_(value)
-    leftovers = {k: v for k, v in state.items() if k not in used and k not in _TIED}
-    if label_change:
-        dropped = [k for k in leftovers if k.startswith(("classifier.", "score."))]
-        for k in dropped:
-            leftovers.pop(k)
-    benign = [k for k in leftovers if k.endswith(("position_ids", "attn.bias", "attn.masked_bias"))]
-    unknown = [k for k in leftovers if k not in benign]
-    if unknown:
-        warnings.warn(f"{folder / WEIGHTS_NAME}: {len(unknown)} tensor(s) plmkit does not use were kept "
-                      f"unchanged for saving: {', '.join(unknown[:5])}{' …' if len(unknown) > 5 else ''}", stacklevel=2)
-    # Remember body tensors relative to the body so they follow a change of prefix on save.
-    body_pass, top_pass = {}, {}
-    for k, v in leftovers.items():
-        if prefixed and k.startswith(prefix):
-            body_pass[k[len(prefix):]] = v
-        elif not prefixed:
-            body_pass[k] = v
-        else:
-            top_pass[k] = v
-    model.passthrough = {"body": body_pass, "top": top_pass}
-    if new_heads:
-        params = [n for n, _ in model.named_parameters() if any(n.startswith(f"heads.{h}.") for h in new_heads)]
-        warnings.warn(f"{folder}: task {task!r} needs head(s) {', '.join(new_heads)} that the checkpoint does not "
-                      f"have; newly initialised parameters: {', '.join(params)} — train them before use", stacklevel=2)
-    model.eval()
-    model.loaded_from = str(folder)
-    return model
 
 
 def _to_ours(tensors: list[torch.Tensor], op: str) -> torch.Tensor:
@@ -855,16 +436,3 @@ def hf_state_dict(model: PlmModel, only_task_heads: bool = False) -> tuple[dict[
         for k, v in model.passthrough.get("top", {}).items():
             out.setdefault(k, v)
     return out, architecture_for(c, model.task)
-
-
-def save_pretrained(model: PlmModel, path: str | os.PathLike, only_task_heads: bool = False, tokenizer=None,
-                    extra: dict[str, Any] | None = None) -> Path:
-    folder = Path(path)
-    state, arch = hf_state_dict(model, only_task_heads=only_task_heads)
-    plm_extra = {"task": model.task, **(extra or {})}
-    hf_config = config_to_hf(model.config, arch, extra=plm_extra)
-    atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
-    atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(hf_config, indent=2) + "\n"))
-    if tokenizer is not None:
-        tokenizer.save_pretrained(folder)
-    return folder

@@ -17,12 +17,15 @@ task                        heads                  HF class (BERT family)
 ==========================  =====================  ==========================================
 
 ``forward`` takes tensors and optional labels and returns a :class:`ModelOutput` with ``loss`` and
-the logits under transformers' names. Saving and loading live in :mod:`plmkit.models.hf`.
+the logits under transformers' names. Saving is :func:`save_pretrained` here (names mapped by
+:mod:`plmkit.models.hf`); loading any model folder is :func:`plmkit.models.auto.from_pretrained`.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Iterable
 
 import torch
@@ -30,7 +33,9 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import UsageError
+from .folder import write_config, write_weights
 from .heads import build_head
+from .hf import config_to_hf, hf_state_dict
 from .transformer import TransformerEncoder, scaled_init_
 
 TASKS = ("pretraining", "masked-lm", "causal-lm", "sequence-classification", "question-answering",
@@ -217,10 +222,21 @@ class PlmModel(nn.Module):
             out.loss = sum(present[1:], present[0])
         return out
 
-    # ------------------------------------------------------------------ I/O (see hf.py)
+    # ------------------------------------------------------------------ I/O (names: hf.py; loading: auto.py)
     def save_pretrained(self, path, only_task_heads: bool = False, tokenizer=None,
                         extra: dict[str, Any] | None = None) -> None:
         """Write the Hugging Face layout: config.json + model.safetensors (+ tokenizer files)."""
-        from .hf import save_pretrained
-
         save_pretrained(self, path, only_task_heads=only_task_heads, tokenizer=tokenizer, extra=extra)
+
+
+def save_pretrained(model: PlmModel, path: str | os.PathLike, only_task_heads: bool = False, tokenizer=None,
+                    extra: dict[str, Any] | None = None) -> Path:
+    folder = Path(path)
+    state, arch = hf_state_dict(model, only_task_heads=only_task_heads)
+    plm_extra = {"task": model.task, **(extra or {})}
+    hf_config = config_to_hf(model.config, arch, extra=plm_extra)
+    write_weights(folder, state)
+    write_config(folder, hf_config)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+    return folder

@@ -26,8 +26,8 @@ as an ELMo folder in ``elmo/``; :func:`load_tagger` reads it back.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +38,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..config import NONNEG, POSITIVE, UNIT_OPEN, check_fields, config_from_dict
+from ..config import NONNEG, POSITIVE, UNIT_OPEN, check_fields, check_fits, config_from_dict
 from ..errors import CheckpointError, ConfigError, UsageError
 from .dropout import Dropout
 from .elmo import Elmo, ElmoModel, batch_to_char_ids, load_elmo
+from .folder import (CONFIG_NAME, WEIGHTS_NAME, check_tensor, header_state, load_state, read_config, read_word_list,
+                     write_config, write_weights, write_word_list)
+from .hf import _id2label
 from .model import ModelOutput
 
 PAD, UNK = "<pad>", "<unk>"
@@ -245,11 +248,6 @@ class _BiLstmEncoder(nn.Module):
 
     def save_pretrained(self, path: str | Path, tokenizer=None, extra: dict[str, Any] | None = None) -> Path:
         """Write the folder :func:`load_tagger` reads (``tokenizer`` is accepted and ignored: words are the input)."""
-        from safetensors.torch import save_file
-
-        from .._files import atomic_write
-        from .hf import CONFIG_NAME, WEIGHTS_NAME
-
         if self.word_vocab is None or self.label_vocab is None:
             raise UsageError("save_pretrained needs the model's word_vocab and label_vocab (pass them to the constructor)")
         folder = Path(path)
@@ -265,10 +263,9 @@ class _BiLstmEncoder(nn.Module):
             cfg["elmo"] = {"num_output_representations": len(e.mixes), "layer_norm": e.mixes[0].layer_norm,
                            "dropout": e.dropout.p, "freeze": e.freeze}
             e.lm.save_pretrained(folder / "elmo")
-        atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
-        atomic_write(folder / WORDS_NAME, lambda tmp: Path(tmp).write_text("".join(w + "\n" for w in words),
-                                                                           encoding="utf-8"))
-        atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(cfg, indent=2) + "\n"))
+        write_weights(folder, state)
+        write_word_list(folder / WORDS_NAME, words)
+        write_config(folder, cfg)
         return folder
 
 
@@ -345,12 +342,6 @@ def load_tagger(path: str | Path, meta: bool = False) -> BiLstmTagger | BiLstmCl
     The config is checked and the model's size computed before anything is allocated; ``meta=True``
     builds it on the meta device from the safetensors header alone (``plmkit info``).
     """
-    import contextlib
-
-    from ..config import check_fits
-    from .hf import (CONFIG_NAME, WEIGHTS_NAME, _id2label, check_tensor, header_state, load_state, read_config,
-                     read_word_list)
-
     folder = Path(path)
     raw = read_config(folder)
     cfg_file = folder / CONFIG_NAME
