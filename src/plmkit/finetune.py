@@ -1173,7 +1173,7 @@ class WordFeaturizer:
         from .models.elmo import batch_to_char_ids
 
         elmo, lm = self.elmo, self.elmo.lm
-        home = next(lm.parameters()).device
+        home = model_device(lm)
         lm.to(self.device)
         t0 = time.perf_counter()
         out: list[np.ndarray | None] = [None] * len(sentences)
