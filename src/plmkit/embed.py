@@ -37,7 +37,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ from torch import nn
 from ._files import output_files
 from .errors import CheckpointError, UsageError
 from .models.facts import check_max_length, model_device, pad_token_id
+from .models.protocol import PlmkitModel, TokenModel
 
 POOLS = ("first", "mean")
 FORMATS = ("npy", "safetensors", "jsonl")
@@ -80,7 +81,7 @@ def resolve_model(model_or_path: Any, tokenizer: Any = None, device: str | torch
         tokenizer = load_tokenizer(folder)
     elif isinstance(tokenizer, (str, os.PathLike)):
         tokenizer = load_tokenizer(tokenizer)
-    if tokenizer is not None and hasattr(model, "config") and hasattr(model.config, "vocab_size"):
+    if tokenizer is not None and isinstance(model, TokenModel) and model.input_kind == "tokens":
         if tokenizer.vocab_size > model.config.vocab_size:
             raise CheckpointError(
                 f"the tokenizer has {tokenizer.vocab_size} ids but the model {name} only {model.config.vocab_size}; "
@@ -89,28 +90,19 @@ def resolve_model(model_or_path: Any, tokenizer: Any = None, device: str | torch
 
 
 def has_word_hook(model: nn.Module) -> bool:
-    """True for models that take words, not sub-word ids (ELMo, or a model with ``word_layer_states``)."""
-    if getattr(getattr(model, "config", None), "model_type", None) == "elmo":
-        return True
-    return any(callable(getattr(model, m, None)) for m in ("word_layer_states", "sequence_log_probs"))
+    """True for models that take words, not sub-word ids: a plmkit model whose ``input_kind`` is "words" (ELMo,
+    the BiLSTM task models), or any model with ``word_layer_states`` / ``sequence_log_probs`` (models/protocol.py)."""
+    if isinstance(model, PlmkitModel):
+        return model.input_kind == "words"
+    return isinstance(model, (_WordStates, _SequenceScorer))
 
 
 def word_layer_states(model: nn.Module, sentences: list[list[str]]) -> list[torch.Tensor]:
     """Every layer's state per word for a word-level model: one (layers, n_words, dim) tensor per sentence."""
-    hook = getattr(model, "word_layer_states", None)
-    if callable(hook):
-        return list(hook(sentences))
-    if callable(getattr(model, "embed_sentences", None)):  # plmkit's ElmoModel
-        out: list[torch.Tensor | None] = [None] * len(sentences)
-        filled = [i for i, s in enumerate(sentences) if len(s)]
-        if filled:
-            states, _ = model.embed_sentences([sentences[i] for i in filled])  # (L+1, B, T, 2P)
-            for b, i in enumerate(filled):
-                out[i] = states[:, b, :len(sentences[i])]
-        S, D = model.config.num_layers + 1, 2 * model.config.projection_dim
-        return [t if t is not None else torch.zeros(S, 0, D) for t in out]
-    raise UsageError(f"{type(model).__name__} takes words but has no word_layer_states or embed_sentences method, "
-                     "so it cannot give word vectors")
+    if not isinstance(model, _WordStates):
+        raise UsageError(f"{type(model).__name__} takes words but has no word_layer_states method, so it cannot "
+                         "give word vectors")
+    return list(model.word_layer_states(sentences))
 
 
 @contextlib.contextmanager
@@ -127,7 +119,7 @@ def inference(model: nn.Module) -> Iterator[None]:
 
 def max_positions(model: nn.Module, max_length: int | None) -> int:
     """The longest row a model takes: its position table, or ``max_length`` when smaller."""
-    limit = getattr(getattr(model, "config", None), "positions_available", None)
+    limit = model.config.positions_available if isinstance(model, TokenModel) else None
     if max_length is not None:
         if max_length < 4:
             raise UsageError(f"--max-length {max_length} is too small; give at least 4 tokens")
@@ -253,15 +245,7 @@ def parse_layers(spec: str | int | Sequence[int]) -> int | list[int] | str:
 
 def num_layer_states(model: nn.Module) -> int | None:
     """How many hidden states the model reports (embeddings + one per layer), if known up front."""
-    n = getattr(model, "num_layer_states", None)
-    if isinstance(n, int):
-        return n
-    config = getattr(model, "config", None)
-    if getattr(config, "model_type", None) == "elmo":
-        return int(config.num_layers) + 1  # the token encoding + each biLSTM layer
-    if config is not None and hasattr(config, "num_hidden_layers") and not has_word_hook(model):
-        return int(config.num_hidden_layers) + 1
-    return None
+    return model.num_layer_states if isinstance(model, PlmkitModel) else None
 
 
 class LayerSelection:
@@ -362,8 +346,7 @@ class Embedder:
         self.pool = pool
         self.batch_size = batch_size
         self.selection = LayerSelection(layers, num_layer_states(self.model), mix_weights)
-        config = getattr(self.model, "config", None)
-        self.causal = bool(getattr(config, "causal", False))
+        self.causal = isinstance(self.model, PlmkitModel) and self.model.lm_kind == "causal"
         self.max_length = max_positions(self.model, max_length) if not self.word_level else None
         self.stride = stride
         self._dim: int | None = None
@@ -480,8 +463,7 @@ class Embedder:
                 for i, (_, _, r) in enumerate(batch):
                     ids[i, :len(r)] = torch.tensor(r)
                     mask[i, :len(r)] = 1
-                enc_out = self.model.body(ids.to(device), mask.to(device), output_hidden_states=True)
-                states = enc_out.hidden_states  # (L+1) × (B, T, H)
+                states = self.model.encode(ids.to(device), mask.to(device))  # (L+1) × (B, T, H)
                 picked = self.selection.apply(states).float().cpu()  # (B, T, D)
                 for i, (si, w, _) in enumerate(batch):
                     n_tok = infos[si][2]
@@ -661,3 +643,14 @@ class VectorWriter:
         if self._file is not None and not self._file.closed:
             self._file.close()
         self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+@runtime_checkable
+class _WordStates(Protocol):
+    """A word-level model that gives word vectors (plmkit's ElmoModel, or any model with this method)."""
+
+    def word_layer_states(self, sentences: list[list[str]]) -> Sequence[torch.Tensor]: ...
+
+
+@runtime_checkable
+class _SequenceScorer(Protocol):
+    def sequence_log_probs(self, sentences: list[list[str]], batch_size: int = 32) -> list[dict[str, Any]]: ...

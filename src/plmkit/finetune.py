@@ -836,7 +836,7 @@ def _train_one(cfg: FinetuneConfig, spec: TaskSpec, data: TaskData, tokenizer, s
                with_types: bool, from_pretrained: Callable, build: Callable[[], torch.nn.Module] | None = None
                ) -> dict[str, Any]:
     """One seed: a Transformer from ``cfg.model`` with a new head, or (``build``) a new BiLSTM model."""
-    from .training.trainer import TrainConfig, Trainer
+    from .training.trainer import TrainConfig, Trainer, load_weights_from_folder
 
     torch.manual_seed(seed)  # the new head's initialisation depends on the seed, as in transformers
     if build is not None:
@@ -880,7 +880,9 @@ def _train_one(cfg: FinetuneConfig, spec: TaskSpec, data: TaskData, tokenizer, s
     run_config["fingerprint"] = _fingerprint(cfg, spec, data, model, run_config["tokenizer_hash"], seed, build)
     trainer = Trainer(model, tc, source, run_dir, evaluate=quick_eval if cfg.eval_every else None,
                       steps_per_epoch=steps_per_epoch, tokenizer=tokenizer, run_config=run_config,
-                      resume=cfg.resume)
+                      resume=cfg.resume,  # --resume: the checkpoint's weights with this task's heads
+                      load_weights=lambda folder: load_weights_from_folder(
+                          folder, task="auto" if build is not None else spec.model_task))
     t0 = time.perf_counter()
     summary = trainer.train()
     train_s = summary.get("elapsed_s", time.perf_counter() - t0)

@@ -35,12 +35,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .embed import inference, max_positions, plan_windows, resolve_model, special_frame, split_words
 from .errors import UsageError
 from .models.facts import model_device, pad_token_id
+from .models.protocol import PlmkitModel
 
 METHODS = ("auto", "causal", "pll", "elmo")
 _DESCRIPTION = {
@@ -48,8 +48,6 @@ _DESCRIPTION = {
     "pll": "pseudo-log-likelihood (Salazar et al., 2020): each token masked in turn",
     "elmo": "exact chain rule of the forward LM (backward LM reported beside it)",
 }
-# Logits are computed for at most this many positions at once (a 50k vocabulary × 2048 × 4 bytes = 400 MB).
-_LOGIT_CHUNK = 2048
 
 
 @runtime_checkable
@@ -194,14 +192,15 @@ def score(model: Any, texts: Sequence[str | Sequence[str]], tokenizer: Any = Non
 
 
 def _pick_method(model: nn.Module, method: str, name: str) -> str:
-    word_lm = callable(getattr(model, "sequence_log_probs", None)) or callable(getattr(model, "token_log_probs", None))
-    config = getattr(model, "config", None)
-    causal = bool(getattr(config, "causal", False)) and not word_lm
-    heads = getattr(model, "heads", {})
-    mlm = not causal and not word_lm and "mlm" in heads
-    available = "elmo" if word_lm else "causal" if causal else "pll" if mlm else None
+    """From the model protocol (models/protocol.py): ``lm_kind``; any other model scores through SequenceScorer."""
+    if isinstance(model, PlmkitModel):
+        kind = model.lm_kind
+        available = {"words": "elmo", "causal": "causal", "masked": "pll"}.get(kind) if kind is not None else None
+    else:
+        available = "elmo" if isinstance(model, SequenceScorer) else None
     if available is None:
-        kind = getattr(config, "model_type", type(model).__name__)
+        about = model.describe() if isinstance(model, PlmkitModel) else {"model_type": type(model).__name__, "heads": []}
+        kind, heads = about["model_type"], about["heads"]
         raise UsageError(
             f"{name} has no language-model head ({kind} model with heads: {', '.join(heads) or 'none'}), so it "
             "cannot score text. score needs a causal LM (GPT-2 layout), a masked-LM head (a *ForMaskedLM or "
@@ -216,29 +215,10 @@ def _pick_method(model: nn.Module, method: str, name: str) -> str:
 # ----------------------------------------------------------------------------- causal LM
 def start_token(tokenizer, model: nn.Module) -> tuple[int | None, str | None]:
     """The token a causal LM conditions the first real token on: BOS, else EOS (GPT-2's <|endoftext|>)."""
-    for tid in (tokenizer.bos_token_id, tokenizer.eos_token_id,
-                getattr(model.config, "bos_token_id", None), getattr(model.config, "eos_token_id", None)):
+    for tid in (tokenizer.bos_token_id, tokenizer.eos_token_id, model.config.bos_token_id, model.config.eos_token_id):
         if tid is not None and 0 <= tid < model.config.vocab_size:
             return int(tid), tokenizer.id_to_token(int(tid))
     return None, None
-
-
-def _lm_log_probs(model: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, head: str) -> torch.Tensor:
-    """(N, H) hidden states at the predicting positions, (N,) target ids → (N,) log-probs (float32)."""
-    decoder = model.body.embeddings.word.weight
-    out = []
-    for i in range(0, hidden.shape[0], _LOGIT_CHUNK):
-        h = hidden[i:i + _LOGIT_CHUNK]
-        t = targets[i:i + _LOGIT_CHUNK]
-        if head == "mlm":
-            labels = t.unsqueeze(1)  # (n, 1): one labelled position per row → logits (n, V) in row order
-            logits, _ = model.heads["mlm"](h.unsqueeze(1), decoder, labels)
-        else:
-            lm = model.heads["lm"] if "lm" in model.heads else None
-            logits = lm(h, decoder)[0] if lm is not None else F.linear(h, decoder)  # (n, V)
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        out.append(logp.gather(1, t.unsqueeze(1)).squeeze(1))
-    return torch.cat(out) if out else hidden.new_zeros(0)
 
 
 def _batch_rows(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -274,11 +254,11 @@ def _score_causal(model, tok, texts, batch_size, max_len, stride, add_start, pro
         for b in range(0, len(order), batch_size):
             batch = [rows[r] for r in order[b:b + batch_size]]
             ids, mask = _batch_rows([r[1] for r in batch], pad)
-            h = model.body(ids.to(device), mask.to(device)).last_hidden_state  # (B, T, H)
+            h = model.encode(ids.to(device), mask.to(device), all_layers=False)[-1]  # (B, T, H)
             row_idx = torch.tensor([i for i, r in enumerate(batch) for _ in r[2]], device=device)
             pos_idx = torch.tensor([p for r in batch for p in r[2]], device=device)
             tgt = torch.tensor([r[1][p + 1] for r in batch for p in r[2]], device=device)
-            lp = _lm_log_probs(model, h[row_idx, pos_idx], tgt, "lm").tolist()  # (N,)
+            lp = model.lm_log_probs(h[row_idx, pos_idx], tgt).tolist()  # (N,)
             k = 0
             for si, _, _, targets in batch:
                 for p in targets:
@@ -329,11 +309,11 @@ def _score_pll(model, tok, texts, batch_size, max_len, stride, progress) -> Scor
         for b in range(0, len(order), batch_size):
             batch = [rows[i] for i in order[b:b + batch_size]]
             ids, mask = _batch_rows([r[2] for r in batch], pad)
-            h = model.body(ids.to(device), mask.to(device)).last_hidden_state  # (B, T, H)
+            h = model.encode(ids.to(device), mask.to(device), all_layers=False)[-1]  # (B, T, H)
             at = torch.tensor([r[3] for r in batch], device=device)
             h_masked = h[torch.arange(len(batch), device=device), at]  # (B, H)
             tgt = torch.tensor([r[4] for r in batch], device=device)
-            lp = _lm_log_probs(model, h_masked, tgt, "mlm").tolist()
+            lp = model.lm_log_probs(h_masked, tgt).tolist()
             for (si, p, _, _, _), v in zip(batch, lp):
                 logps[si][p] = v
             if progress:
@@ -349,41 +329,11 @@ def _score_pll(model, tok, texts, batch_size, max_len, stride, progress) -> Scor
 
 
 # ----------------------------------------------------------------------------- ELMo / word-level LMs
-def _elmo_log_probs(model, sentences: list[list[str]], batch_size: int) -> list[dict[str, Any]]:
-    """plmkit's ElmoModel in the :class:`SequenceScorer` shape: per-word log-probs in both directions."""
-    boundaries = bool(model.config.sentence_boundaries)
-    out: list[dict[str, Any]] = []
-    for i in range(0, len(sentences), batch_size):
-        chunk = sentences[i:i + batch_size]
-        filled = [s for s in chunk if s]
-        if filled:
-            batch = model.encode_words(filled)
-            fwd, bwd = model.token_log_probs(char_ids=batch["char_ids"], attention_mask=batch["attention_mask"],
-                                             targets=batch["input_ids"])  # (B, T) each
-        k = 0
-        for s in chunk:
-            n = len(s)
-            if n == 0:
-                out.append({"forward": torch.zeros(0), "backward": torch.zeros(0), "tokens": []})
-                continue
-            f, b = fwd[k].float().cpu(), bwd[k].float().cpu()
-            k += 1
-            if boundaries:  # <s> w_1 … w_n </s>: every word, given <s> / </s>
-                out.append({"forward": f[1:n + 1], "backward": b[1:n + 1], "tokens": list(s),
-                            "conditioned_on": f"{model.config.bos_token} (forward) / {model.config.eos_token} (backward)"})
-            else:  # w_1 … w_n: the forward LM cannot score w_1, the backward LM cannot score w_n
-                out.append({"forward": f[1:n], "backward": b[:n - 1], "tokens": list(s[1:]),
-                            "backward_tokens": list(s[:-1])})
-    return out
-
-
 def _score_word_lm(model, texts, batch_size) -> ScoreResult:
+    """A word-level LM through :class:`SequenceScorer` (plmkit's ElmoModel: ``ElmoModel.sequence_log_probs``)."""
     words = [split_words(t)[1] for t in texts]
     with inference(model):
-        if callable(getattr(model, "sequence_log_probs", None)):
-            outs = model.sequence_log_probs(words, batch_size=batch_size)
-        else:
-            outs = _elmo_log_probs(model, words, batch_size)
+        outs = model.sequence_log_probs(words, batch_size=batch_size)
     if len(outs) != len(words):
         raise RuntimeError(f"sequence_log_probs returned {len(outs)} results for {len(words)} sentences")
     sentences, conditioned = [], None

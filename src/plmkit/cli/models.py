@@ -22,14 +22,11 @@ def run_info(args) -> int:
     # Built on the meta device from config.json and the safetensors headers: shapes are checked and
     # parameters counted, but no weight is read or allocated, so info answers at once for any size.
     model = from_pretrained(args.model, meta=True)
-    c = getattr(model, "config", None)
     info = {
         "folder": args.model,
-        "model_type": getattr(c, "model_type", None) or getattr(model, "model_type", None),  # BiLSTM: on the model
-        "task": getattr(model, "task", None),
-        "heads": list(getattr(model, "heads", {}).keys()),
+        **model.describe(),  # model_type, task, heads: the model protocol (models/protocol.py)
         "parameters": model.num_parameters(),
-        "config": {k: v for k, v in c.to_dict().items() if k != "hf_extra"},
+        "config": {k: v for k, v in model.config.to_dict().items() if k != "hf_extra"},
     }
     print(json.dumps(info, indent=2))
     return 0

@@ -52,6 +52,7 @@ from .dropout import Dropout
 from .folder import (CONFIG_NAME, WEIGHTS_NAME, check_tensor, header_state, load_state, read_config, read_word_list,
                      write_config, write_weights, write_word_list)
 from .model import ModelOutput
+from .protocol import LABELLED, LossField, count_labelled
 
 # torch's CPU LSTM with proj_size falls back from oneDNN to its own (correct) kernel and says so on
 # every call; the message is not actionable for users.
@@ -597,7 +598,18 @@ class ElmoModel(nn.Module):
             out.forward_loss = self._direction_loss(self.dropout(f_top[:, :-1]), f_tgt)
             out.backward_loss = self._direction_loss(self.dropout(b_top[:, 1:]), b_tgt)
             out.loss = (out.forward_loss + out.backward_loss) / 2
+            out.loss_fields = (LossField("loss", LABELLED, logged=False),  # models/protocol.py
+                               LossField("forward_loss", LABELLED, in_loss=False),
+                               LossField("backward_loss", LABELLED, in_loss=False))
         return out
+
+    # ------------------------------------------------------------------ loss contract (protocol.py)
+    def loss_counts(self, batch: Mapping[str, torch.Tensor]) -> dict[str, int]:
+        """The words with a label (not -100): the items both directions' mean losses are over."""
+        return {LABELLED: count_labelled(batch)}
+
+    def prepare_training(self, gradient_checkpointing: bool = False) -> None:
+        """Nothing to prepare (the LSTMs have no activation checkpointing)."""
 
     def _direction_loss(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         where = targets != IGNORE_INDEX  # (B, T-1)
@@ -626,6 +638,55 @@ class ElmoModel(nn.Module):
             where = tgt != IGNORE_INDEX
             view[where] = self.softmax.target_log_probs(h[where], tgt[where])
         return fwd, bwd
+
+    # ------------------------------------------------------------------ model protocol (protocol.py)
+    input_kind = "words"
+    lm_kind = "words"  # scored by its own word-level LM in both directions (sequence_log_probs)
+
+    @property
+    def num_layer_states(self) -> int:
+        return self.config.num_layers + 1  # the token encoding + each biLSTM layer
+
+    def describe(self) -> dict[str, Any]:
+        return {"model_type": self.config.model_type, "task": None, "heads": []}
+
+    def word_layer_states(self, sentences: Sequence[Sequence[str]]) -> list[torch.Tensor]:
+        """Per sentence its words' states (L + 1, n_words, 2P) (:meth:`embed_sentences`; empty sentences too)."""
+        out: list[torch.Tensor | None] = [None] * len(sentences)
+        filled = [i for i, s in enumerate(sentences) if len(s)]
+        if filled:
+            states, _ = self.embed_sentences([sentences[i] for i in filled])  # (L+1, B, T, 2P)
+            for b, i in enumerate(filled):
+                out[i] = states[:, b, :len(sentences[i])]
+        S, D = self.config.num_layers + 1, 2 * self.config.projection_dim
+        return [t if t is not None else torch.zeros(S, 0, D) for t in out]
+
+    def sequence_log_probs(self, sentences: Sequence[Sequence[str]], batch_size: int = 32) -> list[dict[str, Any]]:
+        """Per-word log-probs in both directions, in the shape of :class:`plmkit.score.SequenceScorer`."""
+        boundaries = bool(self.config.sentence_boundaries)
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(sentences), batch_size):
+            chunk = sentences[i:i + batch_size]
+            filled = [s for s in chunk if s]
+            if filled:
+                batch = self.encode_words(filled)
+                fwd, bwd = self.token_log_probs(char_ids=batch["char_ids"], attention_mask=batch["attention_mask"],
+                                                targets=batch["input_ids"])  # (B, T) each
+            k = 0
+            for s in chunk:
+                n = len(s)
+                if n == 0:
+                    out.append({"forward": torch.zeros(0), "backward": torch.zeros(0), "tokens": []})
+                    continue
+                f, b = fwd[k].float().cpu(), bwd[k].float().cpu()
+                k += 1
+                if boundaries:  # <s> w_1 … w_n </s>: every word, given <s> / </s>
+                    out.append({"forward": f[1:n + 1], "backward": b[1:n + 1], "tokens": list(s),
+                                "conditioned_on": f"{self.config.bos_token} (forward) / {self.config.eos_token} (backward)"})
+                else:  # w_1 … w_n: the forward LM cannot score w_1, the backward LM cannot score w_n
+                    out.append({"forward": f[1:n], "backward": b[:n - 1], "tokens": list(s[1:]),
+                                "backward_tokens": list(s[:-1])})
+        return out
 
     # ------------------------------------------------------------------ misc
     def num_parameters(self, exclude_embeddings: bool = False) -> int:

@@ -29,12 +29,14 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
 from ..errors import UsageError
 from .folder import write_config, write_weights
 from .heads import build_head
+from .protocol import LABELLED, NEXT_TOKENS, ROWS, LossField, LossTerm, count_labelled, count_rows
 from .hf import config_to_hf, hf_state_dict
 from .transformer import TransformerEncoder, scaled_init_
 
@@ -88,12 +90,20 @@ class ModelOutput:
     hidden_states: tuple[torch.Tensor, ...] | None = None
     mlm_loss: torch.Tensor | None = None
     pair_loss: torch.Tensor | None = None
+    # The loss contract (models/protocol.py): which of the fields above are loss terms, over which counts.
+    loss_fields: tuple[LossField, ...] = ()
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
 
     def keys(self) -> list[str]:
-        return [f.name for f in fields(self) if getattr(self, f.name) is not None]
+        return [f.name for f in fields(self) if getattr(self, f.name) is not None and f.name != "loss_fields"]
+
+    @property
+    def loss_terms(self) -> list[LossTerm]:
+        """The loss terms (models/protocol.py), read from the fields ``loss_fields`` names as they are now."""
+        return [LossTerm(f.name, getattr(self, f.name), f.count, f.in_loss, f.logged)
+                for f in self.loss_fields if getattr(self, f.name) is not None]
 
 
 class PlmModel(nn.Module):
@@ -156,6 +166,67 @@ class PlmModel(nn.Module):
     def gradient_checkpointing_enable(self) -> None:
         self.body.gradient_checkpointing = True
 
+    # ------------------------------------------------------------------ loss contract (protocol.py)
+    def loss_counts(self, batch: dict[str, torch.Tensor]) -> dict[str, int]:
+        """Rows, and the predictions of the token-level heads (masked / tagged tokens, next tokens), on the host."""
+        counts = {ROWS: count_rows(batch)}
+        heads = self.active_heads
+        if "mlm" in heads or "tagger" in heads:
+            counts[LABELLED] = count_labelled(batch)
+        if "lm" in heads:
+            counts[NEXT_TOKENS] = count_labelled(batch, shift=1)
+        return counts
+
+    def prepare_training(self, gradient_checkpointing: bool = False) -> None:
+        if gradient_checkpointing:
+            self.gradient_checkpointing_enable()
+        self.body.check_inputs = False  # the data pipeline guarantees valid ids; avoids a sync per step
+
+    # ------------------------------------------------------------------ model protocol (protocol.py)
+    input_kind = "tokens"
+
+    @property
+    def lm_kind(self) -> str | None:
+        """"causal" (a causal LM scores by the chain rule), "masked" (an MLM head: pseudo-log-likelihood) or None."""
+        if self.config.causal:
+            return "causal"
+        return "masked" if "mlm" in self.heads else None
+
+    @property
+    def num_layer_states(self) -> int:
+        return self.config.num_hidden_layers + 1
+
+    def describe(self) -> dict[str, Any]:
+        return {"model_type": self.config.model_type, "task": self.task, "heads": list(self.heads.keys())}
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+               all_layers: bool = True) -> tuple[torch.Tensor, ...]:
+        """The body's hidden states (B, T, H): embeddings + every layer, or (``all_layers=False``) the last alone."""
+        if all_layers:
+            return self.body(input_ids, attention_mask, output_hidden_states=True).hidden_states
+        return (self.body(input_ids, attention_mask).last_hidden_state,)
+
+    def lm_log_probs(self, hidden: torch.Tensor, targets: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+        """(N, H) last-layer states at the predicting positions, (N,) target ids → (N,) log-probs (float32).
+
+        The MLM head (``lm_kind == "masked"``: each row the state at a masked position) or the causal LM
+        (each row the state before its target); logits for at most ``chunk`` rows at a time.
+        """
+        decoder = self.body.embeddings.word.weight
+        out = []
+        for i in range(0, hidden.shape[0], chunk):
+            h = hidden[i:i + chunk]
+            t = targets[i:i + chunk]
+            if self.lm_kind == "masked":
+                labels = t.unsqueeze(1)  # (n, 1): one labelled position per row → logits (n, V) in row order
+                logits, _ = self.heads["mlm"](h.unsqueeze(1), decoder, labels)
+            else:
+                lm = self.heads["lm"] if "lm" in self.heads else None
+                logits = lm(h, decoder)[0] if lm is not None else F.linear(h, decoder)  # (n, V)
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            out.append(logp.gather(1, t.unsqueeze(1)).squeeze(1))
+        return torch.cat(out) if out else hidden.new_zeros(0)
+
     # ------------------------------------------------------------------ forward
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
@@ -189,6 +260,7 @@ class PlmModel(nn.Module):
         out = ModelOutput(last_hidden_state=h, pooler_output=pooled, hidden_states=enc.hidden_states)
         decoder = self.body.embeddings.word.weight
         losses = []
+        terms: list[LossField] = []
         for kind in heads:
             head = self.heads[kind]
             if kind == "mlm":
@@ -196,15 +268,21 @@ class PlmModel(nn.Module):
                 if self.task == "masked-lm":  # *ForMaskedLM names them `logits`
                     out.logits = out.prediction_logits
                 losses.append(out.mlm_loss)
+                if out.mlm_loss is not None:
+                    terms.append(LossField("mlm_loss", LABELLED))
             elif kind in ("nsp", "sop"):
                 pair = next_sentence_label if next_sentence_label is not None else sentence_order_label
                 out.seq_relationship_logits, out.pair_loss = head(pooled, pair)
                 if kind == "sop":
                     out.sop_logits = out.seq_relationship_logits
                 losses.append(out.pair_loss)
+                if out.pair_loss is not None:
+                    terms.append(LossField("pair_loss", ROWS))
             elif kind == "lm":
                 out.logits, loss = head(h, decoder, labels)
                 losses.append(loss)
+                if loss is not None:
+                    terms.append(LossField("loss", NEXT_TOKENS, logged=False))
             elif kind == "classifier":
                 out.logits, loss = head(h, pooled, input_ids, labels)
                 losses.append(loss)
@@ -217,9 +295,14 @@ class PlmModel(nn.Module):
             elif kind == "tagger":
                 out.logits, loss = head(h, labels)
                 losses.append(loss)
+                if loss is not None:
+                    terms.append(LossField("loss", LABELLED, logged=False))
+            if kind in ("classifier", "qa", "choice") and loss is not None:
+                terms.append(LossField("loss", ROWS, logged=False))
         present = [loss for loss in losses if loss is not None]
         if present:
             out.loss = sum(present[1:], present[0])
+            out.loss_fields = tuple(terms)
         return out
 
     # ------------------------------------------------------------------ I/O (names: hf.py; loading: auto.py)

@@ -46,6 +46,7 @@ from .folder import (CONFIG_NAME, WEIGHTS_NAME, check_tensor, header_state, load
                      write_config, write_weights, write_word_list)
 from .hf import _id2label
 from .model import ModelOutput
+from .protocol import LABELLED, ROWS, LossField, count_labelled, count_rows
 
 PAD, UNK = "<pad>", "<unk>"
 IGNORE_INDEX = -100
@@ -246,6 +247,17 @@ class _BiLstmEncoder(nn.Module):
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
+    def prepare_training(self, gradient_checkpointing: bool = False) -> None:
+        """Nothing to prepare (the loss contract, models/protocol.py)."""
+
+    # ------------------------------------------------------------------ model protocol (protocol.py)
+    input_kind = "words"
+    lm_kind = None  # a task model: it neither scores text nor (without a word_layer_states) embeds it
+    num_layer_states = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"model_type": self.model_type, "task": self.task, "heads": []}
+
     def save_pretrained(self, path: str | Path, tokenizer=None, extra: dict[str, Any] | None = None) -> Path:
         """Write the folder :func:`load_tagger` reads (``tokenizer`` is accepted and ignored: words are the input)."""
         if self.word_vocab is None or self.label_vocab is None:
@@ -273,7 +285,7 @@ class BiLstmTagger(_BiLstmEncoder):
     """Static word embeddings [+ ELMo] → BiLSTM → per-word softmax (POS, NER)."""
 
     model_type = "bilstm-tagger"
-    task = "token-classification"  # the plmkit / transformers task name (finetune, the trainer's loss weighting)
+    task = "token-classification"  # the plmkit / transformers task name, as finetune names tasks
 
     def __init__(self, config: TaggerConfig, elmo: Elmo | None = None, word_vocab: Mapping[str, int] | None = None,
                  label_vocab: Mapping[str, int] | None = None):
@@ -292,7 +304,11 @@ class BiLstmTagger(_BiLstmEncoder):
             labels = labels.masked_fill(~mask, IGNORE_INDEX)
             loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
                                    ignore_index=IGNORE_INDEX)
-        return ModelOutput(loss=loss, logits=logits)
+        return ModelOutput(loss=loss, logits=logits, loss_fields=(LossField("loss", LABELLED, logged=False),))
+
+    def loss_counts(self, batch: Mapping[str, torch.Tensor]) -> dict[str, int]:
+        """The tagged words: labels that are not -100 (padding is -100 in :func:`tagger_batch`)."""
+        return {LABELLED: count_labelled(batch)}
 
 
 class BiLstmClassifier(_BiLstmEncoder):
@@ -320,7 +336,10 @@ class BiLstmClassifier(_BiLstmEncoder):
             pooled = (h * m).sum(1) / m.sum(1).clamp(min=1)
         logits = self.out(pooled)  # (B, num_labels)
         loss = F.cross_entropy(logits.float(), labels.view(-1)) if labels is not None else None
-        return ModelOutput(loss=loss, logits=logits)
+        return ModelOutput(loss=loss, logits=logits, loss_fields=(LossField("loss", ROWS, logged=False),))
+
+    def loss_counts(self, batch: Mapping[str, torch.Tensor]) -> dict[str, int]:
+        return {ROWS: count_rows(batch)}
 
 
 MODEL_CLASSES = {"bilstm-tagger": BiLstmTagger, "bilstm-classifier": BiLstmClassifier}

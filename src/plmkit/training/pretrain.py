@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import functools
 import math
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ from torch import nn
 from ..config import ModelConfig, get_preset, model_config_from_preset
 from ..errors import ConfigError, DataError, UsageError
 from .autobatch import MicroBatchChoice, check_micro_batch, choose_micro_batch, divisors
-from .trainer import TrainConfig, Trainer
+from .trainer import TrainConfig, Trainer, load_weights_from_folder
 
 SECTIONS = ("model", "data", "train")
 
@@ -396,6 +397,7 @@ def _pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping
         vocab = [tokenizer.id_to_token(i) for i in range(tokenizer.vocab_size)]
         model: nn.Module = ElmoModel(ecfg, vocab)
         model_desc: dict[str, Any] = dataclasses.asdict(ecfg)
+        load_weights = functools.partial(load_weights_from_folder, task="auto")  # --resume: an ELMo folder
     else:
         if corpus.word_level:
             raise DataError(f"{data} was prepared at word level (for ELMo); Transformer presets need a sub-word "
@@ -411,6 +413,7 @@ def _pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping
                               f"{'causal' if task == 'causal-lm' else 'bidirectional'} model (model.causal={mcfg.causal})")
         model = PlmModel(mcfg, task=task)
         model_desc = mcfg.to_dict()
+        load_weights = functools.partial(load_weights_from_folder, task=task)  # --resume: the same heads
 
     d = distr.init(tcfg.device)
     # NSP draws its random segments from another document, so its held-out split needs two.
@@ -452,7 +455,7 @@ def _pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping
     if choice is not None:
         run_config["micro_batch"] = choice.to_dict()
     trainer = Trainer(model, tcfg, stream, out, steps_per_epoch=steps_per_epoch, tokenizer=tokenizer,
-                      run_config=run_config, resume=resume,
+                      run_config=run_config, resume=resume, load_weights=load_weights,
                       evaluate=lambda m: evaluate_pretraining(m, eval_list, d.device, tcfg.bf16),
                       model_extra={"preset": preset, "data_config": dcfg.to_dict()})
     return trainer.train()

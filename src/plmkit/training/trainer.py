@@ -1,7 +1,10 @@
 """The training loop shared by pretraining, fine-tuning and ELMo.
 
-It relies only on ``model(**batch)`` returning an output with ``.loss`` (and ``.mlm_loss`` /
-``.pair_loss`` for BERT-style pretraining). What it adds, as users of large-model training expect:
+It relies only on the loss contract of :mod:`plmkit.models.protocol`: ``model(**batch)`` returns an
+output whose ``loss_terms`` are means, each naming the count it averages over, and
+``model.loss_counts(batch)`` gives those counts on the host; ``model.prepare_training()`` runs once. Resuming
+loads weights through a function the recipe passes in (``load_weights``). What it adds, as users of
+large-model training expect:
 
 * gradient accumulation to any effective batch, with the loss normalised by the number of
   predictions in the *whole* effective batch (all micro-batches and all ranks), so K micro-batches
@@ -31,7 +34,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol
 
 import torch
 from torch import nn
@@ -42,6 +45,9 @@ from . import checkpoint as ckpt
 from . import distributed as distr
 from .autobatch import current_rss
 from .optim import ResidentEmbeddingGrads, build_optimizer, clipped_step, grad_norm as total_grad_norm, lr_factor
+
+if TYPE_CHECKING:
+    from ..models.protocol import LossTerm
 
 
 class BatchSource(Protocol):
@@ -221,8 +227,16 @@ class NonFiniteLoss(PlmkitError):
     """The loss became NaN or inf."""
 
 
-# Named loss components a model output may carry, logged beside the total.
-LOSS_PARTS = ("mlm_loss", "pair_loss", "forward_loss", "backward_loss")
+def load_weights_from_folder(folder: Path, task: str | None = "auto") -> dict[str, torch.Tensor]:
+    """The default ``load_weights`` of :class:`Trainer`: the weights of checkpoint ``folder`` as saved by
+    ``model.save_pretrained``, read back by :func:`plmkit.models.from_pretrained` (any model kind) with the heads
+    of ``task`` ("auto": the checkpoint's own). A recipe passes ``functools.partial(load_weights_from_folder,
+    task=...)`` or its own loader."""
+    from ..models import from_pretrained
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return from_pretrained(folder, task=task).state_dict()
 
 
 def check_run_out(out: str | os.PathLike, resume: bool, allow_dead: bool = True) -> None:
@@ -266,7 +280,10 @@ class Trainer:
     def __init__(self, model: nn.Module, config: TrainConfig, train: BatchSource, out_dir: str | os.PathLike,
                  evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
                  steps_per_epoch: int | None = None, tokenizer=None, run_config: dict[str, Any] | None = None,
-                 resume: bool = False, model_extra: dict[str, Any] | None = None):
+                 resume: bool = False, model_extra: dict[str, Any] | None = None,
+                 load_weights: Callable[[Path], Mapping[str, torch.Tensor]] | None = None):
+        """``load_weights(folder)`` returns the state dict of a checkpoint folder for ``--resume`` (default:
+        :func:`load_weights_from_folder`); ``model`` follows the loss contract (:mod:`plmkit.models.protocol`)."""
         config.validate()
         self.config = config
         self.model = model
@@ -278,6 +295,7 @@ class Trainer:
         self.run_config = dict(run_config or {})
         self.resume = resume
         self.model_extra = model_extra
+        self.load_weights = load_weights or load_weights_from_folder
         self.dist = distr.init(config.device)
         self.step = 0
         self.elapsed = 0.0
@@ -367,14 +385,9 @@ class Trainer:
                               f"now {self.dist.world_size}; resume with the same --nproc_per_node")
 
     def _load_resume(self, folder: Path, optimizer: torch.optim.Optimizer) -> None:
-        from ..models import from_pretrained
-
         state = ckpt.load_trainer_state(folder)
         self._check_resume_config(state, folder)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            loaded = from_pretrained(folder, task=getattr(self.model, "task", "auto"))
-        missing, unexpected = self.model.load_state_dict(loaded.state_dict(), strict=False)
+        missing, unexpected = self.model.load_state_dict(self.load_weights(folder), strict=False)
         if missing or unexpected:
             raise PlmkitError(f"--resume from {folder}: checkpoint does not match the model "
                               f"(missing {missing[:4]}, unexpected {unexpected[:4]})")
@@ -411,33 +424,24 @@ class Trainer:
         tmp.write_text("".join(x + "\n" for x in kept))
         os.replace(tmp, path)
 
-    # ------------------------------------------------------------------ loss bookkeeping
-    def _token_level(self) -> bool:
-        return bool(getattr(self.model, "token_level_loss", False)) or \
-            getattr(self.model, "task", None) in ("masked-lm", "causal-lm", "token-classification")
+    # ------------------------------------------------------------------ loss bookkeeping (models/protocol.py)
+    @staticmethod
+    def _loss_terms(out) -> list[LossTerm]:
+        terms = out.loss_terms
+        if not terms or not any(t.in_loss for t in terms):
+            raise PlmkitError("the model returned no loss terms; give the batches labels (a model trained by "
+                              "plmkit's Trainer reports loss_terms, see plmkit.models.protocol)")
+        return terms
 
-    def _counts(self, batch: dict[str, torch.Tensor]) -> tuple[int, int]:
-        """(number of label predictions, number of rows) of a micro-batch."""
-        ids = batch["input_ids"]
-        rows = ids.shape[0]
-        labels = batch.get("labels")
-        if labels is None or labels.dim() < 2:
-            return 0, rows
-        if getattr(self.model, "task", None) == "causal-lm" or getattr(self.model, "causal_labels", False):
-            return int((labels[:, 1:] != -100).sum()), rows
-        return int((labels != -100).sum()), rows
-
-    def _weighted_loss(self, out, n_pred: int, rows: int, tot_pred: int, tot_rows: int) -> torch.Tensor:
-        mlm = getattr(out, "mlm_loss", None)
-        if mlm is not None:
-            loss = mlm * (n_pred / tot_pred) if tot_pred else mlm * 0.0
-            pair = getattr(out, "pair_loss", None)
-            if pair is not None:
-                loss = loss + pair * (rows / tot_rows)
-            return loss
-        if self._token_level() and tot_pred:
-            return out.loss * (n_pred / tot_pred)
-        return out.loss * (rows / tot_rows)
+    @staticmethod
+    def _weighted_loss(terms: list[LossTerm], counts: Mapping[str, int], totals: Mapping[str, int]) -> torch.Tensor:
+        """Σ value · count / total over the ``in_loss`` terms: this micro-batch's share of the step's mean."""
+        loss = None
+        for t in terms:
+            if t.in_loss:
+                part = t.value * (counts[t.count] / max(totals[t.count], 1))
+                loss = part if loss is None else loss + part
+        return loss  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ main loop
     def train(self) -> dict[str, Any]:
@@ -454,10 +458,7 @@ class Trainer:
             warnings.warn(f"--bf16: this {d.device.type.upper()} has no native bf16 (no AVX512-BF16/AMX on CPU), so "
                           "autocast emulates it and runs many times slower than fp32; drop --bf16 here", stacklevel=2)
         model = self.model.to(d.device)
-        if c.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
-            model.gradient_checkpointing_enable()
-        if hasattr(model, "body"):
-            model.body.check_inputs = False  # the data pipeline guarantees valid ids; avoids a sync per step
+        model.prepare_training(gradient_checkpointing=c.gradient_checkpointing)
         optimizer = build_optimizer(model, c.optimizer, c.lr, c.weight_decay, (c.adam_beta1, c.adam_beta2), c.adam_eps)
         if resume_from is not None:
             self._load_resume(resume_from, optimizer)
@@ -509,38 +510,43 @@ class Trainer:
                     stop_reason = self._stop_reason(time.perf_counter() - start_wall)
                     break
                 micro = [next(data) for _ in range(c.grad_accum)]
-                counts = [self._counts(b) for b in micro]  # on the host, before the copy to the device
+                counts = [model.loss_counts(b) for b in micro]  # on the host, before the copy to the device
+                count_names = sorted(counts[0])
                 n_tokens = sum(int(b["attention_mask"].sum()) if "attention_mask" in b else b["input_ids"].numel()
                                for b in micro)
                 clock_due = save_clock is not None and d.is_main and time.perf_counter() - last_save >= save_clock
-                totals = torch.tensor([sum(n for n, _ in counts), sum(r for _, r in counts), float(clock_due),
+                totals = torch.tensor([sum(n[k] for n in counts) for k in count_names] + [float(clock_due),
                                        float(n_tokens)], dtype=torch.float64)
-                tot_pred, tot_rows, save_due, step_tokens = (int(x) for x in distr.all_reduce_sum(totals, d))
+                *summed, save_due, step_tokens = (int(x) for x in distr.all_reduce_sum(totals, d))
+                step_counts = dict(zip(count_names, summed))
                 # Tokens of the whole effective batch (every rank), so the summary and tokens/s are global.
                 self.tokens_seen += step_tokens
                 window["tokens"] += step_tokens
-                # Running sums on the device (no host sync per micro-batch): loss and its named parts.
-                acc = torch.zeros(1 + len(LOSS_PARTS), device=d.device, dtype=torch.float32)
-                for i, (batch, (n_pred, rows)) in enumerate(zip(micro, counts)):
+                # Running sums on the device (no host sync per micro-batch): the loss and its logged terms.
+                total = torch.zeros((), device=d.device, dtype=torch.float32)
+                logged: dict[str, torch.Tensor] = {}
+                for i, (batch, n) in enumerate(zip(micro, counts)):
                     batch = {k: v.to(d.device, non_blocking=True) for k, v in batch.items()}
                     sync = contextlib.nullcontext() if (not d.enabled or i == len(micro) - 1) else wrapped.no_sync()
                     with sync:
                         with autocast():
                             out = forward(**batch)
-                        loss = self._weighted_loss(out, n_pred, rows, tot_pred, tot_rows)
+                        terms = self._loss_terms(out)
+                        loss = self._weighted_loss(terms, n, step_counts)
                         # DDP averages gradients over ranks; the weights already sum to 1 over all ranks.
                         (loss * d.world_size).backward()
-                    acc[0] += loss.detach().float()
-                    for j, name in enumerate(LOSS_PARTS, start=1):
-                        v = getattr(out, name, None)
-                        if v is not None:
-                            w = rows / tot_rows if name == "pair_loss" else n_pred / max(tot_pred, 1)
-                            acc[j] += v.detach().float() * w
+                    total += loss.detach().float()
+                    for t in terms:
+                        if t.logged:
+                            acc_t = logged.setdefault(t.name, torch.zeros((), device=d.device, dtype=torch.float32))
+                            acc_t += t.value.detach().float() * (n[t.count] / max(step_counts[t.count], 1))
+                names = list(logged)  # the same on every rank: the same model reports the same terms
+                acc = torch.stack([total, *logged.values()])
                 acc = distr.all_reduce_sum(acc, d)  # global means over the effective batch
                 grad_norm = total_grad_norm(params)  # clipped inside the optimizer step below
                 values = torch.cat([acc, grad_norm.detach().float().reshape(1).to(acc.device)]).tolist()  # one sync per step
                 loss_value, grad_value = values[0], values[-1]
-                parts = {name: values[j] for j, name in enumerate(LOSS_PARTS, start=1) if values[j] != 0.0}
+                parts = {name: values[j] for j, name in enumerate(names, start=1) if values[j] != 0.0}
                 lr = self.lr_at(self.step, time.perf_counter() - start_wall)
                 if not (math.isfinite(loss_value) and math.isfinite(grad_value)):
                     resident.zero_grad(optimizer)
