@@ -11,6 +11,7 @@ import argparse
 import errno
 import importlib
 import os
+import signal
 import sys
 import textwrap
 import warnings
@@ -87,11 +88,9 @@ def _plmkit_warnings(original):
 PIPE_CLOSED = 128 + 13
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, _exiting: bool = False) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("PLMKIT_DEBUG") == "1"
-    import signal
-
     try:  # SIGINT/SIGTERM from the first moment: every finally runs (temporary outputs removed, locks released)
         previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread (library use): leave signals alone
@@ -114,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         return report("interrupted before the command started; nothing was written", 130)
     finally:
         for sig, handler in (previous or {}).items():
-            signal.signal(sig, handler)
+            # The process is about to exit (entry()): a signal during interpreter shutdown changes nothing any more,
+            # so it is ignored rather than killing a command that has finished (exit -15 after its work was done).
+            signal.signal(sig, signal.SIG_IGN if _exiting else handler)
 
 
 def _main(argv: list[str], debug: bool) -> int:
@@ -186,13 +187,16 @@ def _terminate(signum, frame):
         if f.f_code.co_filename.startswith("<frozen importlib"):
             import threading
 
-            timer = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+            def again() -> None:
+                # to whoever handles it now (us, or the trainer: save and stop), unless the command has ended
+                if signal.getsignal(signum) not in (signal.SIG_IGN, signal.SIG_DFL, None):
+                    os.kill(os.getpid(), signum)
+
+            timer = threading.Timer(0.05, again)
             timer.daemon = True
             timer.start()
             return
         f = f.f_back
-    import signal
-
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
@@ -245,7 +249,7 @@ def _run(args, debug: bool) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    sys.exit(main(_exiting=True))
 
 
 if __name__ == "__main__":
