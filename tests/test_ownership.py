@@ -99,7 +99,7 @@ def refused(argv: list[str], capsys, *patterns: str, code: int = 2) -> str:
     got = main(argv)
     err = " ".join(capsys.readouterr().err.split())
     assert got == code, (got, err)
-    assert "Traceback" not in err and "plmkit: error:" in err, err
+    assert "Traceback" not in err and re.search(r"plmkit( [a-z-]+)*: error:", err), err
     for pattern in patterns:
         assert re.search(pattern, err), (pattern, err)
     return err
@@ -489,3 +489,24 @@ def test_damaged_trainer_state_values_fall_back_or_refuse(world, tmp_path_factor
     text = err.getvalue()
     assert "Traceback" not in text
     assert code == 0 or re.search(r"plmkit: error:", text), text
+
+
+def test_resume_of_a_run_killed_before_it_wrote_anything_starts_it(world, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    from plmkit._files import write_marker
+
+    write_marker(out, "run", [])  # what a run killed right after taking its folder leaves
+    _quiet(["pretrain", *PRETRAIN, "--data", str(world / "prep"), "--out", str(out), "--max-steps", "1", "--resume"],
+           capsys)
+    assert [p.name for p in (out / "checkpoints").iterdir() if p.name.startswith("step-")] == ["step-0000001"]
+
+
+def test_a_bad_stride_is_refused_even_when_no_sentence_needs_windows(world, tmp_path, capsys):
+    for stride in ("0", "-1"):
+        refused(["embed", "--model", str(world / "model"), "--format", "jsonl", "--out", str(tmp_path / "v.jsonl"),
+                 "--stride", stride, str(world / "corpus" / "text.txt")], capsys, r"argument --stride: must be")
+    from plmkit.embed import Embedder
+
+    with pytest.raises(UsageError, match="stride must be"):
+        Embedder(str(world / "model"), stride=0)

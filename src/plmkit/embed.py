@@ -348,6 +348,8 @@ class Embedder:
         self.selection = LayerSelection(layers, num_layer_states(self.model), mix_weights)
         self.causal = isinstance(self.model, PlmkitModel) and self.model.lm_kind == "causal"
         self.max_length = max_positions(self.model, max_length) if not self.word_level else None
+        if stride is not None and (isinstance(stride, bool) or not isinstance(stride, int) or stride < 1):
+            raise UsageError(f"stride must be a whole number of tokens >= 1, got {stride!r}")
         self.stride = stride
         self._dim: int | None = None
 

@@ -39,7 +39,7 @@ def register(sub) -> None:
     p.add_argument("--max-length", type=T.any_int, default=None,
                    help="window length in tokens (default: the model's positions); longer sentences are run in "
                         "overlapping windows")
-    p.add_argument("--stride", type=T.any_int, default=None, help="window step in tokens (default: half a window)")
+    p.add_argument("--stride", type=T.positive_int, default=None, help="window step in tokens, below the window size (default: half a window)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it is a vector file plmkit wrote (anything else is refused)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if available, else cpu)")
     p.set_defaults(func=run)

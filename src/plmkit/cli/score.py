@@ -31,7 +31,7 @@ def register(sub) -> None:
     p.add_argument("--max-length", type=T.any_int, default=None,
                    help="window length in tokens (default: the model's positions); longer texts are scored in "
                         "overlapping windows")
-    p.add_argument("--stride", type=T.any_int, default=None, help="window step in tokens (default: half a window)")
+    p.add_argument("--stride", type=T.positive_int, default=None, help="window step in tokens, below the window size (default: half a window)")
     p.add_argument("--method", choices=["auto", "causal", "pll", "elmo"], default="auto",
                    help="auto picks from the model: causal LM, masked LM (pll) or ELMo")
     p.add_argument("--no-start-token", action="store_true",

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from ..config import TRAIN_RANGES, check_fields, config_from_dict
+from .._files import read_marker
 from ..errors import CheckpointError, ConfigError, PlmkitError, UsageError, excerpt
 from . import checkpoint as ckpt
 from . import distributed as distr
@@ -250,7 +251,9 @@ def check_run_out(out: str | os.PathLike, resume: bool, allow_dead: bool = True)
         raise UsageError(f"--out {out} exists and is not a folder; choose a new --out")
     existing = ckpt.list_checkpoints(out)
     if resume:
-        if not existing and not ((out / "run.json").exists() or (out / "metrics.jsonl").exists()):
+        started = (out / "run.json").exists() or (out / "metrics.jsonl").exists() or (
+            read_marker(out) is not None and not ckpt.run_contents(out))  # killed before it wrote anything
+        if not existing and not started:
             raise PlmkitError(f"--resume: {out} has no checkpoint to resume from; start without --resume")
         return
     if allow_dead and ckpt.is_dead_attempt(out):
