@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ._version import __version__  # noqa: F401  (plmkit.__version__)
 
+from ._lazy import lazy_attributes
 from .errors import CheckpointError, ConfigError, DataError, PlmkitError, UsageError
 
 # The rest loads on first use (PEP 562), so that `import plmkit.cli` (every command's start) does not import
@@ -25,19 +26,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'plmkit' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
 
 __all__ = [
     "ModelConfig", "PRESETS", "get_preset", "model_config_from_preset", "preset_names",

@@ -6,23 +6,12 @@ corpora (``plmkit prepare``); ``objectives`` builds masked-LM / causal-LM batche
 
 from __future__ import annotations
 
+from .._lazy import lazy_attributes
+
 # Loaded on first use (PEP 562): the objectives import torch, which the CLI defers until a command runs.
 _LAZY = {**dict.fromkeys(("CorpusReader", "ReadOptions", "SourceInfo", "brown_categories", "expand_inputs",
                           "iter_tagged", "read_documents", "read_sentences", "read_tagged"), "readers"),
          **dict.fromkeys(("PreparedCorpus", "ShardWriter", "prepare_corpus", "write_prepared"), "shards"),
          **dict.fromkeys(("DataConfig", "PretrainingStream", "data_config_from_preset"), "objectives")}
 __all__ = list(_LAZY)
-
-
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'plmkit.data' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
