@@ -37,16 +37,8 @@ from plmkit.data import prepare_corpus
 from plmkit.errors import UsageError
 from plmkit.tokenization import load_tokenizer, train_tokenizer
 
-SRC = Path(__file__).resolve().parents[1] / "src"
-WORDS = "the a jury said city run well found that it was report election county fulton grand".split()
-
-
-def _text(rng: random.Random, docs: int, sentences: int) -> str:
-    out = []
-    for _ in range(docs):
-        out += [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 14))) + " ." for _ in range(sentences)]
-        out.append("")
-    return "\n".join(out) + "\n"
+# The synthetic corpus and paths of the bad-input tests (the same small world, built here in its own folder).
+from test_bad_input import SRC, WORDS, _text  # noqa: E402
 
 
 def _quiet(argv: list[str], capsys) -> None:

@@ -141,6 +141,30 @@ def write_json_atomic(path: str | os.PathLike, data) -> None:
     atomic_write(path, write)
 
 
+def read_text_lines(file: str | os.PathLike, what: str, fix: str = "restore it from the model's source") -> list[str]:
+    """The lines (without line ends) of a UTF-8 vocabulary or word-list file of a model or tokenizer folder.
+
+    A byte that is not UTF-8, or a NUL byte (a binary file), is a CheckpointError naming the file and line.
+    """
+    from .errors import CheckpointError
+
+    file = Path(file)
+    raw = file.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise CheckpointError(f"{file}, line {line}: not UTF-8 text (byte {raw[e.start:e.start + 1]!r}: {e.reason}); "
+                              f"a {what} is UTF-8 text — {fix}") from None
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise CheckpointError(f"{file}, line {line}: a NUL byte; this is not a {what} (it may be binary) — {fix}")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 # ------------------------------------------------------------------------------------------ markers
 def read_marker(folder: str | os.PathLike) -> dict | None:
     """The ownership marker of ``folder`` (None when there is none or it is unreadable)."""

@@ -57,6 +57,7 @@ import numpy as np
 from tokenizers import Encoding
 from tokenizers import Tokenizer as FastTokenizer
 
+from ._files import read_text_lines
 from .errors import CheckpointError, DataError, UsageError, excerpt
 
 SPECIAL_KEYS = ("cls_token", "sep_token", "pad_token", "mask_token", "unk_token", "bos_token", "eos_token")
@@ -416,28 +417,9 @@ def _check_side_file(p: Path, data: Any) -> dict[str, Any]:
     return data
 
 
-def _read_lines(file: Path, what: str) -> list[str]:
-    """The lines of a UTF-8 vocabulary file (without line ends); a CheckpointError names the line of a bad byte."""
-    raw = file.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise CheckpointError(f"{file}, line {line}: not UTF-8 text (byte {raw[e.start:e.start + 1]!r}: {e.reason}); "
-                              f"a {what} is UTF-8 text — restore it from the model's source") from None
-    if "\x00" in text:
-        line = text.count("\n", 0, text.index("\x00")) + 1
-        raise CheckpointError(f"{file}, line {line}: a NUL byte; this is not a {what} (it may be binary) — restore "
-                              "it from the model's source")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
-
-
 def _read_vocab_txt(file: Path) -> dict[str, int]:
     """``vocab.txt`` (one WordPiece token per line) as token → id, refusing empty files and duplicates."""
-    tokens = _read_lines(file, "WordPiece vocabulary (vocab.txt)")
+    tokens = read_text_lines(file, "WordPiece vocabulary (vocab.txt)")
     if not tokens:
         raise CheckpointError(f"{file}: empty; a vocab.txt has one token per line — restore it from the model's source")
     vocab: dict[str, int] = {}
@@ -455,7 +437,7 @@ def _check_bpe_files(vocab_file: Path, merges_file: Path) -> None:
     from .errors import type_name
 
     hint = "restore it from the model's source"
-    text = "\n".join(_read_lines(vocab_file, "BPE vocabulary (vocab.json)"))  # UTF-8, no NUL
+    text = "\n".join(read_text_lines(vocab_file, "BPE vocabulary (vocab.json)"))  # UTF-8, no NUL
     try:
         vocab = json.loads(text)
     except json.JSONDecodeError as e:
@@ -473,7 +455,7 @@ def _check_bpe_files(vocab_file: Path, merges_file: Path) -> None:
         if i in seen:
             raise CheckpointError(f"{vocab_file}: id {i} is given to both {excerpt(seen[i])} and {excerpt(tok)}; {hint}")
         seen[i] = tok
-    for n, line in enumerate(_read_lines(merges_file, "BPE merges file (merges.txt)"), start=1):
+    for n, line in enumerate(read_text_lines(merges_file, "BPE merges file (merges.txt)"), start=1):
         if not line.strip() or (n == 1 and line.startswith("#version")):
             continue
         parts = line.split(" ")

@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .._files import atomic_write
+from .._files import atomic_write, read_text_lines
 from ..errors import CheckpointError
 
 WEIGHTS_NAME = "model.safetensors"
@@ -237,17 +237,8 @@ def read_word_list(file: Path, what: str) -> list[str]:
     UTF-8, non-empty, each word once — else a CheckpointError naming the file and line."""
     from ..errors import excerpt
 
-    raw = file.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise CheckpointError(f"{file}, line {line}: not UTF-8 text ({e.reason}); "
-                              f"{file.name} holds {what}, one word per line — restore it from the folder the model "
-                              "was saved to") from None
-    words = text.split("\n")
-    if words and words[-1] == "":
-        words.pop()
+    fix = "restore it from the folder the model was saved to"
+    words = read_text_lines(file, f"word list ({what}, one word per line)", fix)
     if not words:
         raise CheckpointError(f"{file}: empty; it holds {what}, one word per line — restore it from the folder the "
                               "model was saved to")
