@@ -106,7 +106,12 @@ def load_transformer(folder: Path, task: str | None = "auto", num_labels: int | 
     used: set[str] = set()
     missing: list[str] = []
     converted: dict[str, torch.Tensor] = {}
+    # A checkpoint without the pooler (BertForMaskedLM, what run_mlm.py saves) fine-tunes a pooled classifier
+    # as transformers does: the pooler starts newly initialised, like the task's head, and the warning says so.
+    fresh_pooler = [] if has_pooler else [k for k in expected if k.startswith("body.pooler.")]
     for ours, rule in expected.items():
+        if ours in fresh_pooler:
+            continue
         if not all(t in state for t in rule.theirs):
             missing.extend(t for t in rule.theirs if t not in state)
             continue
@@ -157,9 +162,12 @@ def load_transformer(folder: Path, task: str | None = "auto", num_labels: int | 
         else:
             top_pass[k] = v
     model.passthrough = {"body": body_pass, "top": top_pass}
-    if new_heads:
-        params = [n for n, _ in model.named_parameters() if any(n.startswith(f"heads.{h}.") for h in new_heads)]
-        warnings.warn(f"{folder}: task {task!r} needs head(s) {', '.join(new_heads)} that the checkpoint does not "
+    if new_heads or fresh_pooler:
+        params = fresh_pooler + [n for n, _ in model.named_parameters()
+                                 if any(n.startswith(f"heads.{h}.") for h in new_heads)]
+        needs = " and ".join(([f"head(s) {', '.join(new_heads)}"] if new_heads else [])
+                             + (["the pooler"] if fresh_pooler else []))
+        warnings.warn(f"{folder}: task {task!r} needs {needs} that the checkpoint does not "
                       f"have; newly initialised parameters: {', '.join(params)} — train them before use", stacklevel=3)
     model.eval()
     model.loaded_from = str(folder)
