@@ -1,0 +1,415 @@
+"""Korean pretraining that pays off: the README's Korean guide, run end to end and measured (issue 24).
+
+The recipe, every step a ``plmkit`` command (run here as subprocesses, exactly as a user types them):
+
+1. Split each task file into a training part and a validation part (``tasks/``, the files' own
+   formats; a fixed shuffle). Only the training parts are used below; the validation parts are
+   never pretrained on, and any text that also occurs in a validation part is dropped from the
+   pretraining text.
+2. Write the unlabelled text of the training parts (``pretrain-text/``: NSMC reviews, KLUE-NLI
+   premises with their hypotheses, KorSTS sentence pairs, KLUE-NER sentences; one sentence per line,
+   a blank line between documents) beside the shared Korean corpora (``corpora/ko``).
+3. ``plmkit tokenizer train --kind unigram --cased`` (byte fallback: never ``[UNK]``) on both.
+4. ``plmkit prepare`` both; ``plmkit pretrain --preset bert-tiny`` (MLM + NSP) on short rows for a
+   fixed number of STEPS (not minutes, so the result does not depend on the machine's load);
+   ``plmkit export``.
+5. The scratch twin: the same architecture (the exported ``config.json``) with random weights and the
+   same tokenizer (``plmkit.PlmModel(config).save_pretrained``).
+6. ``plmkit finetune`` NSMC, KLUE-NLI, KorSTS and KLUE-NER from both, with the same settings and
+   seeds, each scored on its validation part.
+7. The table (task, metric, scratch mean ± spread, pretrained mean ± spread, gain), ``report.json``
+   and ``korean-recipe.png`` (one panel per task: a dot per seed, the means as bars).
+
+    PLMKIT_DATA=../shared/data .venv/bin/python benchmarks/korean_recipe.py --out runs/korean-recipe
+    PLMKIT_DATA=../shared/data .venv/bin/python benchmarks/korean_recipe.py --quick --out runs/korean-quick
+
+"spread" is half the range over seeds (max − min) / 2, so "mean ± spread" covers every seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+try:  # run as a script: benchmarks/ is first on sys.path
+    from machine_info import machine
+except ImportError:  # imported from the tests
+    from benchmarks.machine_info import machine
+
+PLMKIT = [sys.executable, "-m", "plmkit.cli"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One fine-tuning task of the recipe: its file, how many rows to validate on, how to train."""
+
+    name: str  # the plmkit task
+    file: str  # under $PLMKIT_DATA
+    metric: str  # the key of metrics.json's "metrics" that the table reports
+    eval_rows: int  # validation part carved from the file (the rest is the training part)
+    epochs: float
+
+
+TASKS = (
+    Task("nsmc", "korean/nsmc/ratings-part-a.txt", "accuracy", 1000, 4),
+    Task("klue-nli", "korean/klue/klue-nli-v1.1_dev.json", "accuracy", 1000, 6),
+    Task("korsts", "korean/korsts/sts-train.tsv", "pearson", 1000, 6),
+    Task("klue-ner", "korean/klue/klue-ner-v1.1_dev.tsv", "f1", 1000, 6),
+)
+
+
+@dataclass
+class Recipe:
+    """The budget, in steps and examples. The full run's numbers are what BENCHMARKS.md reports."""
+
+    preset: str = "bert-tiny"
+    vocab_size: int = 8000
+    tokenizer_sentences: int | None = None  # train the tokenizer on a random sample of this many sentences (None: all)
+    pretrain_steps: int = 2500
+    pretrain_batch: int = 64  # rows of pretrain_length tokens per step (2,048 tokens)
+    pretrain_length: int = 32  # short rows leave the bag-of-words plateau fastest (the English demo)
+    pretrain_lr: float = 2e-3
+    finetune_train: int = 1000  # training examples per task (the first N of the shuffled training part)
+    finetune_lr: float = 1e-3  # the same for both starts; tiny models fine-tune best at 1e-4 .. 1e-3
+    finetune_batch: int = 32
+    max_length: int = 128  # fine-tuning sequence length
+    epochs_scale: float = 1.0  # multiplies every task's epochs
+    eval_rows: int | None = None  # None: each task's own
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+
+    @classmethod
+    def quick(cls) -> "Recipe":
+        return cls(vocab_size=4000, tokenizer_sentences=20000, pretrain_steps=150, pretrain_batch=32,
+                   finetune_train=200, eval_rows=200, epochs_scale=0.5, seeds=[1])
+
+
+def _log(msg: str) -> None:
+    print(f"[korean-recipe] {msg}", file=sys.stderr, flush=True)
+
+
+def plmkit(*args: str, log: Path) -> str:
+    """Run one plmkit command (as a subprocess, the way a user runs it); its stdout, or an error with its log."""
+    cmd = [*PLMKIT, *args]
+    shown = "plmkit " + " ".join(args)
+    _log(shown)
+    with open(log, "a", encoding="utf-8") as err:
+        err.write(f"$ {shown}\n")
+        err.flush()
+        res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
+                             env={**os.environ, "TQDM_DISABLE": "1"})
+    if res.returncode != 0:
+        tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise RuntimeError(f"{shown} exited {res.returncode}; the end of {log}:\n{tail}")
+    return res.stdout
+
+
+# ---- 1. training / validation parts, in each file's own format -------------------------------------------
+
+def _split(items: list, eval_rows: int, seed: int = 0) -> tuple[list, list]:
+    """(training part, validation part): a fixed shuffle, the first ``eval_rows`` items validate."""
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:eval_rows])
+    return [items[i] for i in order if i not in held], [items[i] for i in sorted(held)]
+
+
+def _tsv_rows(path: Path) -> tuple[str, list[str]]:
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    return lines[0], [ln for ln in lines[1:] if ln.strip()]
+
+
+def _ner_blocks(path: Path) -> tuple[str, list[str]]:
+    """KLUE-NER: the file's '## ' preamble, and one block per sentence ('## guid' line + 'char<TAB>tag' rows)."""
+    text = path.read_text(encoding="utf-8")
+    blocks = [b for b in text.split("\n\n") if b.strip()]
+    first = blocks[0].split("\n")
+    # the preamble lines precede the first sentence's own '## guid<TAB>...' line
+    k = next(i for i, ln in enumerate(first) if ln.startswith("## ") and "\t" in ln)
+    preamble = "".join(ln + "\n" for ln in first[:k])
+    blocks[0] = "\n".join(first[k:])
+    return preamble, [b.strip("\n") for b in blocks]
+
+
+def texts_of(task: str, part: list) -> list[list[str]]:
+    """The unlabelled text of a part of a task file, as documents (lists of sentences)."""
+    if task == "nsmc":
+        return [[r.rstrip("\n").split("\t")[1]] for r in part]
+    if task == "korsts":
+        return [r.rstrip("\n").split("\t")[5:7] for r in part]
+    if task == "klue-nli":  # a premise with all its hypotheses is one document
+        docs: dict[str, list[str]] = {}
+        for r in part:
+            docs.setdefault(r["premise"], [r["premise"]]).append(r["hypothesis"])
+        return list(docs.values())
+    if task == "klue-ner":  # the sentence, from its 'char<TAB>tag' rows
+        return [["".join(ln.rsplit("\t", 1)[0] for ln in b.split("\n")[1:])] for b in part]
+    raise ValueError(task)
+
+
+def write_parts(data: Path, task: Task, eval_rows: int, out: Path) -> tuple[Path, Path, list[list[str]], list[str]]:
+    """Write TASK-train / TASK-eval files; return them, the training part's documents and the validation texts."""
+    src = data / task.file
+    suffix = "".join(src.suffixes[-1:])
+    train_f, eval_f = out / f"{task.name}-train{suffix}", out / f"{task.name}-eval{suffix}"
+    if task.name == "klue-nli":
+        rows = json.loads(src.read_text(encoding="utf-8"))
+        tr, ev = _split(rows, eval_rows)
+        for f, part in ((train_f, tr), (eval_f, ev)):
+            f.write_text(json.dumps(part, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    elif task.name == "klue-ner":
+        preamble, blocks = _ner_blocks(src)
+        tr, ev = _split(blocks, eval_rows)
+        for f, part in ((train_f, tr), (eval_f, ev)):
+            f.write_text(preamble + "\n\n".join(part) + "\n\n", encoding="utf-8")
+    else:
+        header, rows = _tsv_rows(src)
+        tr, ev = _split(rows, eval_rows)
+        for f, part in ((train_f, tr), (eval_f, ev)):
+            f.write_text(header + "".join(part), encoding="utf-8")
+    held = [s.strip() for doc in texts_of(task.name, ev) for s in doc]
+    return train_f, eval_f, texts_of(task.name, tr), held
+
+
+def write_pretraining_text(docs_by_task: dict[str, list[list[str]]], held: set[str], out: Path) -> dict[str, Any]:
+    """One text file per task (a sentence per line, a blank line between documents), without validation text."""
+    out.mkdir(parents=True)
+    counts: dict[str, Any] = {}
+    for task, docs in docs_by_task.items():
+        seen: set[tuple[str, ...]] = set()
+        kept_docs, dropped = [], 0
+        for doc in docs:
+            sents = [" ".join(s.split()) for s in doc]
+            keep = [s for s in sents if s and s not in held]
+            dropped += len([s for s in sents if s in held])
+            if keep and tuple(keep) not in seen:
+                seen.add(tuple(keep))
+                kept_docs.append(keep)
+        (out / f"{task}.txt").write_text("\n\n".join("\n".join(d) for d in kept_docs) + "\n", encoding="utf-8")
+        counts[task] = {"documents": len(kept_docs), "sentences": sum(map(len, kept_docs)),
+                        "dropped_as_validation_text": dropped}
+    return counts
+
+
+# ---- 5. the scratch twin ---------------------------------------------------------------------------------
+
+def save_scratch_twin(pretrained: Path, out: Path, seed: int = 0) -> None:
+    """The pretrained model's architecture and tokenizer with freshly initialised weights."""
+    import torch
+
+    import plmkit
+
+    config = plmkit.from_pretrained(pretrained).config
+    torch.manual_seed(seed)
+    plmkit.PlmModel(config, task="pretraining").save_pretrained(out, tokenizer=plmkit.load_tokenizer(pretrained))
+
+
+# ---- 7. report -------------------------------------------------------------------------------------------
+
+def seed_values(res: dict[str, Any], metric: str) -> list[float]:
+    """``metric`` of every seed, from a finetune run's metrics.json (one seed, or ``--seeds``' runs)."""
+    if "runs" in res:
+        return [float(res["runs"][s]["metrics"][metric]) for s in sorted(res["runs"], key=int)]
+    return [float(res["metrics"][metric])]
+
+
+def summarize(values: list[float]) -> dict[str, Any]:
+    return {"mean": sum(values) / len(values), "spread": (max(values) - min(values)) / 2, "per_seed": values}
+
+
+def format_table(results: list[dict[str, Any]]) -> str:
+    lines = [f"{'task':<9} {'metric':<9} {'scratch':>17} {'pretrained':>17} {'gain':>8}  every seed better",
+             "-" * 82]
+    for r in results:
+        s, p = r["scratch"], r["pretrained"]
+        lines.append(f"{r['task']:<9} {r['metric']:<9} {s['mean']:>9.4f} ± {s['spread']:.4f} "
+                     f"{p['mean']:>9.4f} ± {p['spread']:.4f} {r['gain']:>+8.4f}  {'yes' if r['separated'] else 'no'}")
+    return "\n".join(lines)
+
+
+def plot(results: list[dict[str, Any]], curve: list[dict[str, Any]], path: Path, title: str) -> Path | None:
+    """One panel per task (bars: means; dots: seeds) and the pretraining curve."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        _log("matplotlib is not installed; no plot (pip install matplotlib)")
+        return None
+    fig, axes = plt.subplots(1, len(results) + 1, figsize=(3.1 * (len(results) + 1), 3.6), dpi=120)
+    for ax, r in zip(axes, results):
+        for x, (init, color) in enumerate((("scratch", "#999999"), ("pretrained", "#1f77b4"))):
+            vals = r[init]["per_seed"]
+            ax.bar(x, r[init]["mean"], 0.6, color=color, alpha=0.85)
+            ax.scatter([x] * len(vals), vals, color="black", s=14, zorder=3)
+            ax.text(x, r[init]["mean"], f"{r[init]['mean']:.3f}", ha="center", va="bottom", fontsize=8)
+        lo = min(min(r["scratch"]["per_seed"]), min(r["pretrained"]["per_seed"]))
+        hi = max(max(r["scratch"]["per_seed"]), max(r["pretrained"]["per_seed"]))
+        pad = max(0.02, (hi - lo) * 0.6)
+        ax.set_ylim(max(-1.0, lo - pad), min(1.0, hi + pad) if hi + pad <= 1.0 else hi + pad)
+        ax.set_xticks([0, 1])
+        ax.set_xticklabels(["scratch", "pretrained"])
+        ax.set_title(f"{r['task']} ({r['metric']})\ngain {r['gain']:+.3f}", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    ax = axes[-1]
+    train = [c for c in curve if "mlm_loss" in c]
+    evals = [c for c in curve if "eval_mlm_loss" in c]
+    ax.plot([c["step"] for c in train], [c["mlm_loss"] for c in train], lw=1, label="train MLM")
+    if evals:
+        ax.plot([c["step"] for c in evals], [c["eval_mlm_loss"] for c in evals], "o-", ms=3, label="held-out MLM")
+    ax.set_xlabel("pretraining step")
+    ax.set_ylabel("loss (nats)")
+    ax.set_title("pretraining", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# ---- the recipe ------------------------------------------------------------------------------------------
+
+def fresh_folder(out: Path) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise SystemExit(f"{out} is not empty; choose a new --out (or remove it)")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def split_tasks(data: Path, out: Path, recipe: Recipe) -> tuple[dict[str, tuple[Path, Path]], dict[str, Any]]:
+    """Steps 1-2: out/tasks/TASK-{train,eval}.* and out/pretrain-text/TASK.txt (no validation text in it)."""
+    tasks_dir = out / "tasks"
+    tasks_dir.mkdir()
+    parts, docs, held = {}, {}, set()
+    for task in TASKS:
+        n_eval = recipe.eval_rows or task.eval_rows
+        train_f, eval_f, task_docs, task_held = write_parts(data, task, n_eval, tasks_dir)
+        parts[task.name], docs[task.name] = (train_f, eval_f), task_docs
+        held.update(" ".join(s.split()) for s in task_held)
+    return parts, write_pretraining_text(docs, held, out / "pretrain-text")
+
+
+def run(data: Path, out: Path, recipe: Recipe, quick: bool) -> dict[str, Any]:
+    t_start = time.time()
+    fresh_folder(out)
+    log = out / "commands.log"
+    timings: dict[str, float] = {}
+
+    t = time.time()
+    parts, text_counts = split_tasks(data, out, recipe)
+    corpora = [str(data / "corpora" / "ko"), str(out / "pretrain-text")]
+    timings["split_s"] = time.time() - t
+
+    # 3-4. tokenizer, prepare, pretrain, export
+    t = time.time()
+    sample = ["--max-sentences", str(recipe.tokenizer_sentences)] if recipe.tokenizer_sentences else []
+    plmkit("tokenizer", "train", "--kind", "unigram", "--vocab-size", str(recipe.vocab_size), "--cased", *sample,
+           "--out", str(out / "tok-ko"), *corpora, log=log)
+    timings["tokenizer_s"] = time.time() - t
+    t = time.time()
+    plmkit("prepare", "--tokenizer", str(out / "tok-ko"), "--out", str(out / "prepared-ko"), *corpora, log=log)
+    prep = json.loads((out / "prepared-ko" / "meta.json").read_text(encoding="utf-8"))["counts"]
+    timings["prepare_s"] = time.time() - t
+    t = time.time()
+    eval_every = max(50, recipe.pretrain_steps // 8)
+    summary = json.loads(plmkit(
+        "pretrain", "--preset", recipe.preset, "--data", str(out / "prepared-ko"), "--out", str(out / "pretrain"),
+        "--max-steps", str(recipe.pretrain_steps), "--batch-size", str(recipe.pretrain_batch),
+        "--max-length", str(recipe.pretrain_length), "--lr", str(recipe.pretrain_lr), "--warmup-ratio", "0.05",
+        "--seed", "0", "--log-every", "20", "--eval-every", str(eval_every), "--save-minutes", "0",
+        "--set", "train.eval_at_start=true", log=log))
+    timings["pretrain_s"] = time.time() - t
+    plmkit("export", str(out / "pretrain"), "--out", str(out / "model-pretrained"), log=log)
+    save_scratch_twin(out / "model-pretrained", out / "model-scratch")
+
+    # 6. fine-tuning from both starts
+    t = time.time()
+    seeds = ",".join(map(str, recipe.seeds))
+    results = []
+    for task in TASKS:
+        train_f, eval_f = parts[task.name]
+        row: dict[str, Any] = {"task": task.name, "metric": task.metric}
+        for init in ("scratch", "pretrained"):
+            run_out = out / "finetune" / f"{task.name}-{init}"
+            plmkit("finetune", task.name, "--model", str(out / f"model-{init}"), "--train", str(train_f),
+                   "--eval", str(eval_f), "--out", str(run_out), "--seeds", seeds,
+                   "--max-train", str(recipe.finetune_train), "--epochs", f"{task.epochs * recipe.epochs_scale:g}",
+                   "--lr", str(recipe.finetune_lr), "--batch-size", str(recipe.finetune_batch),
+                   "--max-length", str(recipe.max_length), "--save-every", "0", "--no-tensorboard", log=log)
+            res = json.loads((run_out / "metrics.json").read_text(encoding="utf-8"))
+            row[init] = summarize(seed_values(res, task.metric))
+            row["data"] = res["data"]  # what plmkit read of the two parts
+        row["gain"] = row["pretrained"]["mean"] - row["scratch"]["mean"]
+        row["separated"] = min(row["pretrained"]["per_seed"]) > max(row["scratch"]["per_seed"])
+        results.append(row)
+        _log(format_table([row]).splitlines()[-1])
+    timings["finetune_s"] = time.time() - t
+
+    # 7. report
+    curve = [json.loads(ln) for ln in (out / "pretrain" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    total = time.time() - t_start
+    report = {
+        "quick": quick, "recipe": asdict(recipe), "tasks": [asdict(t) for t in TASKS], "machine": machine(),
+        "pretraining_text": text_counts, "prepared": prep,
+        "pretraining": {k: v for k, v in summary.items() if k in ("step", "tokens_seen") or k.startswith("eval_")},
+        "pretraining_start": next((c for c in curve if "eval_mlm_loss" in c), None),
+        "results": results, "timings_s": {k: round(v, 1) for k, v in timings.items()}, "total_s": round(total, 1),
+        "load_average_at_end": os.getloadavg(),
+    }
+    png = plot(results, curve, out / "korean-recipe.png",
+               f"Korean: {recipe.preset} pretrained {recipe.pretrain_steps} steps vs scratch, "
+               f"{len(recipe.seeds)} seed(s), {recipe.finetune_train} training examples per task")
+    report["plot"] = str(png) if png else None
+    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "table.txt").write_text(format_table(results) + "\n", encoding="utf-8")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="runs/korean-recipe", help="output folder (must not exist or be empty)")
+    ap.add_argument("--data", default=os.environ.get("PLMKIT_DATA"), help="the shared data folder ($PLMKIT_DATA)")
+    ap.add_argument("--quick", action="store_true", help="the CI form (a few minutes): vocabulary 4,000, 150 pretraining steps, 200 examples per task, one seed")
+    ap.add_argument("--split-only", action="store_true",
+                    help="only write the task parts (OUT/tasks) and the pretraining text (OUT/pretrain-text), "
+                         "the README's first step")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="change a Recipe field, e.g. pretrain_steps=2000, seeds=1,2 (repeatable)")
+    args = ap.parse_args(argv)
+    if not args.data:
+        ap.error("give --data or set PLMKIT_DATA to the shared data folder")
+    recipe = Recipe.quick() if args.quick else Recipe()
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in Recipe.__dataclass_fields__:
+            ap.error(f"--set {item}: no recipe field {key!r}; fields: {', '.join(Recipe.__dataclass_fields__)}")
+        kind = type(getattr(recipe, key)) if getattr(recipe, key) is not None else int
+        recipe = replace(recipe, **{key: [int(s) for s in value.split(",")] if key == "seeds" else kind(value)})
+    if args.split_only:
+        fresh_folder(Path(args.out))
+        parts, counts = split_tasks(Path(args.data), Path(args.out), recipe)
+        for name, (train_f, eval_f) in parts.items():
+            print(f"{name}: {train_f} (training part), {eval_f} (validation part); pretraining text "
+                  f"{counts[name]['sentences']:,} sentences, {counts[name]['dropped_as_validation_text']} left out "
+                  "as validation text")
+        return 0
+    report = run(Path(args.data), Path(args.out), recipe, args.quick)
+    print(format_table(report["results"]))
+    print(f"\nreport: {Path(args.out) / 'report.json'}\nplot:   {report['plot']}\n"
+          f"total time: {report['total_s'] / 60:.1f} min ({json.dumps(report['timings_s'])})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
