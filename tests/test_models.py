@@ -382,3 +382,88 @@ def test_plmkit_round_trip_preserves_everything(tmp_path):
     ids = torch.randint(0, 99, (2, 9))
     with torch.no_grad():
         assert torch.equal(model(ids).logits, again(ids).logits)
+
+
+# --------------------------------------------------------------------------- heads are config fields (issue 22 item 6)
+def test_head_fields_left_unset_take_what_the_layout_implies():
+    bert, roberta, albert, gpt = (model_config_from_preset(p) for p in ("bert-tiny", "roberta-tiny", "albert-tiny",
+                                                                       "gpt-tiny"))
+    assert (bert.pair_head, bert.classifier_pooling, bert.choice_pooling, bert.mlm_act) == ("nsp", "pooled", "pooled", None)
+    assert (roberta.pair_head, roberta.classifier_pooling, roberta.head_act, roberta.mlm_act) == \
+        ("none", "first-token", "tanh", "gelu")
+    assert (albert.pair_head, albert.classifier_dropout) == ("sop", 0.1)
+    assert (gpt.classifier_pooling, gpt.choice_pooling, gpt.has_pooler) == ("last-token", "none", False)
+    # the same values whichever way the config is built, and a round trip keeps them
+    direct = ModelConfig(model_type="roberta", vocab_size=99)
+    assert (direct.pair_head, direct.classifier_pooling, direct.mlm_act) == ("none", "first-token", "gelu")
+    assert ModelConfig.from_dict(roberta.to_dict()) == roberta
+    with pytest.raises(ConfigError, match="pair_head must be one of nsp, sop, none"):
+        tiny(pair_head="next")
+    with pytest.raises(ConfigError, match="classifier_pooling"):
+        tiny(classifier_pooling="mean")
+
+
+def test_a_head_is_built_from_its_fields_whatever_the_model_type(tmp_path):
+    """A BERT-layout model asked for RoBERTa's classifier (first token, dense + tanh) gets exactly that head, saves
+    the choice under "plmkit" (transformers' BertForSequenceClassification has no place for it) and reloads it."""
+    torch.manual_seed(0)
+    config = tiny(classifier_pooling="first-token", mlm_act="relu", num_labels=3)
+    model = PlmModel(config, task="sequence-classification").eval()
+    head = model.heads["classifier"]
+    assert head.dense is not None and head.style == "first-token" and model.body.pooler is None
+    ids = torch.randint(5, 99, (2, 9))
+    with torch.no_grad():
+        h = model(ids, output_hidden_states=True).hidden_states[-1]
+        expected = head.out(torch.tanh(head.dense(h[:, 0])))
+        assert torch.allclose(model(ids).logits, expected, atol=1e-6)
+    with pytest.warns(UserWarning, match="classifier_pooling"):
+        model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["plmkit"]["model"] == {"classifier_pooling": "first-token", "mlm_act": "relu"}
+    again = plmkit.from_pretrained(tmp_path)
+    assert (again.config.classifier_pooling, again.config.mlm_act) == ("first-token", "relu")
+    with torch.no_grad():
+        assert torch.equal(again(ids).logits, model(ids).logits)
+    # the MLM transform's activation is a field too
+    mlm = PlmModel(config, task="masked-lm").heads["mlm"]
+    x = torch.randn(3, 32)
+    assert torch.equal(mlm.act(x), torch.relu(x))
+
+
+def test_the_pair_head_is_the_one_the_objective_names():
+    """Pretraining chooses the sentence-pair head in one place, data.pair: the model's pair_head follows it, and a
+    --set model.pair_head that says otherwise is refused with what to set instead."""
+    from plmkit.data.objectives import data_config_from_preset
+    from plmkit.training.pretrain import build_model_config
+
+    class Tok:  # what build_model_config reads of a tokenizer
+        vocab_size, pad_token_id, bos_token_id, eos_token_id, sep_token_id = 99, 0, None, None, 3
+
+    for preset, pair, heads in (("bert-tiny", "nsp", ("mlm", "nsp")), ("bert-tiny", "sop", ("mlm", "sop")),
+                                ("bert-tiny", "none", ("mlm",)), ("albert-tiny", "nsp", ("mlm", "nsp")),
+                                ("roberta-tiny", "none", ("mlm",))):
+        data = data_config_from_preset(preset, {"pair": pair} if pair != "none" else {"pair": "none"})
+        config = build_model_config(preset, {}, Tok(), 32, data=data)
+        assert config.pair_head == pair
+        assert PlmModel(config, task="pretraining").active_heads == heads
+    data = data_config_from_preset("bert-tiny")
+    assert build_model_config("bert-tiny", {"pair_head": "nsp"}, Tok(), 32, data=data).pair_head == "nsp"
+    with pytest.raises(ConfigError, match=r'--set model.pair_head="none" contradicts data.pair="nsp".*set data.pair'):
+        build_model_config("bert-tiny", {"pair_head": None}, Tok(), 32, data=data)
+
+
+def test_one_preset_resolution_serves_every_config_kind():
+    from plmkit.config import config_from_preset
+    from plmkit.data.objectives import data_config_from_preset
+    from plmkit.models.elmo import elmo_config_from_preset
+
+    with pytest.raises(ConfigError, match="preset 'elmo-small' is an ELMo biLM, not a Transformer"):
+        model_config_from_preset("elmo-small")
+    with pytest.raises(ConfigError, match="preset 'bert-tiny' is a bert Transformer, not ELMo"):
+        elmo_config_from_preset("bert-tiny")
+    # a conflict names what came from where, in every section
+    with pytest.raises(ConfigError, match=r'preset bert-tiny \+ --set data.packing="full-sentences": data.pair=.*'
+                                          r'needs packing=.*the preset sets pair="nsp"; change it too with --set data.pair'):
+        data_config_from_preset("bert-tiny", {"data.packing": "full-sentences"})
+    built = config_from_preset("roberta-tiny", {"masking": "static"}, lambda d, source: (d, source), section="data")
+    assert built[0]["masking"] == "static" and built[0]["packing"] == "full-sentences" and built[1] == "preset roberta-tiny"

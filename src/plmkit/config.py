@@ -1,12 +1,16 @@
 """Configuration: the model config, named presets, and ``key=value`` overrides.
 
 One :class:`ModelConfig` describes every Transformer in the family. BERT is the default; RoBERTa,
-ALBERT and the GPT-style causal LM are a handful of fields that each name a change a paper made
-(``embedding_size`` and ``share_layers`` from ALBERT, ``position_offset`` and ``type_vocab_size=1``
-from RoBERTa, ``causal`` and ``pre_norm`` from GPT-2). Presets are a name → overrides table (as in
-minGPT's ``model_type`` and fairseq's named architectures). A preset is a starting point: any field
-may be overridden, as ``transformers``' ``--config_overrides`` does; values that cannot work together
-are refused with the reason.
+ALBERT, ELECTRA and the GPT-style causal LM are a handful of fields that each name a change a paper
+made (``embedding_size`` and ``share_layers`` from ALBERT, ``position_offset`` and ``type_vocab_size=1``
+from RoBERTa, ``causal`` and ``pre_norm`` from GPT-2, ``discriminator`` and ``generator_size`` from
+ELECTRA). The heads are fields too (``pair_head``, ``classifier_pooling``, ``choice_pooling``,
+``head_act``, ``mlm_act``): a field left unset takes what its published layout (``model_type``, the
+parameter names of its checkpoints) implies, from one table (:data:`LAYOUT_HEADS`). Presets are a
+name → overrides table (as in minGPT's ``model_type`` and fairseq's named architectures), resolved
+by one function (:func:`config_from_preset`) for every config kind, ELMo's included. A preset is a
+starting point: any field may be overridden, as ``transformers``' ``--config_overrides`` does;
+values that cannot work together are refused with the reason.
 
 Presets carry three sections: ``model`` (a :class:`ModelConfig`), and ``data`` / ``train`` that
 the pretraining objective and trainer read (their dataclasses live with that code).
@@ -29,8 +33,13 @@ from typing import Any, Literal, Mapping, Union
 
 from .errors import ConfigError, excerpt, type_name
 
-MODEL_TYPES = ("bert", "roberta", "albert", "gpt2")
+MODEL_TYPES = ("bert", "roberta", "albert", "gpt2", "electra")
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "gelu_pytorch_tanh", "gelu_fast")
+# A first-token head's dense layer: RoBERTa's classifier uses tanh (as BERT's pooler), ELECTRA's heads GELU.
+HEAD_ACTIVATIONS = ("tanh", *ACTIVATIONS)
+PAIR_HEADS = ("nsp", "sop", "none")
+CLASSIFIER_POOLINGS = ("pooled", "first-token", "last-token")
+CHOICE_POOLINGS = ("pooled", "first-token", "none")
 
 
 # --------------------------------------------------------------------------- typed reading
@@ -279,6 +288,29 @@ class ModelConfig:
     pre_norm: bool = False
     # RoBERTa: position ids count only non-pad tokens and start at pad_token_id + 1.
     position_offset: int = 0
+    # ---- Heads. A head field left None takes what model_type's layout implies (LAYOUT_HEADS).
+    # The sentence-pair pretraining head: BERT's NSP, ALBERT's SOP (its own dropout), or none (RoBERTa
+    # found NSP does not help; GPT-2, ELECTRA). Pretraining sets it from data.pair, the one place it is chosen.
+    pair_head: str | None = None
+    # How a sequence classifier reads a sequence: "pooled" (BERT, ALBERT: the pooler's tanh(W·h_[CLS])),
+    # "first-token" (RoBERTa, ELECTRA: its own dense + head_act over <s>/[CLS]), "last-token" (GPT-2).
+    classifier_pooling: str | None = None
+    # How a multiple-choice head reads each choice: "pooled" (BERT, RoBERTa, ALBERT), "first-token"
+    # (ELECTRA's SequenceSummary: dense + head_act over [CLS]), or "none" (GPT-2 has no such class).
+    choice_pooling: str | None = None
+    # The activation of a first-token head's dense layer: tanh (RoBERTa), gelu (ELECTRA).
+    head_act: str | None = None
+    # The MLM transform's activation; None = hidden_act (BERT, ALBERT). RoBERTa's lm_head and ELECTRA's
+    # generator hard-code exact GELU.
+    mlm_act: str | None = None
+    # ---- ELECTRA (Clark et al., 2020). A discriminator is pretrained by replaced-token detection on every
+    # position, against a smaller MLM generator that shares its embeddings (models/electra.py).
+    discriminator: bool | None = None
+    # The generator's hidden size, feed-forward size and attention heads as a fraction of the discriminator's
+    # (the paper's Table 6: 1/4 for Small, 1/3 for Base; 1/4-1/2 worked best in its Figure 3). Discriminators only.
+    generator_size: float | None = None
+    # λ in loss = MLM + λ·RTD: the paper's 50 (the RTD loss, a binary cross-entropy, is much smaller per token).
+    rtd_weight: float | None = None
     # Task heads.
     num_labels: int = 2
     problem_type: str | None = None  # regression | single_label_classification | multi_label_classification
@@ -305,6 +337,12 @@ class ModelConfig:
         """The longest sequence the position table can hold."""
         return self.max_position_embeddings - self.position_offset
 
+    @property
+    def has_pooler(self) -> bool:
+        """Whether the base model (no task) carries BERT's pooler, as Hugging Face's BertModel, RobertaModel and
+        AlbertModel do: exactly the layouts whose classifier or multiple-choice head reads it (not GPT-2, ELECTRA)."""
+        return self.classifier_pooling == "pooled" or self.choice_pooling == "pooled"
+
     def validate(self) -> None:
         if self.model_type not in MODEL_TYPES:
             raise ConfigError(
@@ -313,15 +351,28 @@ class ModelConfig:
             )
         if self.hidden_act not in ACTIVATIONS:
             raise ConfigError(f"unknown hidden_act {self.hidden_act!r}; use one of {', '.join(ACTIVATIONS)}")
+        layout = LAYOUT_HEADS[self.model_type]
+        for name, value in layout.items():  # unset head fields: what the layout implies
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if self.discriminator:  # ELECTRA's defaults (Clark et al., 2020)
+            self.generator_size = 0.25 if self.generator_size is None else self.generator_size
+            self.rtd_weight = 50.0 if self.rtd_weight is None else self.rtd_weight
         check_fields(self, "model config", ranges=MODEL_RANGES)
         if self.hidden_size % self.num_attention_heads:
             raise ConfigError(
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                 f"({self.num_attention_heads})"
             )
-        if bool(self.pre_norm) != (self.model_type == "gpt2"):
+        if self.discriminator and not layout["discriminator"]:
+            raise ConfigError(f"model.discriminator=true does not fit model_type {self.model_type!r}: only the electra "
+                              "layout has a replaced-token-detection head; use an electra-* preset")
+        if self.generator_size is not None and self.generator_size <= 0:
+            raise ConfigError(f"generator_size must be a fraction in (0, 1] of the discriminator's size, got "
+                              f"{self.generator_size}")
+        if bool(self.pre_norm) != (self.model_type in PRE_NORM_LAYOUTS):
             # The checkpoint is the transformers layout of model_type, and each fixes where LayerNorm sits:
-            # BERT/RoBERTa/ALBERT normalise the embeddings and after each sub-layer, GPT-2 before each one.
+            # BERT/RoBERTa/ALBERT/ELECTRA normalise the embeddings and after each sub-layer, GPT-2 before each one.
             which = "only gpt2 (the gpt-* presets) is pre-LayerNorm" if self.pre_norm else "gpt2 is always pre-LayerNorm"
             raise ConfigError(f"model.pre_norm={self.pre_norm} does not fit model_type {self.model_type!r}: {which}; "
                               "its checkpoint layout has no place for the other arrangement. Remove the setting")
@@ -358,7 +409,29 @@ MODEL_RANGES: dict[str, Any] = {
     **dict.fromkeys(("type_vocab_size", "position_offset", "initializer_range", "pad_token_id", "bos_token_id",
                      "eos_token_id"), NONNEG),
     "problem_type": ("regression", "single_label_classification", "multi_label_classification"),
+    "pair_head": PAIR_HEADS, "classifier_pooling": CLASSIFIER_POOLINGS, "choice_pooling": CHOICE_POOLINGS,
+    "head_act": HEAD_ACTIVATIONS, "mlm_act": ACTIVATIONS, "generator_size": UNIT, "rtd_weight": POSITIVE,
 }
+
+# What each published layout (model_type: the parameter names and config.json keys of its checkpoints) implies for
+# the head fields a config leaves unset. heads.py and model.py read only the fields; hf.py writes a field under
+# "plmkit" in config.json when it differs from its layout's value here (transformers would not know it).
+_BERT_HEADS = dict(pair_head="nsp", classifier_pooling="pooled", choice_pooling="pooled", head_act="tanh",
+                   mlm_act=None, classifier_dropout=None, discriminator=False)
+LAYOUT_HEADS: dict[str, dict[str, Any]] = {
+    "bert": _BERT_HEADS,
+    # RobertaClassificationHead: dense + tanh over <s>; its lm_head hard-codes exact GELU.
+    "roberta": {**_BERT_HEADS, "pair_head": "none", "classifier_pooling": "first-token", "mlm_act": "gelu"},
+    # ALBERT's heads have their own dropout (classifier_dropout_prob, 0.1) where its body has none.
+    "albert": {**_BERT_HEADS, "pair_head": "sop", "classifier_dropout": 0.1},
+    # GPT2ForSequenceClassification reads the last real token; transformers has no GPT-2 multiple-choice class.
+    "gpt2": {**_BERT_HEADS, "pair_head": "none", "classifier_pooling": "last-token", "choice_pooling": "none"},
+    # ElectraClassificationHead and ElectraForMultipleChoice's SequenceSummary: dense + GELU over [CLS], no pooler.
+    "electra": {**_BERT_HEADS, "pair_head": "none", "classifier_pooling": "first-token", "choice_pooling": "first-token",
+                "head_act": "gelu", "mlm_act": "gelu", "discriminator": True},
+}
+# The layouts whose blocks normalise before each sub-layer (and end with a final LayerNorm).
+PRE_NORM_LAYOUTS = ("gpt2",)
 
 # The ranges of plmkit.training.trainer.TrainConfig's numbers (lr's sign and the choices: its validate).
 TRAIN_RANGES: dict[str, Any] = {
@@ -406,7 +479,6 @@ _ROBERTA_DATA = dict(objective="mlm", pair="none", masking="dynamic", packing="f
 _ALBERT_DATA = dict(objective="mlm", pair="sop", masking="static", packing="segment-pair", ngram=3)
 _GPT_DATA = dict(objective="causal", pair="none", masking="none", packing="causal", ngram=1)
 _ELMO_DATA = dict(objective="bilm", pair="none", masking="none", packing="causal", ngram=1)
-
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # Turc et al. (2019) "Well-Read Students Learn Better" compact BERTs.
     "bert-tiny": {"model": _bert(2, 128, 2), "data": _BERT_DATA},
@@ -476,24 +548,40 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def model_config_from_preset(name: str | None, overrides: Mapping[str, Any] | None = None) -> ModelConfig:
-    """Build a :class:`ModelConfig` from a preset plus explicit overrides.
+def config_from_preset(name: str | None, overrides: Mapping[str, Any] | None, build: Any, section: str = "model",
+                       kind: str = "transformer", source: str | None = None) -> Any:
+    """``build(values, source)`` of a preset's ``section`` plus ``overrides``: the one preset resolution.
 
     A preset is a starting point, as ``transformers``' ``--config_overrides`` treats a named config:
     any field may be overridden (``--set model.hidden_size=256`` on ``bert-tiny``), and only fields
     are changed that were given (the intermediate size does not follow the hidden size). Values that
     cannot work together (heads that do not divide the hidden size, …) are a ConfigError that gives the
-    reason and says which values came from the preset and which from the overrides.
+    reason and says which values came from the preset and which from the overrides. ``kind`` ("transformer"
+    or "elmo") is the model a ``model`` section must describe: a preset of the other kind is refused.
     """
     overrides = dict(overrides or {})
-    base: dict[str, Any] = get_preset(name)["model"] if name else {}
+    base: dict[str, Any] = dict(get_preset(name).get(section, {})) if name else {}
+    if name and section == "model" and (base.get("model_type") == "elmo") != (kind == "elmo"):
+        if kind == "elmo":
+            raise ConfigError(f"preset {name!r} is a {base.get('model_type')} Transformer, not ELMo; use "
+                              "plmkit.model_config_from_preset for it, or pick elmo-small / elmo-original")
+        raise ConfigError(f"preset {name!r} is an ELMo biLM, not a Transformer; use "
+                          "plmkit.models.elmo.elmo_config_from_preset for it")
+    if source is None:
+        source = f"preset {name}" if name else f"{'ELMo' if kind == 'elmo' else section} config"
     try:
-        return ModelConfig.from_dict({**base, **overrides}, source=f"preset {name}" if name else "model config")
+        return build({**base, **overrides}, source)
     except ConfigError as e:
-        raise ConfigError(preset_conflict(name, base, overrides, str(e))) from None
+        raise ConfigError(preset_conflict(name, base, overrides, str(e), section, source)) from None
 
 
-def preset_conflict(name: str | None, base: Mapping[str, Any], overrides: Mapping[str, Any], message: str) -> str:
+def model_config_from_preset(name: str | None, overrides: Mapping[str, Any] | None = None) -> ModelConfig:
+    """A :class:`ModelConfig` from a preset plus explicit overrides (see :func:`config_from_preset`)."""
+    return config_from_preset(name, overrides, lambda d, source: ModelConfig.from_dict(d, source=source))
+
+
+def preset_conflict(name: str | None, base: Mapping[str, Any], overrides: Mapping[str, Any], message: str,
+                    section: str = "model", source: str | None = None) -> str:
     """``message`` (a refused config) with the preset and override values of the keys it names, when an
     override took part: ``preset bert-tiny + --set model.hidden_size=100: hidden_size (100) must be ... (the
     preset sets num_attention_heads=2; change it too with --set model.num_attention_heads=N)``."""
@@ -503,13 +591,13 @@ def preset_conflict(name: str | None, base: Mapping[str, Any], overrides: Mappin
     changed = {k: v for k, v in overrides.items() if k in base and base[k] != v and named(k)}
     if not name or not changed:
         return message
-    message = message.removeprefix(f"preset {name}: ")
+    message = message.removeprefix(f"{source or f'preset {name}'}: ")
     from_preset = [k for k in base if k not in overrides and named(k)]
-    given = ", ".join(f"--set model.{k}={json.dumps(v)}" for k, v in changed.items())
+    given = ", ".join(f"--set {section}.{k}={json.dumps(v)}" for k, v in changed.items())
     text = f"preset {name} + {given}: {message}"
     if from_preset:
         text += (f" (the preset sets {', '.join(f'{k}={json.dumps(base[k])}' for k in from_preset)}; change "
-                 f"{'it' if len(from_preset) == 1 else 'them'} too with --set model.{from_preset[0]}=...)")
+                 f"{'it' if len(from_preset) == 1 else 'them'} too with --set {section}.{from_preset[0]}=...)")
     return text
 
 
@@ -518,19 +606,37 @@ def estimate_parameters(c: ModelConfig, body_only: bool = False) -> int:
     """Parameters a :class:`ModelConfig` implies, computed from its sizes alone (nothing is allocated).
 
     ``body_only`` counts the encoder without pooler and heads: a lower bound on what any checkpoint of
-    this config holds. The full count adds the pooler and an MLM head (the largest pretraining head).
+    this config holds. The full count adds the pooler and the largest pretraining head: an MLM head, or
+    an ELECTRA discriminator's replaced-token head (its generator is :func:`generator_config`'s model).
     """
     E, H, I, L, V = c.embed_dim, c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.vocab_size
     n = V * E + c.max_position_embeddings * E + c.type_vocab_size * E
-    n += 0 if c.model_type == "gpt2" else 2 * E  # embedding LayerNorm
-    n += E * H + H if E != H else 0  # ALBERT's projection E → H
+    n += 0 if c.pre_norm else 2 * E  # embedding LayerNorm
+    n += E * H + H if E != H else 0  # ALBERT's / ELECTRA's projection E → H
     layer = 3 * H * H + 3 * H + H * H + H + H * I + I + I * H + H + 4 * H  # qkv, out, ffn, two LayerNorms
     n += (1 if c.share_layers else L) * layer
     n += 2 * H if c.pre_norm else 0  # final LayerNorm
     if not body_only:
-        n += 0 if c.model_type == "gpt2" else H * H + H  # pooler
-        n += H * E + E + 2 * E + V  # MLM transform, LayerNorm and bias (the decoder is tied)
+        n += H * H + H if c.has_pooler else 0  # pooler
+        if c.discriminator:
+            n += H * H + H + H + 1  # dense + one logit per token
+        else:
+            n += H * E + E + 2 * E + V  # MLM transform, LayerNorm and bias (the decoder is tied)
     return n
+
+
+def generator_config(c: ModelConfig) -> ModelConfig:
+    """The generator of ELECTRA discriminator ``c``: hidden size, feed-forward size and attention heads scaled by
+    ``generator_size`` (Clark et al., 2020, Table 6: 1/4 for Small, 1/3 for Base: 256 → 64 hidden, 4 → 1 heads),
+    the same depth, and embeddings of the discriminator's width, which the two models share."""
+    f = c.generator_size
+    hidden = max(1, round(c.hidden_size * f))
+    heads = max(1, round(c.num_attention_heads * f))
+    while hidden % heads:
+        heads -= 1
+    return c.replace(hidden_size=hidden, intermediate_size=max(1, round(c.intermediate_size * f)),
+                     num_attention_heads=heads, embedding_size=c.embed_dim, discriminator=False,
+                     generator_size=None, rtd_weight=None)
 
 
 def available_memory(device: str | None = None) -> int | None:
@@ -567,15 +673,29 @@ def training_memory(c: ModelConfig, batch_size: int, length: int, flash: bool = 
     """Rough bytes one training step of ``c`` needs: fp32 weights + gradients + AdamW's two moments (16
     bytes a parameter), and the activations kept for the backward pass — per layer about batch × length ×
     (8 hidden + 2 intermediate) values, plus batch × heads × length² × 3 for attention without a fused
-    kernel (scores, softmax, dropout mask; the CPU path), all of them only once with gradient checkpointing."""
+    kernel (scores, softmax, dropout mask; the CPU path), all of them only once with gradient checkpointing.
+    An ELECTRA discriminator trains with its generator: both count (the shared embeddings once)."""
     params = estimate_parameters(c)
     per_value = 2 if bf16 else 4
-    B, T, H, I = batch_size, length, c.hidden_size, c.intermediate_size
-    layer = B * T * (8 * H + 2 * I) + (0 if flash else 3 * B * c.num_attention_heads * T * T)
-    L = c.num_hidden_layers
-    acts = (layer + L * B * T * H) if gradient_checkpointing else L * layer
-    acts += 2 * B * T * c.embed_dim  # embeddings
+    B, T = batch_size, length
+    models = [c]
+    if c.discriminator and c.generator_size:
+        g = generator_config(c)
+        models.append(g)
+        params += estimate_parameters(g) - _embedding_parameters(g)
+    acts = 0
+    for m in models:
+        H, I, L = m.hidden_size, m.intermediate_size, m.num_hidden_layers
+        layer = B * T * (8 * H + 2 * I) + (0 if flash else 3 * B * m.num_attention_heads * T * T)
+        acts += (layer + L * B * T * H) if gradient_checkpointing else L * layer
+        acts += 2 * B * T * m.embed_dim  # embeddings
     return {"parameters": params, "state": 16 * params, "activations": per_value * acts}
+
+
+def _embedding_parameters(c: ModelConfig) -> int:
+    """The token, position and segment tables and their LayerNorm (what an ELECTRA generator shares)."""
+    E = c.embed_dim
+    return (c.vocab_size + c.max_position_embeddings + c.type_vocab_size) * E + (0 if c.pre_norm else 2 * E)
 
 
 def check_fits(need: int, what: str, advice: str, device: str | None = None) -> None:

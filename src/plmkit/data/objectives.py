@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 import numpy as np
 import torch
 
-from ..config import POSITIVE, UNIT, check_fields, config_from_dict, get_preset
+from ..config import POSITIVE, UNIT, check_fields, config_from_dict, config_from_preset
 from ..errors import ConfigError, DataError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,10 +80,12 @@ DATA_RANGES = {**dict.fromkeys(("max_length", "ngram", "dupe_factor", "max_predi
 class DataConfig:
     """How pretraining sequences are built from a prepared corpus. Defaults are BERT's recipe."""
 
-    # "mlm" (BERT/RoBERTa/ALBERT), "causal" (GPT next-token prediction) or "bilm" (ELMo's forward +
-    # backward LMs; the same windows as "causal", the model predicts in both directions).
+    # "mlm" (BERT/RoBERTa/ALBERT), "causal" (GPT next-token prediction) or "bilm" (ELMo's forward + backward LMs;
+    # the same windows as "causal", the model predicts in both directions). Pretraining builds the model's heads
+    # from it.
     objective: str = "mlm"
-    # Sentence-pair task: BERT's NSP, ALBERT's SOP, or none (RoBERTa found NSP does not help).
+    # Sentence-pair task: BERT's NSP, ALBERT's SOP, or none (RoBERTa found NSP does not help). The pretrained
+    # model's pair head (model.pair_head) is set from this field: one choice, made here.
     pair: str = "nsp"
     # BERT fixes masks when the data is prepared ("static"); RoBERTa re-masks on every pass ("dynamic").
     masking: str = "static"
@@ -146,12 +148,17 @@ class DataConfig:
                 raise ConfigError("data.packing='causal' is for objective='causal' or 'bilm'; for MLM use "
                                   "segment-pair, full-sentences or doc-sentences")
             if self.masking == "none":
-                raise ConfigError("data.objective='mlm' needs masking='static' or 'dynamic'")
+                raise ConfigError(f"data.objective={self.objective!r} needs masking='static' or 'dynamic'")
             if self.pair != "none" and self.packing != "segment-pair":
                 raise ConfigError(f"data.pair={self.pair!r} needs packing='segment-pair' (got {self.packing!r}); "
                                   "full-sentences and doc-sentences rows have no second segment")
         if self.max_length < 8:
             raise ConfigError(f"data.max_length={self.max_length} is too short for a pretraining row (use >= 8)")
+
+    @property
+    def masked(self) -> bool:
+        """Whether rows carry MLM masks and labels rather than causal windows."""
+        return self.objective == "mlm"
 
     @property
     def word_units(self) -> bool:
@@ -177,12 +184,9 @@ def data_config_from_preset(name: str | None, overrides: Mapping[str, Any] | Non
     Override keys are DataConfig field names, optionally written ``data.<field>`` as on the command
     line (``--set data.mask_prob=0.2``). An unknown key is a :class:`ConfigError` naming it.
     """
-    base: dict[str, Any] = dict(get_preset(name).get("data", {})) if name else {}
-    extra: dict[str, Any] = {}
-    for key, value in (overrides or {}).items():
-        extra[key[len("data."):] if key.startswith("data.") else key] = value
-    source = f"preset {name!r} data section" if name else "data config"
-    return DataConfig.from_dict({**base, **extra}, source=source)
+    extra = {(key[len("data."):] if key.startswith("data.") else key): value for key, value in (overrides or {}).items()}
+    return config_from_preset(name, extra, lambda d, source: DataConfig.from_dict(d, source=source), section="data",
+                              source=f"preset {name!r} data section" if name else "data config")
 
 
 # --------------------------------------------------------------------------- counter-based randomness
@@ -554,7 +558,7 @@ class PretrainingStream:
         self.sep_id = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
         self.pad_id = tok.pad_token_id
         self.eos_id = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
-        if config.objective != "mlm":
+        if not config.masked:
             if self.eos_id is None:
                 raise DataError(f"{where} has no end-of-text (eos) or [SEP] token to separate documents in "
                                 "causal-LM windows; add one when training the tokenizer")
@@ -604,7 +608,7 @@ class PretrainingStream:
             self._row_len = np.minimum(w, self._doc_len[doc_of_row] - k * w).astype(np.int32)
             self._fixed_rows = len(self._row_start)
         # Word-start flags are read only when masking works on words.
-        self._want_ws = config.objective == "mlm" and config.word_units
+        self._want_ws = config.masked and config.word_units
         self._plans: dict[int, dict[str, np.ndarray]] = {}
         self._orders: dict[int, np.ndarray] = {}
         self._doc_cache: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}

@@ -1,7 +1,7 @@
 """Loading any plmkit model folder: the one place that knows every model kind.
 
 :data:`LOADERS` maps a folder's ``config.json`` ``model_type`` to the function that loads it —
-the Transformer families (bert, roberta, albert, gpt2: :func:`load_transformer`), ELMo
+the Transformer families (bert, roberta, albert, gpt2, electra: :func:`load_transformer`), ELMo
 (:func:`plmkit.models.elmo.load_elmo`) and the BiLSTM task models (:func:`plmkit.models.tagger.load_tagger`).
 :func:`from_pretrained` reads ``model_type`` and dispatches. A new model kind adds its loader here.
 
@@ -20,12 +20,12 @@ from typing import Any, Callable
 
 import torch
 
-from ..config import ModelConfig, check_fits, estimate_parameters, format_bytes
+from ..config import MODEL_TYPES, ModelConfig, check_fits, estimate_parameters, format_bytes
 from ..errors import CheckpointError
 from .elmo import load_elmo
 from .folder import CONFIG_NAME, WEIGHTS_NAME, check_tensor, header_state, load_state, read_config
 from .hf import (_TIED, Rule, _heads_in_checkpoint, _to_ours, _to_theirs, architecture, body_prefix, body_rules,
-                 config_from_hf, head_rules, task_for_architecture)
+                 config_from_hf, head_rules, pooler_name, task_for_architecture)
 from .model import PlmModel, normalize_task, task_heads
 from .tagger import load_tagger
 
@@ -56,7 +56,7 @@ def check_model_size(config: ModelConfig, state: dict[str, torch.Tensor], source
 
 def load_transformer(folder: Path, task: str | None = "auto", num_labels: int | None = None,
                      id2label: dict[int, str] | None = None, *, meta: bool = False, **config_overrides: Any) -> PlmModel:
-    """A bert / roberta / albert / gpt2 folder (plmkit- or transformers-written) as a :class:`PlmModel`
+    """A bert / roberta / albert / gpt2 / electra folder (plmkit- or transformers-written) as a :class:`PlmModel`
     (see :func:`from_pretrained`; its warnings name the caller of :func:`from_pretrained`)."""
     folder = Path(folder)
     raw = read_config(folder)
@@ -69,7 +69,7 @@ def load_transformer(folder: Path, task: str | None = "auto", num_labels: int | 
     state = headers if meta else load_state(folder)
     prefix = body_prefix(config.model_type)
     prefixed = any(k.startswith(prefix) for k in state)
-    present = _heads_in_checkpoint(set(state), config.model_type, arch_task)
+    present = _heads_in_checkpoint(set(state), config, arch_task)
     if task == "auto":
         task = arch_task
     task = normalize_task(task)
@@ -86,7 +86,7 @@ def load_transformer(folder: Path, task: str | None = "auto", num_labels: int | 
     elif label_change:
         config.id2label = None
 
-    pooler_key = (prefix if prefixed else "") + ("pooler.weight" if config.model_type == "albert" else "pooler.dense.weight")
+    pooler_key = (prefix if prefixed else "") + pooler_name(config.model_type)
     has_pooler = pooler_key in state
     wanted = task_heads(task, config)
     keep = [h for h in present if not (label_change and h in ("classifier", "tagger") and h in wanted)]
@@ -186,7 +186,7 @@ def _load_tagger(folder: Path, task: str | None = "auto", num_labels: int | None
 
 #: ``model_type`` → loader(folder, task, num_labels, id2label, *, meta, **config_overrides).
 LOADERS: dict[str, Callable[..., Any]] = {
-    **dict.fromkeys(("bert", "roberta", "albert", "gpt2"), load_transformer),
+    **dict.fromkeys(MODEL_TYPES, load_transformer),  # bert, roberta, albert, gpt2, electra
     "elmo": _load_elmo,
     "bilstm-tagger": _load_tagger,
     "bilstm-classifier": _load_tagger,
@@ -201,7 +201,7 @@ def loader_for(model_type: Any) -> Callable[..., Any]:
 
 def from_pretrained(path: str | os.PathLike, task: str | None = "auto", num_labels: int | None = None,
                     id2label: dict[int, str] | None = None, *, meta: bool = False, **config_overrides: Any):
-    """Load any plmkit or Hugging Face model folder (bert, roberta, albert, gpt2; elmo; bilstm-tagger/-classifier).
+    """Load any plmkit or Hugging Face model folder (bert, roberta, albert, gpt2, electra; elmo; bilstm-tagger/-classifier).
 
     ``task="auto"`` keeps the task the checkpoint was saved for (its ``architectures``). Naming
     another task keeps the checkpoint's heads and adds the task's heads, newly initialised, with a

@@ -45,8 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import (NONNEG, POSITIVE, UNIT_OPEN, check_fields, check_fits, config_from_dict, format_bytes,
-                      get_preset)
+from ..config import (NONNEG, POSITIVE, UNIT_OPEN, check_fields, check_fits, config_from_dict, config_from_preset,
+                      format_bytes)
 from ..errors import CheckpointError, ConfigError, UsageError
 from .dropout import Dropout
 from .folder import (CONFIG_NAME, WEIGHTS_NAME, check_tensor, header_state, load_state, read_config, read_word_list,
@@ -245,20 +245,10 @@ ELMO_RANGES: dict[str, Any] = {
 def elmo_config_from_preset(name: str | None, overrides: Mapping[str, Any] | None = None) -> ElmoConfig:
     """An :class:`ElmoConfig` from a preset (``elmo-small``, ``elmo-original``) plus overrides.
 
-    As for Transformers (:func:`plmkit.config.model_config_from_preset`), the preset is a starting point
+    As for Transformers, through :func:`plmkit.config.config_from_preset`: the preset is a starting point
     that any field may override; values that cannot work together are refused with the reason.
     """
-    from ..config import preset_conflict
-
-    overrides = dict(overrides or {})
-    base: dict[str, Any] = get_preset(name)["model"] if name else {}
-    if name and base.get("model_type") != "elmo":
-        raise ConfigError(f"preset {name!r} is a {base.get('model_type')} Transformer, not ELMo; use "
-                          "plmkit.model_config_from_preset for it, or pick elmo-small / elmo-original")
-    try:
-        return ElmoConfig.from_dict({**base, **overrides}, source=f"preset {name}" if name else "ELMo config")
-    except ConfigError as e:
-        raise ConfigError(preset_conflict(name, base, overrides, str(e))) from None
+    return config_from_preset(name, overrides, lambda d, source: ElmoConfig.from_dict(d, source=source), kind="elmo")
 
 
 # ----------------------------------------------------------------------------- modules

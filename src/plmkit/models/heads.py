@@ -1,15 +1,21 @@
 """Task heads, kept apart from the body (as google-research/bert keeps them out of modeling.py).
 
 Each head takes the encoder's hidden states (and the pooled [CLS] vector where it needs one) and
-returns its logits and, when labels are given, its loss:
+returns its logits and, when labels are given, its loss. What differs between the papers' heads is a
+field of :class:`~plmkit.config.ModelConfig`, never the model type:
 
-* :class:`MLMHead` — BERT's masked-LM transform + decoder tied to the input embeddings. With
-  labels, logits are computed **only at the labelled positions** (the rest would be thrown away).
-* :class:`PairHead` — next-sentence prediction (BERT) or sentence-order prediction (ALBERT).
-* :class:`SequenceClassificationHead` — classification or regression on the pooled output (BERT,
-  ALBERT), on ``<s>`` through a dense+tanh layer (RoBERTa), or on the last real token (GPT-2).
+* :class:`MLMHead` — BERT's masked-LM transform (activation ``mlm_act``) + decoder tied to the input
+  embeddings. With labels, logits are computed **only at the labelled positions** (the rest would be
+  thrown away).
+* :class:`PairHead` — next-sentence prediction (BERT) or sentence-order prediction (ALBERT), as
+  ``pair_head`` says.
+* :class:`ReplacedTokenHead` — ELECTRA's discriminator: is each token the original or a replacement?
+* :class:`SequenceClassificationHead` — classification or regression, read as ``classifier_pooling``
+  says: the pooled output (BERT, ALBERT), ``<s>`` / [CLS] through its own dense layer (RoBERTa:
+  tanh, ELECTRA: GELU; ``head_act``), or the last real token (GPT-2).
 * :class:`SpanHead` — start/end logits for extractive QA (SQuAD).
-* :class:`ChoiceHead` — one score per choice (SWAG); the model flattens (B, C, T) inputs.
+* :class:`ChoiceHead` — one score per choice (SWAG), over the pooled output or (ELECTRA,
+  ``choice_pooling="first-token"``) its own dense layer over [CLS]; the model flattens (B, C, T) inputs.
 * :class:`TokenClassificationHead` — per-token labels (NER, POS).
 * :class:`CausalLMHead` — next-token logits from the tied embeddings (GPT-2).
 
@@ -31,9 +37,8 @@ IGNORE_INDEX = -100
 
 
 def classifier_dropout(config: ModelConfig) -> float:
-    if config.classifier_dropout is not None:
-        return config.classifier_dropout
-    return 0.1 if config.model_type == "albert" else config.hidden_dropout_prob
+    """transformers' rule: ``classifier_dropout`` where set (ALBERT's layout sets 0.1), else the hidden dropout."""
+    return config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
 
 
 class Head(nn.Module):
@@ -51,8 +56,7 @@ class MLMHead(Head):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.embed_dim)
-        # RoBERTa's lm_head hard-codes exact GELU; BERT and ALBERT use hidden_act.
-        self.act = activation("gelu" if config.model_type == "roberta" else config.hidden_act)
+        self.act = activation(config.mlm_act or config.hidden_act)
         self.norm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
         self.reset_parameters(config)
@@ -94,6 +98,28 @@ class PairHead(Head):
         return logits, loss
 
 
+class ReplacedTokenHead(Head):
+    """ELECTRA's discriminator (``ElectraDiscriminatorPredictions``): dense → hidden_act → one logit per token,
+    "this token was replaced". The loss is the binary cross-entropy over the real (unpadded) tokens."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = activation(config.hidden_act)
+        self.out = nn.Linear(config.hidden_size, 1)
+        self.reset_parameters(config)
+
+    def forward(self, hidden: torch.Tensor, labels: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None):
+        """hidden (B, T, H); labels (B, T): 1 replaced, 0 original. Returns logits (B, T) and the mean loss."""
+        logits = self.out(self.act(self.dense(hidden))).squeeze(-1)  # (B, T)
+        if labels is None:
+            return logits, None
+        real = attention_mask.bool() if attention_mask is not None else torch.ones_like(logits, dtype=torch.bool)
+        loss = F.binary_cross_entropy_with_logits(logits.float()[real], labels[real].float())
+        return logits, loss
+
+
 def sequence_loss(logits: torch.Tensor, labels: torch.Tensor, config: ModelConfig) -> torch.Tensor:
     """Hugging Face's problem-type rule: regression, single- or multi-label classification."""
     problem = config.problem_type
@@ -115,21 +141,22 @@ def sequence_loss(logits: torch.Tensor, labels: torch.Tensor, config: ModelConfi
 
 
 class SequenceClassificationHead(Head):
-    """Classification / regression over one sequence (or a sentence pair).
+    """Classification / regression over one sequence (or a sentence pair), read as ``classifier_pooling`` says.
 
-    style ``pooled`` (BERT, ALBERT): dropout → linear over the pooled output.
-    style ``first-token`` (RoBERTa): dropout → dense → tanh → dropout → out_proj over ``<s>``.
-    style ``last-token`` (GPT-2): linear (no bias) over the last non-pad token.
+    ``pooled`` (BERT, ALBERT): dropout → linear over the pooled output.
+    ``first-token`` (RoBERTa, ELECTRA): dropout → dense → head_act (tanh, GELU) → dropout → out_proj over ``<s>``.
+    ``last-token`` (GPT-2): linear (no bias) over the last non-pad token.
     """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.style = {"roberta": "first-token", "gpt2": "last-token"}.get(config.model_type, "pooled")
+        self.style = config.classifier_pooling
         self.uses_pooler = self.style == "pooled"
         self.dropout = Dropout(classifier_dropout(config))
         h = config.hidden_size
         self.dense = nn.Linear(h, h) if self.style == "first-token" else None
+        self.act = activation(config.head_act)
         self.out = nn.Linear(h, config.num_labels, bias=self.style != "last-token")
         self.reset_parameters(config)
 
@@ -151,7 +178,7 @@ class SequenceClassificationHead(Head):
             logits = self.out(self.dropout(pooled))
         elif self.style == "first-token":
             x = self.dropout(hidden[:, 0])
-            x = self.dropout(torch.tanh(self.dense(x)))
+            x = self.dropout(self.act(self.dense(x)))
             logits = self.out(x)
         else:
             if hidden.shape[1] > 1:  # every position: pick the one this head reads
@@ -185,22 +212,29 @@ class SpanHead(Head):
 
 
 class ChoiceHead(Head):
-    """One score per choice over the pooled output; softmax across choices."""
-
-    uses_pooler = True
+    """One score per choice; softmax across choices. ``choice_pooling``: ``pooled`` (BERT, RoBERTa, ALBERT):
+    dropout → linear over the pooled output; ``first-token`` (ELECTRA's SequenceSummary): dense → head_act →
+    dropout → linear over [CLS]. (transformers' ``summary_last_dropout``, 0.1 like the classifier dropout by
+    default, stays in config.json; plmkit's head drops out with the classifier dropout.)"""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
+        self.uses_pooler = config.choice_pooling == "pooled"
         self.dropout = Dropout(classifier_dropout(config))
+        self.dense = None if self.uses_pooler else nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = activation(config.head_act)
         self.out = nn.Linear(config.hidden_size, 1)
         self.reset_parameters(config)
 
     def read_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """(B, 1): the pooled [CLS] position of every (flattened) choice."""
+        """(B, 1): the [CLS] position of every (flattened) choice."""
         return torch.zeros(input_ids.shape[0], 1, dtype=torch.long, device=input_ids.device)
 
-    def forward(self, pooled: torch.Tensor, num_choices: int, labels: torch.Tensor | None = None):
-        logits = self.out(self.dropout(pooled)).view(-1, num_choices)  # (B, C)
+    def forward(self, hidden: torch.Tensor, pooled: torch.Tensor | None, num_choices: int,
+                labels: torch.Tensor | None = None):
+        """``hidden``: (B·C, T, H), or (B·C, 1, H) when the encoder computed only the [CLS] rows."""
+        x = pooled if self.uses_pooler else self.act(self.dense(hidden[:, 0]))
+        logits = self.out(self.dropout(x)).view(-1, num_choices)  # (B, C)
         loss = F.cross_entropy(logits.float(), labels.view(-1)) if labels is not None else None
         return logits, loss
 
@@ -244,6 +278,8 @@ def build_head(kind: str, config: ModelConfig) -> Head:
         return PairHead(config)
     if kind == "sop":
         return PairHead(config, dropout=classifier_dropout(config))
+    if kind == "rtd":
+        return ReplacedTokenHead(config)
     if kind == "classifier":
         return SequenceClassificationHead(config)
     if kind == "qa":

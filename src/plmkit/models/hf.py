@@ -1,4 +1,4 @@
-"""Hugging Face names for bert, roberta, albert, gpt2: config keys, architecture names, parameter names.
+"""Hugging Face names for bert, roberta, albert, gpt2, electra: config keys, architecture names, parameter names.
 
 A plmkit model folder *is* a Hugging Face folder (DESIGN §3): ``config.json`` with HF keys (plmkit
 extras under ``"plmkit"``), ``model.safetensors`` with HF parameter names, and the tokenizer files.
@@ -17,7 +17,11 @@ Layout differences handled here:
 * plmkit fuses query/key/value into one ``qkv`` projection; HF BERT-family checkpoints store them
   separately (split / concatenated along dim 0, bit-exact).
 * GPT-2 stores linear layers as ``Conv1D`` (weight transposed).
-* Tied decoders (``cls.predictions.decoder``, ``lm_head``) are not stored, as transformers does.
+* Tied decoders (``cls.predictions.decoder``, ``lm_head``, ``generator_lm_head``) are not stored, as
+  transformers does.
+* The head fields of :class:`~plmkit.config.ModelConfig` (``pair_head``, ``classifier_pooling``, …) are
+  implied by ``model_type`` (:data:`plmkit.config.LAYOUT_HEADS`); one that differs is written under
+  ``"plmkit"`` and read back from there.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..config import ModelConfig
+from ..config import LAYOUT_HEADS, MODEL_TYPES, ModelConfig
 from ..errors import CheckpointError, ConfigError
 from .folder import CONFIG_NAME
 
@@ -52,18 +56,29 @@ _DROP_KEYS = {"architectures", "transformers_version", "model_type", "torch_dtyp
               "id2label", "label2id", "num_labels", "plmkit", "classifier_dropout", "classifier_dropout_prob",
               "embedding_size", "num_hidden_groups", "inner_group_num", "position_embedding_type",
               "embd_pdrop", "tie_word_embeddings", "scale_attn_weights", "scale_attn_by_inverse_layer_idx",
-              "reorder_and_upcast_attn", "is_decoder", "add_cross_attention", "use_cache", "gradient_checkpointing"}
+              "reorder_and_upcast_attn", "is_decoder", "add_cross_attention", "use_cache", "gradient_checkpointing",
+              "summary_type", "summary_use_proj", "summary_activation", "summary_proj_to_labels",
+              "summary_first_dropout"}
+# The heads' fields (what LAYOUT_HEADS gives each model_type).
+_HEAD_FIELDS = ("pair_head", "classifier_pooling", "choice_pooling", "head_act", "mlm_act", "discriminator")
 # plmkit fields that the model_type already implies; written under "plmkit" only when they differ.
-_VARIANT_FIELDS = ("embedding_size", "share_layers", "causal", "pre_norm", "position_offset", "type_vocab_size")
+_VARIANT_FIELDS = ("embedding_size", "share_layers", "causal", "pre_norm", "position_offset", "type_vocab_size",
+                   *_HEAD_FIELDS)
+# Layouts whose config.json has an embedding_size (factorized embeddings E → H): ALBERT, ELECTRA.
+_EMBEDDING_SIZE_LAYOUTS = ("albert", "electra")
+# ElectraForMultipleChoice's SequenceSummary as plmkit's choice head computes it (transformers' defaults).
+_ELECTRA_SUMMARY = {"summary_type": "first", "summary_use_proj": True, "summary_activation": "gelu"}
 
 
 def _variant_defaults(model_type: str, pad_token_id: int | None) -> dict[str, Any]:
-    return {
+    body = {
         "bert": dict(share_layers=False, causal=False, pre_norm=False, position_offset=0),
         "roberta": dict(share_layers=False, causal=False, pre_norm=False, position_offset=(pad_token_id or 0) + 1),
         "albert": dict(share_layers=True, causal=False, pre_norm=False, position_offset=0),
         "gpt2": dict(share_layers=False, causal=True, pre_norm=True, position_offset=0, type_vocab_size=0),
+        "electra": dict(share_layers=False, causal=False, pre_norm=False, position_offset=0),
     }[model_type]
+    return {**body, **{k: LAYOUT_HEADS[model_type][k] for k in _HEAD_FIELDS}}
 
 
 def config_from_hf(d: dict[str, Any], source: str = CONFIG_NAME) -> ModelConfig:
@@ -78,10 +93,10 @@ def config_from_hf(d: dict[str, Any], source: str = CONFIG_NAME) -> ModelConfig:
     if not isinstance(d, dict):
         raise CheckpointError(f"{source}: expected a JSON object of settings, got {type_name(d)} {excerpt(d)}")
     model_type = d.get("model_type")
-    if not isinstance(model_type, str) or model_type not in ("bert", "roberta", "albert", "gpt2"):
+    if not isinstance(model_type, str) or model_type not in MODEL_TYPES:
         raise CheckpointError(
             f"{source}: unknown model_type {model_type!r}; plmkit loads bert, roberta, albert and gpt2 "
-            "folders (and its own elmo folders)" + ("" if model_type else " — the key is missing")
+            "folders, electra folders and its own elmo folders" + ("" if model_type else " — the key is missing")
         )
     kw: dict[str, Any] = {"model_type": model_type}
     if model_type == "gpt2":
@@ -107,11 +122,18 @@ def config_from_hf(d: dict[str, Any], source: str = CONFIG_NAME) -> ModelConfig:
             if d.get("num_hidden_groups", 1) != 1 or d.get("inner_group_num", 1) != 1:
                 raise CheckpointError(f"{source}: ALBERT with num_hidden_groups or inner_group_num other than 1 "
                                       "is not supported (all published ALBERT models use 1)")
-            kw["embedding_size"] = d.get("embedding_size", 128)
             if d.get("classifier_dropout_prob") is not None:
                 kw["classifier_dropout"] = d["classifier_dropout_prob"]
         elif d.get("classifier_dropout") is not None:
             kw["classifier_dropout"] = d["classifier_dropout"]
+        if model_type in _EMBEDDING_SIZE_LAYOUTS:
+            kw["embedding_size"] = d.get("embedding_size", 128)  # both transformers configs default to 128
+        if model_type == "electra":
+            summary = {k: d.get(k, v) for k, v in _ELECTRA_SUMMARY.items()}
+            if summary != _ELECTRA_SUMMARY or d.get("summary_proj_to_labels") or d.get("summary_first_dropout"):
+                raise CheckpointError(f"{source}: ELECTRA's multiple-choice summary is supported as transformers "
+                                      f"configures it ({_ELECTRA_SUMMARY}, no summary_proj_to_labels or "
+                                      "summary_first_dropout); this config changes it")
         extra_keys = set(d) - set(_COMMON_KEYS) - _DROP_KEYS
     pad = kw.get("pad_token_id")
     kw.update(_variant_defaults(model_type, pad if isinstance(pad, int) and not isinstance(pad, bool) else None))
@@ -190,6 +212,8 @@ def config_to_hf(config: ModelConfig, architecture: str, extra: dict[str, Any] |
                      classifier_dropout_prob=c.classifier_dropout if c.classifier_dropout is not None else 0.1)
         else:
             d["classifier_dropout"] = c.classifier_dropout
+        if c.model_type == "electra":
+            d.update(embedding_size=c.embed_dim, **_ELECTRA_SUMMARY, summary_last_dropout=0.1)
     if c.id2label is not None or c.num_labels != 2:
         labels = c.id2label or {i: f"LABEL_{i}" for i in range(c.num_labels)}
         d["id2label"] = {str(i): v for i, v in labels.items()}
@@ -199,7 +223,7 @@ def config_to_hf(config: ModelConfig, architecture: str, extra: dict[str, Any] |
     defaults = _variant_defaults(c.model_type, c.pad_token_id)
     variant = {k: getattr(c, k) for k in _VARIANT_FIELDS
                if k in defaults and getattr(c, k) != defaults[k]}
-    if c.model_type != "albert" and c.embedding_size not in (None, c.hidden_size):
+    if c.model_type not in _EMBEDDING_SIZE_LAYOUTS and c.embedding_size not in (None, c.hidden_size):
         variant["embedding_size"] = c.embedding_size
     plm: dict[str, Any] = {"format": 1}
     if variant:
@@ -213,32 +237,20 @@ def config_to_hf(config: ModelConfig, architecture: str, extra: dict[str, Any] |
 
 
 # ----------------------------------------------------------------------------- tasks ↔ classes
-_CLASS_PREFIX = {"bert": "Bert", "roberta": "Roberta", "albert": "Albert", "gpt2": "GPT2"}
+_CLASS_PREFIX = {"bert": "Bert", "roberta": "Roberta", "albert": "Albert", "gpt2": "GPT2", "electra": "Electra"}
 _TASK_SUFFIX = {None: "Model", "pretraining": "ForPreTraining", "masked-lm": "ForMaskedLM",
                 "sequence-classification": "ForSequenceClassification", "question-answering": "ForQuestionAnswering",
                 "multiple-choice": "ForMultipleChoice", "token-classification": "ForTokenClassification"}
 
 
-def architecture_for(config: ModelConfig, task: str | None) -> str:
+def architecture_for(config: ModelConfig, task: str | None, heads: tuple[str, ...] = ()) -> str:
+    """The transformers class of a model of ``task`` whose task runs ``heads``."""
     prefix = _CLASS_PREFIX[config.model_type]
-    if config.model_type == "gpt2" and task in ("causal-lm", "pretraining"):
+    if config.causal and task in ("causal-lm", "pretraining"):
         return "GPT2LMHeadModel"
-    if config.model_type == "roberta" and task == "pretraining":
-        return "RobertaForMaskedLM"  # RoBERTa has no NSP: its pretraining model is the MLM
+    if task == "pretraining" and heads == ("mlm",):
+        return prefix + "ForMaskedLM"  # no pair task (RoBERTa): the pretraining model is the MLM
     return prefix + _TASK_SUFFIX.get(task, "Model")
-
-
-def class_has_pooler(model_type: str, task: str | None) -> bool:
-    """Whether the Hugging Face class for ``task`` builds the pooler (so a saved folder must hold it)."""
-    if model_type == "gpt2":
-        return False
-    if task is None or task == "multiple-choice":
-        return True
-    if task == "pretraining":
-        return model_type != "roberta"  # RoBERTa's pretraining class is RobertaForMaskedLM
-    if task == "sequence-classification":
-        return model_type != "roberta"  # RobertaClassificationHead reads <s> directly
-    return False  # masked-lm, question-answering, token-classification, causal-lm
 
 
 def task_for_architecture(arch: str | None) -> str | None:
@@ -273,7 +285,13 @@ _LN = _lin  # LayerNorm has weight + bias too
 
 
 def body_prefix(model_type: str) -> str:
-    return {"bert": "bert.", "roberta": "roberta.", "albert": "albert.", "gpt2": "transformer."}[model_type]
+    return {"bert": "bert.", "roberta": "roberta.", "albert": "albert.", "gpt2": "transformer.",
+            "electra": "electra."}[model_type]
+
+
+def pooler_name(model_type: str) -> str:
+    """The pooler's weight, relative to the body: ALBERT's is a plain Linear, the others' a ``pooler.dense``."""
+    return "pooler.weight" if model_type == "albert" else "pooler.dense.weight"
 
 
 def body_rules(model: PlmModel) -> list[Rule]:
@@ -317,9 +335,12 @@ def _body_rules(model: PlmModel) -> list[Rule]:
         if body.pooler is not None:
             rules += _lin("pooler", "pooler")
         return rules
-    if body.embed_proj is not None:
+    if c.model_type == "electra":
+        if body.embed_proj is not None:  # ElectraModel.embeddings_project (E != H)
+            rules += _lin("embed_proj", "embeddings_project")
+    elif body.embed_proj is not None:
         raise CheckpointError(f"{c.model_type} checkpoints have no embedding projection; embedding_size must "
-                              "equal hidden_size (use model_type albert for factorized embeddings)")
+                              "equal hidden_size (use model_type albert or electra for factorized embeddings)")
     if len(body.layers) != c.num_hidden_layers:
         raise CheckpointError(f"{c.model_type} checkpoints do not share layers; share_layers must be false "
                               "(use model_type albert for cross-layer sharing)")
@@ -340,25 +361,34 @@ def _body_rules(model: PlmModel) -> list[Rule]:
 def head_rules(model_type: str, kind: str, head) -> list[Rule]:
     """Rules for one head, HF names as stored at the top level of the checkpoint."""
     if kind == "mlm":
-        base = {"bert": "cls.predictions", "roberta": "lm_head", "albert": "predictions"}.get(model_type)
+        base = {"bert": "cls.predictions", "roberta": "lm_head", "albert": "predictions",
+                "electra": "generator_predictions"}.get(model_type)
         if base is None:
             raise CheckpointError(f"{model_type} has no masked-LM head in the Hugging Face layout")
         dense = f"{base}.transform.dense" if model_type == "bert" else f"{base}.dense"
         norm = {"bert": f"{base}.transform.LayerNorm", "roberta": f"{base}.layer_norm",
-                "albert": f"{base}.LayerNorm"}[model_type]
-        return _lin(f"heads.mlm.dense", dense) + _LN("heads.mlm.norm", norm) + [Rule("heads.mlm.bias", (f"{base}.bias",))]
-    if kind == "nsp":
-        return _lin("heads.nsp.classifier", "cls.seq_relationship")
-    if kind == "sop":
-        return _lin("heads.sop.classifier", "sop_classifier.classifier")
+                "albert": f"{base}.LayerNorm", "electra": f"{base}.LayerNorm"}[model_type]
+        bias = "generator_lm_head.bias" if model_type == "electra" else f"{base}.bias"
+        return _lin("heads.mlm.dense", dense) + _LN("heads.mlm.norm", norm) + [Rule("heads.mlm.bias", (bias,))]
+    if kind in ("nsp", "sop"):  # the layout's one place for a sentence-pair head, whichever task it learned
+        return _lin(f"heads.{kind}.classifier", "sop_classifier.classifier" if model_type == "albert"
+                    else "cls.seq_relationship")
+    if kind == "rtd":
+        if model_type != "electra":
+            raise CheckpointError(f"{model_type} has no replaced-token-detection head in the Hugging Face layout")
+        return (_lin("heads.rtd.dense", "discriminator_predictions.dense")
+                + _lin("heads.rtd.out", "discriminator_predictions.dense_prediction"))
     if kind == "qa":
         return _lin("heads.qa.out", "qa_outputs")
-    if kind in ("choice", "tagger"):
-        return _lin(f"heads.{kind}.out", "classifier")
+    if kind == "choice":
+        summary = [] if head.dense is None else _lin("heads.choice.dense", "sequence_summary.summary")
+        return summary + _lin("heads.choice.out", "classifier")
+    if kind == "tagger":
+        return _lin("heads.tagger.out", "classifier")
     if kind == "classifier":
-        if model_type == "roberta":
+        if head.style == "first-token":  # RobertaClassificationHead, ElectraClassificationHead
             return _lin("heads.classifier.dense", "classifier.dense") + _lin("heads.classifier.out", "classifier.out_proj")
-        if model_type == "gpt2":
+        if head.style == "last-token":  # GPT2ForSequenceClassification
             return _lin("heads.classifier.out", "score", bias=False)
         return _lin("heads.classifier.out", "classifier")
     if kind == "lm":
@@ -368,23 +398,29 @@ def head_rules(model_type: str, kind: str, head) -> list[Rule]:
 
 # Tied copies transformers may store; recomputed from the embeddings, never read.
 _TIED = ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias", "lm_head.decoder.weight",
-         "lm_head.decoder.bias", "predictions.decoder.weight", "predictions.decoder.bias", "lm_head.weight")
+         "lm_head.decoder.bias", "predictions.decoder.weight", "predictions.decoder.bias", "lm_head.weight",
+         "generator_lm_head.weight")
 
-# Signature tensors that tell which heads a checkpoint has.
+# Signature tensors that tell which heads a checkpoint has ("pair": the layout's sentence-pair head).
 _HEAD_SIGNATURES = {
-    "mlm": ("cls.predictions.bias", "lm_head.bias", "predictions.bias"),
-    "nsp": ("cls.seq_relationship.weight",),
-    "sop": ("sop_classifier.classifier.weight",),
+    "mlm": ("cls.predictions.bias", "lm_head.bias", "predictions.bias", "generator_lm_head.bias"),
+    "pair": ("cls.seq_relationship.weight", "sop_classifier.classifier.weight"),
+    "rtd": ("discriminator_predictions.dense_prediction.weight",),
     "qa": ("qa_outputs.weight",),
     "classifier": ("classifier.out_proj.weight", "score.weight"),
 }
 
 
-def _heads_in_checkpoint(keys: set[str], model_type: str, arch_task: str | None) -> list[str]:
+def _heads_in_checkpoint(keys: set[str], config: ModelConfig, arch_task: str | None) -> list[str]:
+    """The heads a checkpoint holds; its sentence-pair head is the config's ``pair_head`` (NSP or SOP)."""
     heads = [k for k, sigs in _HEAD_SIGNATURES.items() if any(s in keys for s in sigs)]
+    if "pair" in heads:
+        heads.remove("pair")
+        if config.pair_head != "none":
+            heads.append(config.pair_head)
     if "classifier.weight" in keys:  # shared by three HF heads; the architecture tells which
         heads.append({"multiple-choice": "choice", "token-classification": "tagger"}.get(arch_task or "", "classifier"))
-    if model_type == "gpt2" and arch_task == "causal-lm":
+    if config.causal and arch_task == "causal-lm":
         heads.append("lm")
     return list(dict.fromkeys(heads))
 
@@ -421,7 +457,10 @@ def hf_state_dict(model: PlmModel, only_task_heads: bool = False) -> tuple[dict[
     params = dict(model.named_parameters())
     out: dict[str, torch.Tensor] = {}
     rules = [Rule(r.ours, tuple(prefix + t for t in r.theirs), r.op) for r in body_rules(model)]
-    if only_task_heads and not class_has_pooler(c.model_type, model.task):
+    # Whether the task's HF class builds the pooler: the base model as its layout has it, a task's class when
+    # one of its heads reads it (NSP/SOP, a pooled classifier or multiple-choice head).
+    class_pooler = c.has_pooler if model.task is None else any(model.heads[k].uses_pooler for k in model.active_heads)
+    if only_task_heads and not class_pooler:
         # the task's HF class has no pooler: leave it out so transformers loads the folder cleanly
         rules = [r for r in rules if not r.ours.startswith("body.pooler.")]
     for kind in heads:
@@ -435,4 +474,4 @@ def hf_state_dict(model: PlmModel, only_task_heads: bool = False) -> tuple[dict[
             out.setdefault(prefix + k, v)
         for k, v in model.passthrough.get("top", {}).items():
             out.setdefault(k, v)
-    return out, architecture_for(c, model.task)
+    return out, architecture_for(c, model.task, model.active_heads)

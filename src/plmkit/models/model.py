@@ -7,7 +7,9 @@ task's heads. Tasks use Hugging Face's vocabulary:
 task                        heads                  HF class (BERT family)
 ==========================  =====================  ==========================================
 ``None`` (base)             —                      ``BertModel``
-``pretraining``             mlm + nsp (sop)        ``BertForPreTraining`` / ``AlbertForPreTraining``
+``pretraining``             mlm + pair_head        ``BertForPreTraining`` / ``AlbertForPreTraining``
+                            (mlm alone)            (``RobertaForMaskedLM``: ``pair_head="none"``)
+                            rtd                    ``ElectraForPreTraining`` (``discriminator=True``)
 ``masked-lm``               mlm                    ``*ForMaskedLM``
 ``causal-lm``               lm                     ``GPT2LMHeadModel``
 ``sequence-classification`` classifier             ``*ForSequenceClassification``
@@ -36,7 +38,8 @@ from ..config import ModelConfig
 from ..errors import UsageError
 from .folder import write_config, write_weights
 from .heads import build_head
-from .protocol import LABELLED, NEXT_TOKENS, ROWS, LossField, LossTerm, count_labelled, count_rows
+from .protocol import (LABELLED, NEXT_TOKENS, ROWS, TOKENS, LossField, LossTerm, count_labelled, count_rows,
+                       count_tokens)
 from .hf import config_to_hf, hf_state_dict
 from .transformer import TransformerEncoder, scaled_init_
 
@@ -57,16 +60,20 @@ def normalize_task(task: str | None) -> str | None:
 
 
 def task_heads(task: str | None, config: ModelConfig) -> tuple[str, ...]:
-    """The heads a task runs in ``forward``."""
+    """The heads a task runs in ``forward``, from the config's fields: pretraining is the causal LM, ELECTRA's
+    replaced-token detection (a discriminator) or the MLM with the config's ``pair_head``."""
     task = normalize_task(task)
     if task is None:
         return ()
     if task == "pretraining":
         if config.causal:
             return ("lm",)
-        return ("mlm", "sop" if config.model_type == "albert" else "nsp")
-    if task == "multiple-choice" and config.model_type == "gpt2":
-        raise UsageError("multiple-choice is not available for GPT-2 models (transformers has no such class either)")
+        if config.discriminator:
+            return ("rtd",)
+        return ("mlm",) if config.pair_head == "none" else ("mlm", config.pair_head)
+    if task == "multiple-choice" and config.choice_pooling == "none":
+        raise UsageError(f"multiple-choice is not available for {config.model_type} models (transformers has no such "
+                         "class either)")
     if task in ("masked-lm",) and config.causal:
         raise UsageError("a causal model has no masked-LM head; use task 'causal-lm'")
     return {"masked-lm": ("mlm",), "causal-lm": ("lm",), "sequence-classification": ("classifier",),
@@ -82,6 +89,7 @@ class ModelOutput:
     logits: torch.Tensor | None = None
     prediction_logits: torch.Tensor | None = None  # MLM: (B, T, V), or (N, V) at labelled positions
     seq_relationship_logits: torch.Tensor | None = None  # NSP / SOP: (B, 2)
+    # ELECTRA's discriminator puts its (B, T) replaced-token logits under ``logits``, as ElectraForPreTraining does.
     sop_logits: torch.Tensor | None = None  # ALBERT's name for the SOP logits (same tensor)
     start_logits: torch.Tensor | None = None
     end_logits: torch.Tensor | None = None
@@ -116,8 +124,8 @@ class PlmModel(nn.Module):
         self.task = normalize_task(task)
         wanted = list(dict.fromkeys([*heads, *task_heads(self.task, config)]))
         if add_pooler is None:
-            # Hugging Face's base models (BertModel, RobertaModel, AlbertModel) carry a pooler.
-            add_pooler = self.task is None and not config.causal
+            # Hugging Face's base models (BertModel, RobertaModel, AlbertModel) carry a pooler; GPT-2's, ELECTRA's do not.
+            add_pooler = self.task is None and config.has_pooler
         self.body = TransformerEncoder(config, add_pooler=add_pooler)
         self.heads = nn.ModuleDict()
         for kind in wanted:
@@ -175,6 +183,8 @@ class PlmModel(nn.Module):
             counts[LABELLED] = count_labelled(batch)
         if "lm" in heads:
             counts[NEXT_TOKENS] = count_labelled(batch, shift=1)
+        if "rtd" in heads:
+            counts[TOKENS] = count_tokens(batch)
         return counts
 
     def prepare_training(self, gradient_checkpointing: bool = False) -> None:
@@ -278,6 +288,11 @@ class PlmModel(nn.Module):
                 losses.append(out.pair_loss)
                 if out.pair_loss is not None:
                     terms.append(LossField("pair_loss", ROWS))
+            elif kind == "rtd":  # labels: 1 where the token was replaced
+                out.logits, loss = head(h, labels, attention_mask)
+                losses.append(loss)
+                if loss is not None:
+                    terms.append(LossField("loss", TOKENS, logged=False))
             elif kind == "lm":
                 out.logits, loss = head(h, decoder, labels)
                 losses.append(loss)
@@ -290,7 +305,7 @@ class PlmModel(nn.Module):
                 out.start_logits, out.end_logits, loss = head(h, start_positions, end_positions)
                 losses.append(loss)
             elif kind == "choice":
-                out.logits, loss = head(pooled, num_choices, labels)
+                out.logits, loss = head(h, pooled, num_choices, labels)
                 losses.append(loss)
             elif kind == "tagger":
                 out.logits, loss = head(h, labels)

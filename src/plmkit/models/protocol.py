@@ -38,6 +38,7 @@ import torch
 ROWS = "rows"  # one item per row (sequence, pair, choice set) of the batch
 LABELLED = "labelled"  # label positions that are not -100 (MLM: masked tokens; tagging: tagged tokens)
 NEXT_TOKENS = "next_tokens"  # causal LM: positions 1… whose label is not -100 (each is predicted from the left)
+TOKENS = "tokens"  # real (unpadded) tokens: attention_mask's ones (ELECTRA's discriminator judges every one)
 IGNORE_INDEX = -100
 
 
@@ -78,6 +79,12 @@ class TrainableModel(Protocol):
 
 def count_rows(batch: Mapping[str, torch.Tensor]) -> int:
     return int(batch["input_ids"].shape[0])
+
+
+def count_tokens(batch: Mapping[str, torch.Tensor]) -> int:
+    """Real tokens: the ones of ``attention_mask``, or every position without one."""
+    mask = batch.get("attention_mask")
+    return int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
 
 
 def count_labelled(batch: Mapping[str, torch.Tensor], shift: int = 0) -> int:

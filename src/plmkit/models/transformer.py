@@ -55,13 +55,15 @@ if TYPE_CHECKING:
 
 
 def activation(name: str):
-    """The feed-forward nonlinearity named in the config (HF names)."""
+    """The nonlinearity named in the config (HF names): feed-forward, MLM transform, first-token heads."""
     if name == "gelu":
         return F.gelu
     if name in ("gelu_new", "gelu_pytorch_tanh", "gelu_fast"):
         return lambda x: F.gelu(x, approximate="tanh")
     if name == "relu":
         return F.relu
+    if name == "tanh":
+        return torch.tanh
     raise ValueError(f"unknown activation {name!r}")
 
 

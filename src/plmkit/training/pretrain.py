@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import difflib
 import functools
+import json
 import math
 import sys
 from pathlib import Path
@@ -91,9 +92,12 @@ def is_elmo_preset(preset: str | None) -> bool:
 
 
 def build_model_config(preset: str | None, overrides: dict[str, Any], tokenizer, max_length: int,
-                       train: TrainConfig | None = None) -> ModelConfig:
+                       train: TrainConfig | None = None, data=None) -> ModelConfig:
     """The preset's model, sized to the corpus' tokenizer and the sequence length.
 
+    With ``data`` (the run's :class:`~plmkit.data.objectives.DataConfig`), the pretraining heads follow the
+    objective, chosen in one place: ``pair_head`` is ``data.pair`` and ``discriminator`` is ``data.objective ==
+    "rtd"`` (ELECTRA); a ``--set model.pair_head`` / ``model.discriminator`` that says otherwise is refused.
     With ``train``, the memory one training step needs (weights, gradients, AdamW state and the
     activations of a batch of ``max_length`` rows; :func:`plmkit.config.training_memory`) is estimated
     from the config alone and a run that cannot fit in the device's memory is refused before anything
@@ -112,8 +116,9 @@ def build_model_config(preset: str | None, overrides: dict[str, Any], tokenizer,
         tid = getattr(tokenizer, name)
         if tid is not None:
             fixed[name] = tid
-    config = model_config_from_preset(preset, {**fixed, **overrides})
-    if config.model_type == "roberta" and "position_offset" not in overrides:
+    heads = {} if data is None else objective_heads(data, overrides)
+    config = model_config_from_preset(preset, {**fixed, **overrides, **heads})
+    if config.position_offset and "position_offset" not in overrides:  # RoBERTa: positions start after the pad id
         config = config.replace(position_offset=config.pad_token_id + 1)
     if config.causal and "eos_token_id" not in fixed and tokenizer.sep_token_id is not None:
         config = config.replace(eos_token_id=tokenizer.sep_token_id)
@@ -126,6 +131,21 @@ def build_model_config(preset: str | None, overrides: dict[str, Any], tokenizer,
     if train is not None:
         check_training_memory(config, train, max_length)
     return config
+
+
+def objective_heads(data, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The model fields the pretraining objective decides: ``pair_head`` (``data.pair``) and ``discriminator``
+    (``data.objective == "rtd"``). A ``--set model.<field>`` that contradicts them is a ConfigError."""
+    heads = {"pair_head": data.pair, "discriminator": data.objective == "rtd"}
+    for key, value in heads.items():
+        given = overrides.get(key, value)
+        given = "none" if given is None and key == "pair_head" else given  # --set model.pair_head=none parses as None
+        if given != value:
+            source = "data.pair" if key == "pair_head" else "data.objective"
+            raise ConfigError(f"--set model.{key}={json.dumps(given)} contradicts {source}={json.dumps(getattr(data, source[5:]))}:"
+                              f" the pretraining heads follow the objective; set {source} instead (model.{key} then "
+                              "follows it)")
+    return heads
 
 
 def check_training_memory(config: ModelConfig, train: TrainConfig, max_length: int) -> None:
@@ -402,12 +422,12 @@ def _pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping
         if corpus.word_level:
             raise DataError(f"{data} was prepared at word level (for ELMo); Transformer presets need a sub-word "
                             "tokenizer — prepare with 'plmkit prepare --tokenizer DIR ...'")
-        mcfg = build_model_config(preset, sections["model"], tokenizer, dcfg.max_length, train=tcfg)
+        mcfg = build_model_config(preset, sections["model"], tokenizer, dcfg.max_length, train=tcfg, data=dcfg)
         torch.manual_seed(tcfg.seed)
         from ..models import PlmModel
 
         # The heads follow the objective: MLM + NSP/SOP, MLM alone (RoBERTa), or the causal LM.
-        task = "causal-lm" if dcfg.objective == "causal" else ("masked-lm" if dcfg.pair == "none" else "pretraining")
+        task = "causal-lm" if dcfg.objective == "causal" else ("masked-lm" if mcfg.pair_head == "none" else "pretraining")
         if (task == "causal-lm") != mcfg.causal:
             raise ConfigError(f"preset {preset}: data.objective={dcfg.objective!r} needs a "
                               f"{'causal' if task == 'causal-lm' else 'bidirectional'} model (model.causal={mcfg.causal})")
