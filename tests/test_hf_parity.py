@@ -35,6 +35,13 @@ def _configs():
         "AlbertForSequenceClassification": T.AlbertConfig(**BASE, embedding_size=16, num_labels=3),
         "GPT2LMHeadModel": T.GPT2Config(vocab_size=V, n_embd=32, n_layer=2, n_head=4, n_positions=64,
                                          bos_token_id=V - 1, eos_token_id=V - 1),
+        # ELECTRA: factorized embeddings (E=16 < H=32, embeddings_project), no pooler
+        "ElectraForPreTraining": T.ElectraConfig(**BASE, embedding_size=16),
+        "ElectraForMaskedLM": T.ElectraConfig(**BASE, embedding_size=16),
+        "ElectraForSequenceClassification": T.ElectraConfig(**BASE, embedding_size=16, num_labels=3),
+        "ElectraForQuestionAnswering": T.ElectraConfig(**BASE, embedding_size=16),
+        "ElectraForMultipleChoice": T.ElectraConfig(**BASE, embedding_size=16),
+        "ElectraForTokenClassification": T.ElectraConfig(**BASE, embedding_size=16, num_labels=5),
     }
 
 
@@ -53,7 +60,7 @@ def _inputs(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
     kw: dict[str, torch.Tensor] = {"input_ids": ids, "attention_mask": mask}
     if name.startswith("Roberta"):
         ids[mask == 0] = 1  # RoBERTa's pad id drives its position ids
-    elif name.startswith(("Bert", "Albert")):
+    elif name.startswith(("Bert", "Albert", "Electra")):
         kw["token_type_ids"] = types
     else:
         ids[mask == 0] = 0
@@ -65,6 +72,8 @@ def _inputs(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
 def _labels(name: str, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     ids = inputs["input_ids"]
+    if name == "ElectraForPreTraining":  # replaced-token detection: 1 = replaced, on every token
+        return {"labels": torch.randint(0, 2, ids.shape, generator=g)}
     if name.endswith("PreTraining") or name.endswith("MaskedLM"):
         labels = torch.full_like(ids, -100)
         pick = torch.rand(ids.shape, generator=g) < 0.3

@@ -465,6 +465,12 @@ def _albert(layers: int, hidden: int, heads: int, ffn: int) -> dict[str, Any]:
                 attention_probs_dropout_prob=0.0, pad_token_id=0, bos_token_id=2, eos_token_id=3)
 
 
+def _electra(layers: int, hidden: int, heads: int, embedding: int, generator: float) -> dict[str, Any]:
+    # BERT's blocks and WordPiece vocabulary; factorized embeddings (Small: 128 < hidden 256), no pooler.
+    return dict(model_type="electra", num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=heads,
+                intermediate_size=4 * hidden, embedding_size=embedding, generator_size=generator)
+
+
 def _gpt(layers: int, hidden: int, heads: int, positions: int = 1024, vocab: int = 50257) -> dict[str, Any]:
     return dict(model_type="gpt2", num_hidden_layers=layers, hidden_size=hidden,
                 num_attention_heads=heads, intermediate_size=4 * hidden, vocab_size=vocab,
@@ -479,6 +485,12 @@ _ROBERTA_DATA = dict(objective="mlm", pair="none", masking="dynamic", packing="f
 _ALBERT_DATA = dict(objective="mlm", pair="sop", masking="static", packing="segment-pair", ngram=3)
 _GPT_DATA = dict(objective="causal", pair="none", masking="none", packing="causal", ngram=1)
 _ELMO_DATA = dict(objective="bilm", pair="none", masking="none", packing="causal", ngram=1)
+# ELECTRA's build_pretraining_dataset: two consecutive segments, 5% short targets, no pair task; masks drawn anew
+# every step (dynamic), 85% [MASK] and 15% kept (its pretrain_helpers.mask: no random replacement, since the
+# generator's samples are the replacements).
+_ELECTRA_DATA = dict(objective="rtd", pair="none", masking="dynamic", packing="segment-pair", ngram=1,
+                     short_seq_prob=0.05, replace_mask=0.85, replace_random=0.0)
+
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # Turc et al. (2019) "Well-Read Students Learn Better" compact BERTs.
     "bert-tiny": {"model": _bert(2, 128, 2), "data": _BERT_DATA},
@@ -501,6 +513,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # Radford et al. (2019) GPT-2 small, and a tiny causal LM for CPUs.
     "gpt2-small": {"model": _gpt(12, 768, 12), "data": _GPT_DATA},
     "gpt-tiny": {"model": _gpt(2, 128, 2, positions=512), "data": _GPT_DATA},
+    # Clark et al. (2020) ELECTRA: the discriminator's sizes; the generator is generator_size of them (Table 6).
+    "electra-tiny": {"model": _electra(2, 128, 2, 128, 0.25), "data": _ELECTRA_DATA},
+    "electra-small": {"model": _electra(12, 256, 4, 128, 0.25), "data": _ELECTRA_DATA},
+    "electra-base": {"model": _electra(12, 768, 12, 768, 1 / 3), "data": _ELECTRA_DATA},
     # Peters et al. (2018) ELMo: fields of plmkit.models.elmo.ElmoConfig (elmo_config_from_preset).
     "elmo-small": {"model": dict(model_type="elmo", filters=[[1, 32], [2, 32], [3, 64], [4, 128]],
                                  num_highway=1, projection_dim=128, lstm_dim=512, softmax="auto"),

@@ -11,7 +11,8 @@
   the MLM head. The masked copies of many sentences are batched together, and the MLM head is
   evaluated only at the masked position of each copy. Special tokens ([CLS], [SEP], <s>, …) are
   not scored. Long sentences are split into overlapping windows; each token is scored in the
-  window where it sits nearest the middle.
+  window where it sits nearest the middle. An ELECTRA discriminator has no LM head: its generator
+  (the masked LM it was pretrained against, in ``generator/`` beside it) scores the text.
 * **ELMo** (Peters et al., 2018): exact chain rule in both directions over the input's words
   (whitespace split), through :meth:`~plmkit.models.elmo.ElmoModel.token_log_probs`. The forward
   LM gives ``log_likelihood`` = Σ_t log p(w_t | w_<t) and the backward LM
@@ -39,6 +40,7 @@ from torch import nn
 
 from .embed import inference, max_positions, plan_windows, resolve_model, special_frame, split_words
 from .errors import UsageError
+from .models.auto import scoring_model
 from .models.facts import model_device, pad_token_id
 from .models.protocol import PlmkitModel
 
@@ -179,6 +181,9 @@ def score(model: Any, texts: Sequence[str | Sequence[str]], tokenizer: Any = Non
     if batch_size < 1:
         raise UsageError(f"batch size must be at least 1, got {batch_size}")
     m, tok, name = resolve_model(model, tokenizer, device)
+    scorer = scoring_model(m)  # an ELECTRA discriminator's text scores come from its generator
+    if scorer is not m:
+        m, name = scorer, f"{name} (scored by its ELECTRA generator, {scorer.loaded_from})"
     chosen = _pick_method(m, method, name)
     if chosen == "elmo":
         result = _score_word_lm(m, texts, batch_size)

@@ -32,6 +32,10 @@ What the other recipes change, each a :class:`DataConfig` field:
 * Whole-word masking (``whole_word=True``, BERT's later release): a word's tokens are masked
   together. Words come from the prepared corpus' word-start flags (the tokenizer's word ids), so it
   works for WordPiece, byte-level BPE and unigram alike and never looks at ``##``.
+* ELECTRA (Clark et al., 2020): ``objective="rtd"`` (replaced-token detection). The data are MLM
+  data: the masked positions are where the model's generator proposes replacements and its
+  discriminator then judges every token (models/electra.py); masking stays here, dynamic, with 85%
+  ``[MASK]`` and 15% kept (``replace_random=0``: the generator's samples are the replacements).
 * GPT-style causal LM (Radford et al., 2019): ``objective="causal"``, ``packing="causal"``: windows of
   ``max_length`` tokens over the documents joined with an end-of-text token; ``labels`` equal
   ``input_ids`` (the model shifts them). ELMo's biLM (``objective="bilm"``) reads the same windows.
@@ -65,7 +69,7 @@ if TYPE_CHECKING:  # pragma: no cover
 IGNORE_INDEX = -100
 _DOC_CACHE = 8192  # document views kept by a stream (views of the memory map: no token memory)
 
-OBJECTIVES = ("mlm", "causal", "bilm")
+OBJECTIVES = ("mlm", "rtd", "causal", "bilm")
 PAIRS = ("nsp", "sop", "none")
 MASKINGS = ("static", "dynamic", "none")
 PACKINGS = ("segment-pair", "full-sentences", "doc-sentences", "causal")
@@ -80,9 +84,9 @@ DATA_RANGES = {**dict.fromkeys(("max_length", "ngram", "dupe_factor", "max_predi
 class DataConfig:
     """How pretraining sequences are built from a prepared corpus. Defaults are BERT's recipe."""
 
-    # "mlm" (BERT/RoBERTa/ALBERT), "causal" (GPT next-token prediction) or "bilm" (ELMo's forward + backward LMs;
-    # the same windows as "causal", the model predicts in both directions). Pretraining builds the model's heads
-    # from it.
+    # "mlm" (BERT/RoBERTa/ALBERT), "rtd" (ELECTRA: masked data for its generator, every token judged by its
+    # discriminator), "causal" (GPT next-token prediction) or "bilm" (ELMo's forward + backward LMs; the same
+    # windows as "causal", the model predicts in both directions). Pretraining builds the model's heads from it.
     objective: str = "mlm"
     # Sentence-pair task: BERT's NSP, ALBERT's SOP, or none (RoBERTa found NSP does not help). The pretrained
     # model's pair head (model.pair_head) is set from this field: one choice, made here.
@@ -135,7 +139,7 @@ class DataConfig:
                 "the rest of the predicted tokens stay unchanged (BERT: 0.8 + 0.1, leaving 0.1)")
         if self.document_mask and (self.packing not in ("full-sentences", "causal") or self.objective == "bilm"):
             raise ConfigError(f"data.document_mask=true needs rows that pack several documents into a Transformer: "
-                              f"packing 'full-sentences' or 'causal' with objective 'mlm' or 'causal' (got packing="
+                              f"packing 'full-sentences' or 'causal' with objective 'mlm', 'rtd' or 'causal' (got packing="
                               f"{self.packing!r}, objective={self.objective!r}); segment-pair and doc-sentences rows "
                               "never hold two documents")
         if self.objective in ("causal", "bilm"):
@@ -149,6 +153,9 @@ class DataConfig:
                                   "segment-pair, full-sentences or doc-sentences")
             if self.masking == "none":
                 raise ConfigError(f"data.objective={self.objective!r} needs masking='static' or 'dynamic'")
+            if self.objective == "rtd" and self.pair != "none":
+                raise ConfigError(f"data.objective='rtd' (ELECTRA) has no sentence-pair task: its discriminator judges "
+                                  f"tokens, not pairs; use data.pair=none (got {self.pair!r})")
             if self.pair != "none" and self.packing != "segment-pair":
                 raise ConfigError(f"data.pair={self.pair!r} needs packing='segment-pair' (got {self.packing!r}); "
                                   "full-sentences and doc-sentences rows have no second segment")
@@ -157,8 +164,8 @@ class DataConfig:
 
     @property
     def masked(self) -> bool:
-        """Whether rows carry MLM masks and labels rather than causal windows."""
-        return self.objective == "mlm"
+        """Whether rows carry MLM masks and labels (objective mlm or rtd) rather than causal windows."""
+        return self.objective in ("mlm", "rtd")
 
     @property
     def word_units(self) -> bool:

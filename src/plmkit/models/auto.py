@@ -21,8 +21,10 @@ from typing import Any, Callable
 import torch
 
 from ..config import MODEL_TYPES, ModelConfig, check_fits, estimate_parameters, format_bytes
-from ..errors import CheckpointError
+from ..errors import CheckpointError, UsageError
+from .electra import GENERATOR_DIR, ElectraPretrainingModel
 from .elmo import load_elmo
+from .facts import model_device
 from .folder import CONFIG_NAME, WEIGHTS_NAME, check_tensor, header_state, load_state, read_config
 from .hf import (_TIED, Rule, _heads_in_checkpoint, _to_ours, _to_theirs, architecture, body_prefix, body_rules,
                  config_from_hf, head_rules, pooler_name, task_for_architecture)
@@ -172,6 +174,47 @@ def load_transformer(folder: Path, task: str | None = "auto", num_labels: int | 
     model.eval()
     model.loaded_from = str(folder)
     return model
+
+
+def load_electra_pretraining(folder: str | os.PathLike, config: ModelConfig | None = None) -> ElectraPretrainingModel:
+    """An ELECTRA pretraining pair from a folder its :meth:`~ElectraPretrainingModel.save_pretrained` wrote: the
+    discriminator in ``folder``, the generator in ``folder/generator``, their embeddings shared again (they were
+    saved from one table, so the generator's copy must equal the discriminator's). ``config``: the run's
+    discriminator config (its generator_size and rtd_weight; default: the folder's)."""
+    folder = Path(folder)
+    gen_folder = folder / GENERATOR_DIR
+    if not (gen_folder / CONFIG_NAME).is_file():
+        raise CheckpointError(f"{folder} has no ELECTRA generator ({gen_folder} with config.json); an ELECTRA "
+                              "pretraining checkpoint holds the discriminator and, in generator/, the generator")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the run's own checkpoint: its heads are the ones it saved
+        disc = load_transformer(folder, task="pretraining")
+        gen = load_transformer(gen_folder, task="masked-lm")
+    for name, p in disc.body.embeddings.named_parameters():
+        if not torch.equal(p, dict(gen.body.embeddings.named_parameters())[name]):
+            raise CheckpointError(f"{gen_folder}: its embeddings ({name}) differ from the discriminator's in {folder}; "
+                                  "ELECTRA's generator shares them — the two folders do not belong together")
+    model = ElectraPretrainingModel(config or disc.config, generator=gen, discriminator=disc)
+    model.loaded_from = str(folder)
+    return model
+
+
+def scoring_model(model: Any) -> Any:
+    """The model that scores text for ``model`` (``plmkit score``): the model itself, or for an ELECTRA
+    discriminator, which has no language-model head, the generator saved beside it (``generator/`` in its
+    folder, as ``plmkit export`` writes it), on the discriminator's device."""
+    if not isinstance(model, PlmModel) or model.lm_kind is not None or "rtd" not in model.heads:
+        return model
+    folder = getattr(model, "loaded_from", None)
+    gen_folder = Path(folder) / GENERATOR_DIR if folder else None
+    if gen_folder is None or not (gen_folder / CONFIG_NAME).is_file():
+        where = f"{gen_folder} does not exist" if gen_folder else "this model was not loaded from a folder"
+        raise UsageError(f"{folder or 'the model'} is an ELECTRA discriminator: it judges tokens but has no language "
+                         f"model to score text with. Its generator (a masked LM) scores text, and {where}; pass the "
+                         "generator folder as --model, or the folder 'plmkit export' wrote for an ELECTRA run "
+                         "(it puts the generator in generator/)")
+    generator = from_pretrained(gen_folder, task="masked-lm")
+    return generator.to(model_device(model))
 
 
 def _load_elmo(folder: Path, task: str | None = "auto", num_labels: int | None = None,

@@ -59,8 +59,9 @@ _DROP_KEYS = {"architectures", "transformers_version", "model_type", "torch_dtyp
               "reorder_and_upcast_attn", "is_decoder", "add_cross_attention", "use_cache", "gradient_checkpointing",
               "summary_type", "summary_use_proj", "summary_activation", "summary_proj_to_labels",
               "summary_first_dropout"}
-# The heads' fields (what LAYOUT_HEADS gives each model_type).
-_HEAD_FIELDS = ("pair_head", "classifier_pooling", "choice_pooling", "head_act", "mlm_act", "discriminator")
+# The heads' fields (what LAYOUT_HEADS gives each model_type). ``discriminator`` is not among them: a folder's
+# class says whether it holds ELECTRA's discriminator head (ElectraForPreTraining) or the generator's MLM head.
+_HEAD_FIELDS = ("pair_head", "classifier_pooling", "choice_pooling", "head_act", "mlm_act")
 # plmkit fields that the model_type already implies; written under "plmkit" only when they differ.
 _VARIANT_FIELDS = ("embedding_size", "share_layers", "causal", "pre_norm", "position_offset", "type_vocab_size",
                    *_HEAD_FIELDS)

@@ -133,6 +133,27 @@ def build_model_config(preset: str | None, overrides: dict[str, Any], tokenizer,
     return config
 
 
+def build_pretraining_model(config: ModelConfig, data, preset: str | None = None) -> tuple[nn.Module, Any]:
+    """The model the objective trains, and the ``load_weights(folder)`` that reads its checkpoints on --resume.
+
+    The heads follow the objective: MLM + NSP/SOP, MLM alone (RoBERTa), the causal LM, or ELECTRA's generator and
+    discriminator (``rtd``: :class:`~plmkit.models.electra.ElectraPretrainingModel`, saved as two folders).
+    """
+    from ..models import PlmModel
+
+    if data.objective == "rtd":
+        from ..models.auto import load_electra_pretraining
+        from ..models.electra import ElectraPretrainingModel
+
+        return ElectraPretrainingModel(config), lambda folder: load_electra_pretraining(folder, config).state_dict()
+    task = "causal-lm" if data.objective == "causal" else ("masked-lm" if config.pair_head == "none" else "pretraining")
+    if (task == "causal-lm") != config.causal:
+        raise ConfigError(f"preset {preset}: data.objective={data.objective!r} needs a "
+                          f"{'causal' if task == 'causal-lm' else 'bidirectional'} model (model.causal={config.causal})")
+    # --resume: the same heads
+    return PlmModel(config, task=task), functools.partial(load_weights_from_folder, task=task)
+
+
 def objective_heads(data, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The model fields the pretraining objective decides: ``pair_head`` (``data.pair``) and ``discriminator``
     (``data.objective == "rtd"``). A ``--set model.<field>`` that contradicts them is a ConfigError."""
@@ -168,9 +189,11 @@ def check_training_memory(config: ModelConfig, train: TrainConfig, max_length: i
 @torch.no_grad()
 def evaluate_pretraining(model: nn.Module, batches: list[dict[str, torch.Tensor]], device: torch.device,
                          bf16: bool = False) -> dict[str, float]:
-    """Held-out MLM loss/accuracy (+ perplexity), NSP/SOP accuracy, or causal-LM loss/perplexity."""
+    """Held-out MLM loss/accuracy (+ perplexity), NSP/SOP accuracy, ELECTRA's replaced-token loss/accuracy (its
+    generator's MLM metrics beside them), or causal-LM loss/perplexity."""
     sums = {"mlm_nll": 0.0, "mlm_correct": 0, "mlm_n": 0, "pair_correct": 0, "pair_n": 0, "lm_nll": 0.0, "lm_n": 0,
-            "fwd_nll": 0.0, "bwd_nll": 0.0, "bi_n": 0}
+            "fwd_nll": 0.0, "bwd_nll": 0.0, "bi_n": 0, "rtd_nll": 0.0, "rtd_correct": 0, "rtd_n": 0,
+            "rtd_replaced": 0}
     for batch in batches:
         batch = {k: v.to(device) for k, v in batch.items()}
         with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
@@ -193,6 +216,13 @@ def evaluate_pretraining(model: nn.Module, batches: list[dict[str, torch.Tensor]
                 pred = out.prediction_logits.argmax(-1)  # (n,) logits exist only at masked positions
                 sums["mlm_correct"] += int((pred == labels[where]).sum())
                 sums["mlm_n"] += n
+            if getattr(out, "rtd_loss", None) is not None:  # ELECTRA's discriminator, on every real token
+                real = batch["attention_mask"].bool() if "attention_mask" in batch else torch.ones_like(labels).bool()
+                n = int(real.sum())
+                sums["rtd_nll"] += float(out.rtd_loss) * n
+                sums["rtd_correct"] += int(((out.logits > 0).long() == out.rtd_labels)[real].sum())
+                sums["rtd_replaced"] += int(out.rtd_labels[real].sum())
+                sums["rtd_n"] += n
             pair = batch.get("next_sentence_label", batch.get("sentence_order_label"))
             if pair is not None and out.seq_relationship_logits is not None:
                 sums["pair_correct"] += int((out.seq_relationship_logits.argmax(-1) == pair.view(-1)).sum())
@@ -202,6 +232,10 @@ def evaluate_pretraining(model: nn.Module, batches: list[dict[str, torch.Tensor]
         res["mlm_loss"] = sums["mlm_nll"] / sums["mlm_n"]
         res["mlm_accuracy"] = sums["mlm_correct"] / sums["mlm_n"]
         res["mlm_perplexity"] = math.exp(min(res["mlm_loss"], 50))
+    if sums["rtd_n"]:
+        res["rtd_loss"] = sums["rtd_nll"] / sums["rtd_n"]
+        res["rtd_accuracy"] = sums["rtd_correct"] / sums["rtd_n"]  # of every real token, replaced or not
+        res["replaced_fraction"] = sums["rtd_replaced"] / sums["rtd_n"]  # what always answering "original" gets wrong
     if sums["pair_n"]:
         name = "sop" if any("sentence_order_label" in b for b in batches) else "nsp"
         res[f"{name}_accuracy"] = sums["pair_correct"] / sums["pair_n"]
@@ -253,6 +287,13 @@ def describe_run(preset: str, sections: Mapping[str, Mapping[str, Any]], model: 
                  f"{m['num_attention_heads']} heads, intermediate {m['intermediate_size']}"
                  + (f", embedding {m['embedding_size']}" if m.get("embedding_size") else "")
                  + f", vocab {m['vocab_size']:,}, {m['max_position_embeddings']} positions")
+        if dcfg.objective == "rtd":  # ELECTRA: the discriminator above, its generator here
+            from ..config import generator_config
+
+            g = generator_config(ModelConfig.from_dict(m))
+            sizes += (f"; generator ({m['generator_size']:.3g} of it) hidden {g.hidden_size}, {g.num_attention_heads} "
+                      f"heads, intermediate {g.intermediate_size}, sharing the embeddings; loss MLM + "
+                      f"{m['rtd_weight']:g}·RTD")
     pair = "" if dcfg.pair == "none" else f" + {dcfg.pair}"
     masking = "" if dcfg.masking == "none" else f", {dcfg.masking} masking"
     batch = choice.batch_size if choice is not None else tcfg.batch_size * tcfg.grad_accum
@@ -424,16 +465,8 @@ def _pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping
                             "tokenizer — prepare with 'plmkit prepare --tokenizer DIR ...'")
         mcfg = build_model_config(preset, sections["model"], tokenizer, dcfg.max_length, train=tcfg, data=dcfg)
         torch.manual_seed(tcfg.seed)
-        from ..models import PlmModel
-
-        # The heads follow the objective: MLM + NSP/SOP, MLM alone (RoBERTa), or the causal LM.
-        task = "causal-lm" if dcfg.objective == "causal" else ("masked-lm" if mcfg.pair_head == "none" else "pretraining")
-        if (task == "causal-lm") != mcfg.causal:
-            raise ConfigError(f"preset {preset}: data.objective={dcfg.objective!r} needs a "
-                              f"{'causal' if task == 'causal-lm' else 'bidirectional'} model (model.causal={mcfg.causal})")
-        model = PlmModel(mcfg, task=task)
+        model, load_weights = build_pretraining_model(mcfg, dcfg, preset)
         model_desc = mcfg.to_dict()
-        load_weights = functools.partial(load_weights_from_folder, task=task)  # --resume: the same heads
 
     d = distr.init(tcfg.device)
     # NSP draws its random segments from another document, so its held-out split needs two.
