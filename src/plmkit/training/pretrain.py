@@ -291,9 +291,9 @@ def describe_run(preset: str, sections: Mapping[str, Mapping[str, Any]], model: 
             from ..config import generator_config
 
             g = generator_config(ModelConfig.from_dict(m))
-            sizes += (f"; generator ({m['generator_size']:.3g} of it) hidden {g.hidden_size}, {g.num_attention_heads} "
-                      f"heads, intermediate {g.intermediate_size}, sharing the embeddings; loss MLM + "
-                      f"{m['rtd_weight']:g}·RTD")
+            heads = f"{g.num_attention_heads} head{'s' if g.num_attention_heads != 1 else ''}"
+            sizes += (f"; generator ({m['generator_size']:.3g} of it) hidden {g.hidden_size}, {heads}, intermediate "
+                      f"{g.intermediate_size}, sharing the embeddings; loss MLM + {m['rtd_weight']:g}·RTD")
     pair = "" if dcfg.pair == "none" else f" + {dcfg.pair}"
     masking = "" if dcfg.masking == "none" else f", {dcfg.masking} masking"
     batch = choice.batch_size if choice is not None else tcfg.batch_size * tcfg.grad_accum
