@@ -129,6 +129,39 @@ def test_rtd_weight_from_outside_is_positive_or_a_config_error(value):
     assert config.rtd_weight > 0 and math.isfinite(config.rtd_weight)
 
 
+JSON = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-3, 300), st.floats(allow_nan=True),
+                              st.sampled_from(["first", "last", "gelu", "tanh", "relu", "pooled", "first-token",
+                                               "last-token", "none", "nsp", "sop", ""])),
+                    lambda inner: st.lists(inner, max_size=2), max_leaves=3)
+ELECTRA_KEYS = ("summary_type", "summary_use_proj", "summary_activation", "summary_last_dropout",
+                "summary_proj_to_labels", "summary_first_dropout", "embedding_size", "classifier_dropout")
+PLMKIT_KEYS = ("classifier_pooling", "choice_pooling", "head_act", "mlm_act", "pair_head", "discriminator")
+
+
+def test_an_electra_config_json_from_outside_loads_or_is_a_plmkit_error(tmp_path):
+    """Any value of the keys ELECTRA adds (transformers' summary_* and embedding_size, plmkit's head fields under
+    "plmkit") loads a model or ends in a PlmkitError naming the problem — never another exception."""
+    from plmkit import PlmkitError
+
+    folder = tmp_path / "electra"
+    tiny_electra().discriminator.save_pretrained(folder)
+    base = json.loads((folder / "config.json").read_text())
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.dictionaries(st.sampled_from(ELECTRA_KEYS), JSON, max_size=3),
+           st.dictionaries(st.sampled_from(PLMKIT_KEYS), JSON, max_size=2))
+    def check(top, ours):
+        d = {**base, **top, "plmkit": {**base["plmkit"], "model": ours}}
+        (folder / "config.json").write_text(json.dumps(d))
+        try:
+            model = plmkit.from_pretrained(folder, meta=True)
+        except PlmkitError:
+            return
+        assert model.config.model_type == "electra" and all(p.is_meta for p in model.parameters())
+
+    check()
+
+
 # --------------------------------------------------------------------------- the pretraining step
 def test_samples_follow_the_generators_softmax():
     logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, 0.5]]).expand(40000, 5)
