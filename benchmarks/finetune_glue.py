@@ -43,9 +43,8 @@ import torch
 from machine_info import machine  # benchmarks/ is the script's folder, first on sys.path
 
 import plmkit
-from plmkit.data.tasks import Features
-from plmkit.finetune import (FinetuneConfig, TaskOptions, collate, decode, finetune, get_task, prepare_data,
-                             score)
+from plmkit.finetune import FinetuneConfig, TaskOptions, collate, finetune, get_task, prepare_data
+from plmkit.finetune.tasks import Features
 
 # task → (train file, eval file or None = carve, default max_train, max_length, epochs, lr, batch size)
 TASKS = {
@@ -60,8 +59,9 @@ TASKS = {
     "kornli": ("korean/kornli/xnli.dev.ko.tsv", None, None, 128, 3, 5e-5, 32),
 }
 EVAL_SPLIT = {"squad": 0.25}  # by article
-HF_CLASS = {"sentence": "AutoModelForSequenceClassification", "squad": "AutoModelForQuestionAnswering",
-            "choice": "AutoModelForMultipleChoice", "tagging": "AutoModelForTokenClassification"}
+HF_CLASS = {"sequence-classification": "AutoModelForSequenceClassification",  # by the task's head (model_task)
+            "question-answering": "AutoModelForQuestionAnswering", "multiple-choice": "AutoModelForMultipleChoice",
+            "token-classification": "AutoModelForTokenClassification"}
 
 
 def minilm_dir() -> Path:
@@ -83,17 +83,13 @@ def hf_train_and_eval(task: str, cfg: FinetuneConfig, seed: int, bf16: bool, gro
     tok = plmkit.load_tokenizer(cfg.model)  # tokenizes exactly as AutoTokenizer on this folder (tested)
     data = prepare_data(cfg, spec, tok, with_types=True)
     torch.manual_seed(seed)
-    kwargs = {}
-    if spec.family in ("sentence", "tagging"):
-        if spec.regression:
-            kwargs = {"num_labels": 1, "problem_type": "regression"}
-        else:
-            kwargs = {"num_labels": len(data.labels), "id2label": dict(enumerate(data.labels)),
-                      "label2id": {v: i for i, v in enumerate(data.labels)}}
+    kwargs = spec.head_config(data.labels)  # plmkit's head keywords are transformers' config keys
+    if "id2label" in kwargs:
+        kwargs.update(num_labels=len(data.labels), label2id={v: i for i, v in enumerate(data.labels)})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         transformers.logging.set_verbosity_error()
-        model = getattr(transformers, HF_CLASS[spec.family]).from_pretrained(str(cfg.model), **kwargs)
+        model = getattr(transformers, HF_CLASS[spec.model_task]).from_pretrained(str(cfg.model), **kwargs)
     model.to(device).train()
     feats = data.train_features
     steps_per_epoch = math.ceil(len(feats) / cfg.batch_size)
@@ -137,10 +133,10 @@ def hf_train_and_eval(task: str, cfg: FinetuneConfig, seed: int, bf16: bool, gro
     train_s = time.perf_counter() - t0
     model.eval()
     metrics = {}
-    for name, ex, ev_feats, v2 in data.evals:
-        outputs = hf_run_model(model, ev_feats, spec.family, cfg.eval_batch_size, pad, bf16)
-        scored = decode(spec, ex, ev_feats, outputs, data.labels, cfg.options, version_2=v2)
-        metrics.update(score(spec, ex, scored, data.labels, version_2=v2))
+    for ev in data.evals:
+        outputs = hf_run_model(model, ev.features, spec, cfg.eval_batch_size, pad, bf16)
+        scored = spec.decode(ev.examples, ev.features, outputs, data.labels, cfg.options, ev.info)
+        metrics.update(spec.score(ev.examples, scored, data.labels, ev.info))
     epochs_done = step / steps_per_epoch
     return {"metrics": metrics, "seconds_per_epoch": train_s / epochs_done, "steps": step}
 
@@ -154,7 +150,7 @@ def hf_collate(items, pad: int) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def hf_run_model(model, feats: Features, family: str, batch_size: int, pad: int, bf16: bool) -> list[dict]:
+def hf_run_model(model, feats: Features, task, batch_size: int, pad: int, bf16: bool) -> list[dict]:
     """transformers' evaluation loop: batches in file order, padded per batch."""
     out: list[dict] = []
     lengths = feats.lengths()
@@ -167,15 +163,7 @@ def hf_run_model(model, feats: Features, family: str, batch_size: int, pad: int,
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with autocast():
             o = model(**batch)
-        for r, j in enumerate(idx):
-            n = lengths[j]
-            if family == "squad":
-                out.append({"start": o.start_logits[r, :n].float().cpu().numpy(),
-                            "end": o.end_logits[r, :n].float().cpu().numpy()})
-            elif family == "tagging":
-                out.append({"tags": o.logits[r, :n].float().argmax(-1).cpu().numpy()})
-            else:
-                out.append({"logits": o.logits[r].float().cpu().numpy()})
+        out.extend(task.batch_outputs(o, [int(lengths[j]) for j in idx]))  # what the task decodes
     return out
 
 

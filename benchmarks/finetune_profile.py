@@ -68,13 +68,8 @@ def main() -> None:
                              batch_size=args.batch_size, max_train=2000, progress=False, tensorboard=False,
                              options=TaskOptions(max_length=max_length))
         data = prepare_data(cfg, spec, tok, with_types=True)
-    if spec.family == "squad":
-        kwargs = hf_kwargs = {}
-    elif spec.regression:
-        kwargs = hf_kwargs = {"num_labels": 1, "problem_type": "regression"}
-    else:
-        kwargs = {"id2label": dict(enumerate(data.labels))}
-        hf_kwargs = {"num_labels": len(data.labels)}
+    kwargs = spec.head_config(data.labels)
+    hf_kwargs = {"num_labels": len(data.labels)} if "id2label" in kwargs else dict(kwargs)
     torch.manual_seed(1)
     ours = from_pretrained(str(model_dir), task=spec.model_task, **kwargs)
     pad = pad_id_for(tok, ours)
@@ -87,16 +82,16 @@ def main() -> None:
 
     transformers.logging.set_verbosity_error()
     torch.manual_seed(1)
-    peer = getattr(transformers, HF_CLASS[spec.family]).from_pretrained(
+    peer = getattr(transformers, HF_CLASS[spec.model_task]).from_pretrained(
         str(model_dir), attn_implementation="sdpa", **hf_kwargs)
     ours.train(), peer.train()
     rows, length = batch["input_ids"].shape
-    label = f"MiniLM + {HF_CLASS[spec.family].removeprefix('AutoModelFor')} head, {args.task}, one batch of {rows} × {length} tokens, threads {torch.get_num_threads()}"
+    label = f"MiniLM + {HF_CLASS[spec.model_task].removeprefix('AutoModelFor')} head, {args.task}, one batch of {rows} × {length} tokens, threads {torch.get_num_threads()}"
     print(f"torch {torch.__version__}; {label}")
     if args.time:
         runs = [("transformers", make_step(peer, lambda m, b: m(**b).loss, False), peer_batch),
                 ("plmkit", make_step(ours, lambda m, b: m(**b).loss, False, trainer=True), batch)]
-        if spec.family == "sentence":  # the head that reads one row: what computing only that row saves
+        if spec.model_task == "sequence-classification":  # the head that reads one row: what computing only that row saves
             runs.append(("plmkit, full last layer",
                          make_step(ours, lambda m, b: m(**b, output_hidden_states=True).loss, False, trainer=True),
                          batch))

@@ -70,8 +70,7 @@ def main() -> None:
     spec = get_task(args.task)
     tok = plmkit.load_tokenizer(cfg.model)
     data = prepare_data(cfg, spec, tok, with_types=True)
-    kwargs = {} if spec.family == "squad" else (
-        {"num_labels": 1, "problem_type": "regression"} if spec.regression else {"id2label": dict(enumerate(data.labels))})
+    kwargs = spec.head_config(data.labels)
     hf_kwargs = {"num_labels": len(data.labels)} if "id2label" in kwargs else dict(kwargs)
 
     def source() -> FeatureBatches:
@@ -115,7 +114,7 @@ def main() -> None:
         from transformers.trainer_pt_utils import LengthGroupedSampler
 
         torch.manual_seed(1)
-        model = getattr(transformers, HF_CLASS[spec.family]).from_pretrained(str(cfg.model), **hf_kwargs)
+        model = getattr(transformers, HF_CLASS[spec.model_task]).from_pretrained(str(cfg.model), **hf_kwargs)
         model.train()
         step = make_step(model, lambda m, b: m(**b).loss, False)
         feats = data.train_features

@@ -348,7 +348,7 @@ def test_glue_predictions_without_an_index_column_carry_submission_ids(tiny_dir,
     rte = tmp_path / "rte.tsv"  # a labelled RTE file without its index column: ids 0, 1, ... as well
     rte.write_text("sentence1\tsentence2\tlabel\nA man plays.\tA person plays.\tentailment\n"
                    "It rains.\tThe sun is out.\tnot_entailment\n")
-    from plmkit.data.tasks.glue import GLUE_TASKS, read_column_tsv
+    from plmkit.finetune.tasks.glue import GLUE_TASKS, read_column_tsv
 
     examples, _ = read_column_tsv(rte, GLUE_TASKS["rte"])
     assert [e.guid for e in examples] == ["0", "1"]

@@ -14,7 +14,7 @@ against the implementation's own helpers:
   by [SEP]; DOC-SENTENCES rows never cross a document and give back every document; segment pairs
   are ``[CLS] A [SEP] B [SEP]`` + padding with token types 0…0 1…1 0…; causal windows laid end to end
   are the documents joined by the end-of-text token.
-* SQuAD post-processing (:func:`plmkit.data.tasks.squad.postprocess`): the answer is the best-scoring
+* SQuAD post-processing (:func:`plmkit.finetune.tasks.squad.postprocess`): the answer is the best-scoring
   valid span by brute force over every start/end pair among the top-n logits (start ≤ end, length
   ≤ ``max_answer_length``, inside the context), its text is exactly the context slice of its
   tokens, and the n-best list is sorted.
@@ -32,8 +32,8 @@ from hypothesis import strategies as st
 
 from plmkit.data import write_prepared
 from plmkit.data.objectives import IGNORE_INDEX, DataConfig, MLMMasker, PretrainingStream
-from plmkit.data.tasks import SquadExample
-from plmkit.data.tasks.squad import convert_squad, postprocess
+from plmkit.finetune.tasks import SquadExample
+from plmkit.finetune.tasks.squad import convert_squad, postprocess
 from plmkit.tokenization import load_tokenizer, train_tokenizer
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])

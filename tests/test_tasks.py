@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 import plmkit
-from plmkit.data.tasks import IGNORE_INDEX, Features, carve_split, tagging
-from plmkit.data.tasks import squad as sq
 from plmkit.errors import DataError
 from plmkit.evaluation.metrics import get_chunks
 from plmkit.finetune import (FeatureBatches, TaskOptions, bucketed_batches, collate, featurize, get_task,
                              read_task_file)
+from plmkit.finetune.tasks import IGNORE_INDEX, Features, carve_split, tagging
+from plmkit.finetune.tasks import squad as sq
 
 
 def read(task, path, role="train", **kw):

@@ -235,9 +235,7 @@ def run_finetune(args) -> int:
     warmup = warmup_value(args)
     if args.epochs <= 0 and args.max_steps is None:
         raise UsageError("--epochs must be positive")
-    from ..training.trainer import TrainConfig
-
-    TrainConfig(max_steps=1, save_every=args.save_every, save_minutes=args.save_minutes).validate()  # before the data
+    # FinetuneConfig checks every setting, its training settings (a TrainConfig) included, before any data is read.
     cfg = FinetuneConfig(task=args.task, model=args.model, train=args.train, out=args.out, eval=list(args.eval or []),
                          epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
                          grad_accum=args.grad_accum, warmup=0.1 if warmup is None else warmup,

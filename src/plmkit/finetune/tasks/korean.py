@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DataError, excerpt, type_name
-from . import ReadReport, SentenceExample, expect_json, json_id, json_text, label_index, load_json, parse_float
+from .files import ReadReport, expect_json, json_id, json_text, label_index, load_json, parse_float
 from .glue import ColumnTask
+from .sentence import SentenceExample
 
 KLUE_NLI_LABELS = ("entailment", "neutral", "contradiction")  # KLUE's label order
 

@@ -8,13 +8,29 @@ over them is trained with cross-entropy. Metric: accuracy.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from ...errors import DataError, excerpt
-from . import ChoiceExample, Features, ReadReport, pair_encode, read_table, refuse_json
+from ...evaluation import metrics as M
+from .base import Features, Scored, Task, TaskOptions, pair_encode
+from .files import ReadReport, read_table, refuse_json
+from .glue import _columns
+
+
+@dataclass
+class ChoiceExample:
+    """A multiple-choice question: a context and its candidate continuations (SWAG)."""
+
+    guid: str
+    context: str
+    endings: list[str]
+    label: int | None = None
+    line: int = 0
+
 
 ENDINGS = ("ending0", "ending1", "ending2", "ending3")
 
@@ -28,8 +44,6 @@ def read_swag(path: str | Path, require_labels: bool = True) -> tuple[list[Choic
         return [], report
     missing = [c for c in ("sent1", "sent2", *ENDINGS) if c not in header]
     if missing:
-        from .glue import _columns
-
         raise DataError(f"{path}, line 1: the header has no column {missing[0]!r} (it has {_columns(header)}); a "
                         "SWAG CSV has the columns video-id, fold-ind, startphrase, sent1, sent2, gold-source, "
                         "ending0..ending3, label")
@@ -78,3 +92,33 @@ def convert_choices(examples: Sequence[ChoiceExample], tokenizer, max_length: in
             feat["labels"] = np.int64(e.label)
         inputs.append(feat)
     return Features(inputs, np.arange(len(examples)), [{} for _ in examples])
+
+
+class ChoiceTask(Task):
+    """Multiple choice: the model scores each (context, ending) pair and a softmax over the choices is
+    trained with cross-entropy; the prediction is the best-scoring choice, scored by accuracy."""
+
+    model_task = "multiple-choice"
+    main_metric = "accuracy"
+
+    def __init__(self, name: str, description: str,
+                 reader: Callable[..., tuple[list[ChoiceExample], ReadReport]] = read_swag):
+        self.name = name
+        self.description = description
+        self.reader = reader
+
+    def read(self, path: str | Path, role: str, options: TaskOptions, require_labels: bool = True
+             ) -> tuple[list[ChoiceExample], ReadReport]:
+        return self.reader(path, require_labels=require_labels)
+
+    def featurize(self, examples: Sequence[ChoiceExample], tokenizer, labels: Sequence[str] | None,
+                  options: TaskOptions, with_types: bool, training: bool, path: str | Path = "") -> Features:
+        return convert_choices(examples, tokenizer, self.sequence_length(options), with_types)
+
+    def decode(self, examples: Sequence[ChoiceExample], features: Features, outputs: list[dict[str, np.ndarray]],
+               labels: Sequence[str] | None, options: TaskOptions, info: Mapping[str, Any] | None = None) -> Scored:
+        return Scored({}, [int(np.argmax(o["logits"])) for o in outputs])
+
+    def score(self, examples: Sequence[ChoiceExample], scored: Scored, labels: Sequence[str] | None,
+              info: Mapping[str, Any] | None = None) -> dict[str, float]:
+        return {"accuracy": M.accuracy(scored.predictions, [e.label for e in examples])}

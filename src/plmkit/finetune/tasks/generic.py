@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Sequence
 
 from ...errors import DataError, UsageError, excerpt, type_name
-from . import ReadReport, SentenceExample, parse_float, read_table, refuse_json, table_format
+from .base import TaskOptions
+from .files import ReadReport, parse_float, read_table, refuse_json, table_format
 from .glue import _columns
+from .sentence import SentenceExample, SentenceTask
 
 
 def read_generic(path: str | Path, text_columns: Sequence[str], label_column: str | None, regression: bool,
@@ -78,3 +80,21 @@ def _class_label(raw: object, path: str | Path, n: int, column: str) -> str:
     if isinstance(raw, float) and not math.isfinite(raw):
         raise DataError(f"{path}, line {n}: label {raw} in column {column!r} is not a finite number")
     return str(raw)
+
+
+class TableTask(SentenceTask):
+    """``classify`` / ``regress``: a sentence(-pair) task in any CSV, TSV or JSONL file, its columns named
+    by the task options (``--text-column(s)``, ``--label-column``, ``--id-column``)."""
+
+    def __init__(self, name: str, description: str, regression: bool = False):
+        super().__init__(name, description, reader=None, regression=regression, labels_from_data=not regression)
+
+    def read(self, path: str | Path, role: str, options: TaskOptions, require_labels: bool = True
+             ) -> tuple[list[SentenceExample], ReadReport]:
+        if not options.text_columns:
+            raise UsageError(f"task {self.name} needs --text-column NAME (or --text-columns A,B for a pair) and "
+                             "--label-column NAME")
+        if options.label_column is None and require_labels:
+            raise UsageError(f"task {self.name} needs --label-column NAME")
+        return read_generic(path, options.text_columns, options.label_column, self.regression,
+                            require_labels=require_labels, id_column=options.id_column)

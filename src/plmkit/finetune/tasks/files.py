@@ -1,14 +1,11 @@
-"""Fine-tuning task data: readers for the official file formats, and their conversion to model inputs.
+"""Reading task files: UTF-8 text, TSV/CSV/JSON Lines tables, whole JSON files, and the checks and
+messages every task reader shares.
 
-One module per task family (GLUE, SQuAD, SWAG, tagging, Korean, generic CSV/TSV/JSONL). A reader
-turns a file into a list of examples and a :class:`ReadReport` (what it skipped and why); a
-converter turns examples into *features* — token ids plus what is needed to map predictions back
-(offsets for SQuAD, word ids for tagging). Metrics live in :mod:`plmkit.evaluation.metrics` and the
-runner that ties a task name to reader, converter, head and metric in :mod:`plmkit.finetune`.
-
-Nothing here is specific to BERT: inputs are built by the model folder's own tokenizer (its
-post-processor adds ``[CLS] a [SEP] b [SEP]`` or ``<s> a </s></s> b </s>``), so the same code serves
-BERT, RoBERTa, ALBERT and GPT-2-style models.
+A reader turns a file into a list of examples and a :class:`ReadReport` (what it read, what it
+skipped and why, and facts about the format such as the SQuAD version). Errors are
+DataErrors that name the file, the line or record and the key, say what was
+expected, and, for a file given to the wrong task, which format the file looks like
+(:func:`sniff_format`).
 """
 
 from __future__ import annotations
@@ -21,65 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import numpy as np
-
 from ...errors import DataError, excerpt, type_name
-
-IGNORE_INDEX = -100
-
-
-# --------------------------------------------------------------------------- examples
-@dataclass
-class SentenceExample:
-    """One sentence or sentence pair with a class label (str), a score (float) or no label."""
-
-    guid: str
-    text_a: str
-    text_b: str | None = None
-    label: Any = None
-    line: int = 0  # 1-based line (or record) number in the source file, for messages
-
-
-@dataclass
-class ChoiceExample:
-    """A multiple-choice question: a context and its candidate continuations (SWAG)."""
-
-    guid: str
-    context: str
-    endings: list[str]
-    label: int | None = None
-    line: int = 0
-
-
-@dataclass
-class TaggingExample:
-    """A sentence as tokens with one tag each. Character-level tasks also keep the raw text."""
-
-    guid: str
-    tokens: list[str]
-    tags: list[str] | None = None
-    text: str | None = None  # set for character-level tasks (KLUE-NER): tokens are its characters
-    line: int = 0
-
-
-@dataclass
-class SquadExample:
-    """A SQuAD-format question over a context paragraph.
-
-    ``answers`` holds every gold answer (the official scorers compare against all of them);
-    ``answer_start``/``answer_text`` is the training target (the first answer whose
-    ``answer_start`` matches the context), or None for unanswerable questions.
-    """
-
-    qid: str
-    question: str
-    context: str
-    answers: list[str] = field(default_factory=list)
-    answer_start: int | None = None
-    answer_text: str | None = None
-    is_impossible: bool = False
-    article: int = 0  # index of the article in the file: validation splits never share an article
-    line: int = 0
 
 
 @dataclass
@@ -106,67 +45,6 @@ class ReadReport:
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "read": self.read, "skipped": dict(self.skipped)}
 
-
-# --------------------------------------------------------------------------- features
-@dataclass
-class Features:
-    """Model inputs, one dict of int arrays per feature, plus per-feature bookkeeping.
-
-    ``inputs[i]`` holds ``input_ids`` (and ``token_type_ids``) as 1-D arrays (2-D, one row per
-    choice, for multiple choice) and the label fields the model takes (``labels`` or
-    ``start_positions``/``end_positions``). ``example_index[i]`` is the example the feature came
-    from (SQuAD windows: several features per example). ``extra[i]`` holds what post-processing
-    needs (offsets, word ids).
-    """
-
-    inputs: list[dict[str, np.ndarray]]
-    example_index: np.ndarray
-    extra: list[dict[str, Any]] = field(default_factory=list)
-    stats: dict[str, int] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.inputs)
-
-    def lengths(self) -> np.ndarray:
-        """Padded length each feature needs (the longest choice for multiple choice)."""
-        return np.array([f["input_ids"].shape[-1] for f in self.inputs], dtype=np.int64)
-
-
-def pair_encode(tokenizer, firsts: Sequence[str], seconds: Sequence[str] | None, max_length: int,
-                strategy: str = "longest_first") -> list:
-    """Encode texts (or pairs) with the tokenizer's own special tokens, truncated to ``max_length``."""
-    backend = tokenizer.backend
-    backend.enable_truncation(max_length, strategy=strategy)
-    try:
-        return tokenizer.encode_batch(list(firsts), None if seconds is None else list(seconds))
-    finally:
-        backend.no_truncation()
-
-
-def encoding_arrays(enc, with_types: bool) -> dict[str, np.ndarray]:
-    out = {"input_ids": np.asarray(enc.ids, dtype=np.int64)}
-    if with_types:
-        out["token_type_ids"] = np.asarray(enc.type_ids, dtype=np.int64)
-    return out
-
-
-def convert_sentences(examples: Sequence[SentenceExample], tokenizer, labels: Sequence[str] | None,
-                      max_length: int, with_types: bool = True, path: str | Path = "") -> Features:
-    """Sentence(-pair) features: ``[CLS] a [SEP] (b [SEP])`` truncated longest-first, as BERT and
-    ``transformers`` do; ``labels`` is a class id (``labels`` given) or a float score (``None``)."""
-    pairs = any(e.text_b is not None for e in examples)
-    encs = pair_encode(tokenizer, [e.text_a for e in examples],
-                       [e.text_b or "" for e in examples] if pairs else None, max_length)
-    inputs = []
-    for e, enc in zip(examples, encs):
-        feat = encoding_arrays(enc, with_types)
-        if e.label is not None:
-            if labels is None:
-                feat["labels"] = np.float32(e.label)
-            else:
-                feat["labels"] = np.int64(label_index(e.label, labels, path or "input", e.line))
-        inputs.append(feat)
-    return Features(inputs, np.arange(len(examples)), [{} for _ in examples])
 
 
 # --------------------------------------------------------------------------- file helpers
@@ -452,32 +330,6 @@ def expect_json(path: str | Path, task: str, expected: str, kinds: tuple[str, ..
                         "another task? Give the task's own file (see 'plmkit finetune --help' for the formats)")
 
 
-# --------------------------------------------------------------------------- validation split
-def carve_split(groups: Sequence[Any] | int, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A deterministic (train_indices, eval_indices) split of examples, by group.
-
-    ``groups`` gives each example's group (SQuAD: its article, so no context is shared between
-    the two sides) or is the number of examples (each its own group). ``fraction`` of the groups,
-    at least one, go to evaluation; the same (groups, fraction, seed) always give the same split.
-    """
-    if not 0.0 < fraction < 1.0:
-        from ...errors import UsageError
-
-        raise UsageError(f"--eval-split must be between 0 and 1 (exclusive), got {fraction}")
-    keys = list(range(groups)) if isinstance(groups, int) else list(groups)
-    uniq = list(dict.fromkeys(keys))  # groups in order of first appearance (deterministic)
-    if len(uniq) < 2:
-        raise DataError("the training file has too few examples (or articles) to carve a validation split; "
-                        "give an --eval file")
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(uniq))
-    n_eval = min(len(uniq) - 1, max(1, int(round(fraction * len(uniq)))))
-    eval_groups = {uniq[i] for i in order[:n_eval].tolist()}
-    is_eval = np.array([k in eval_groups for k in keys])
-    return np.flatnonzero(~is_eval), np.flatnonzero(is_eval)
-
-
-__all__ = ["IGNORE_INDEX", "SentenceExample", "ChoiceExample", "TaggingExample", "SquadExample", "ReadReport",
-           "Features", "pair_encode", "encoding_arrays", "open_text", "read_tsv_rows", "read_table",
-           "table_format", "check_not_empty", "convert_sentences", "label_index", "parse_float", "carve_split",
-           "json_text", "json_id", "load_json", "sniff_format", "refuse_json", "expect_json", "show_labels"]
+__all__ = ["ReadReport", "open_text", "read_tsv_rows", "read_table", "table_format", "check_not_empty", "where",
+           "label_index", "show_labels", "parse_float", "json_text", "json_id", "load_json", "sniff_format",
+           "refuse_json", "expect_json"]

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import DataError, excerpt
-from . import ReadReport, SentenceExample, label_index, parse_float, read_tsv_rows, refuse_json
+from .files import ReadReport, label_index, parse_float, read_tsv_rows, refuse_json
+from .sentence import SentenceExample
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,28 @@ from "##" markers, so the same code serves WordPiece, BPE and unigram vocabulari
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from ...errors import DataError, excerpt
-from . import IGNORE_INDEX, Features, ReadReport, TaggingExample, open_text, refuse_json
+from ...evaluation import metrics as M
+from .base import IGNORE_INDEX, Features, Scored, Task, TaskOptions, classifier_labels, distinct_labels
+from .files import ReadReport, open_text, refuse_json
+
+
+@dataclass
+class TaggingExample:
+    """A sentence as tokens with one tag each. Character-level tasks also keep the raw text."""
+
+    guid: str
+    tokens: list[str]
+    tags: list[str] | None = None
+    text: str | None = None  # set for character-level tasks (KLUE-NER): tokens are its characters
+    line: int = 0
 
 CONLL_TYPES = ("PER", "ORG", "LOC", "MISC")
 CONLL_LABELS = ("O", *(f"{p}-{t}" for t in CONLL_TYPES for p in ("B", "I")))
@@ -151,6 +166,39 @@ def read_plain_sentences(path: str | Path) -> tuple[list[TaggingExample], ReadRe
     return examples, report
 
 
+def read_conll_input(path: str | Path) -> tuple[list[TaggingExample], ReadReport]:
+    """Input to tag (``predict``): a ``.txt`` file is plain sentences, one per line; else CoNLL columns."""
+    if Path(path).suffix == ".txt":
+        return read_plain_sentences(path)
+    return read_conll(path, require_labels=False)
+
+
+def read_brown(path: str | Path, require_labels: bool = True) -> tuple[list[TaggingExample], ReadReport]:
+    """Brown POS through the shared tagged-Brown reader (:func:`plmkit.data.readers.iter_tagged`).
+
+    A file, a folder (NLTK layout; ``cats.txt`` lists the files) or a glob. For prediction, an
+    untagged file is read as one whitespace-tokenised sentence per line.
+    """
+    from ...data.readers import expand_inputs, iter_tagged, looks_tagged
+
+    files = expand_inputs(path)
+    for file in files[:1]:
+        refuse_json(file, "brown-pos", "tagged Brown text (word/tag tokens, one sentence per line; NLTK's "
+                    "corpora/brown layout)")
+    if not require_labels:
+        with open(files[0], encoding="utf-8", errors="replace") as f:
+            head = f.read(1 << 16)
+        if not looks_tagged(head):
+            return read_plain_sentences(path)
+    report = ReadReport(str(path))
+    examples = []
+    for file, sentences in iter_tagged(path):
+        for i, (words, tags) in enumerate(sentences, start=1):
+            examples.append(TaggingExample(f"{file.name}-{i}", words, tags, line=i))
+    report.read = len(examples)
+    return examples, report
+
+
 # --------------------------------------------------------------------------- features
 def convert_words(examples: Sequence[TaggingExample], tokenizer, labels: Sequence[str], max_length: int,
                   with_types: bool = True) -> Features:
@@ -266,3 +314,124 @@ def decode_chars(example: TaggingExample, token_preds: np.ndarray, meta: dict, l
         if prev != "O" and nxt.startswith("I-") and prev.split("-", 1)[1] == nxt[2:]:
             out[c] = nxt
     return out
+
+
+# --------------------------------------------------------------------------- the tasks
+class TaggingTask(Task):
+    """Word tagging with a label per token: BERT's first-sub-token labels, scored by conlleval's
+    entity-level F1 (CoNLL-2003 NER). The BiLSTM tagger (``--arch bilstm``, ELMo's use) learns it too."""
+
+    model_task = "token-classification"
+    bilstm_model = "bilstm-tagger"
+    # Tokens ↔ the units tagged: the first sub-token of each word (CharTaggingTask: characters by offsets).
+    convert = staticmethod(convert_words)
+    decode_tags = staticmethod(decode_words)
+
+    def __init__(self, name: str, description: str, reader: Callable[..., tuple[list[TaggingExample], ReadReport]],
+                 labels: Sequence[str] | None = None, main_metric: str = "f1",
+                 input_reader: Callable[[str | Path], tuple[list[TaggingExample], ReadReport]] | None = None):
+        self.name = name
+        self.description = description
+        self.reader = reader
+        self.input_reader = input_reader  # predict's input, when it may differ from the task's format
+        self.labels = tuple(labels) if labels is not None else None
+        self.main_metric = main_metric
+
+    def read(self, path: str | Path, role: str, options: TaskOptions, require_labels: bool = True
+             ) -> tuple[list[TaggingExample], ReadReport]:
+        return self.reader(path, require_labels=require_labels)
+
+    def read_input(self, path: str | Path, options: TaskOptions) -> tuple[list[TaggingExample], ReadReport]:
+        if self.input_reader is not None:
+            return self.input_reader(path)
+        return super().read_input(path, options)
+
+    def labels_from(self, examples: Sequence[TaggingExample]) -> tuple[str, ...]:
+        return distinct_labels({t for e in examples for t in (e.tags or ())})
+
+    def featurize(self, examples: Sequence[TaggingExample], tokenizer, labels: Sequence[str] | None,
+                  options: TaskOptions, with_types: bool, training: bool, path: str | Path = "") -> Features:
+        return self.convert(examples, tokenizer, labels or (), self.sequence_length(options), with_types)
+
+    def head_config(self, labels: Sequence[str] | None) -> dict[str, Any]:
+        return {"id2label": dict(enumerate(labels or ()))}
+
+    def model_labels(self, model, folder: str | Path) -> tuple[str, ...] | None:
+        return classifier_labels(self, model, folder)
+
+    def batch_outputs(self, output, lengths: Sequence[int]) -> list[dict[str, np.ndarray]]:
+        tags = output.logits.float().argmax(-1).cpu().numpy()  # the predicted label id of every token
+        return [{"tags": tags[j, :n]} for j, n in enumerate(lengths)]
+
+    def decode(self, examples: Sequence[TaggingExample], features: Features, outputs: list[dict[str, np.ndarray]],
+               labels: Sequence[str] | None, options: TaskOptions, info: Mapping[str, Any] | None = None) -> Scored:
+        return Scored({}, [self.decode_tags(e, o["tags"], features.extra[i], labels)
+                           for i, (e, o) in enumerate(zip(examples, outputs))])
+
+    def score(self, examples: Sequence[TaggingExample], scored: Scored, labels: Sequence[str] | None,
+              info: Mapping[str, Any] | None = None) -> dict[str, float]:
+        return M.conlleval(scored.predictions, [e.tags for e in examples])
+
+    def write_predictions(self, examples: Sequence[TaggingExample], scored: Scored, out: Path, files: Sequence[Path],
+                          info: Mapping[str, Any] | None = None) -> None:
+        """JSON lines ``{"id", "tokens", "tags"}`` for a ``.jsonl``/``.json`` ``out``, else CoNLL style:
+        ``token<TAB>tag`` lines, a blank line between sentences."""
+        with open(files[0], "w", encoding="utf-8") as f:
+            if out.suffix in (".jsonl", ".json"):
+                for e, tags in zip(examples, scored.predictions):
+                    f.write(json.dumps({"id": e.guid, "tokens": e.tokens, "tags": tags}, ensure_ascii=False) + "\n")
+            else:
+                for e, tags in zip(examples, scored.predictions):
+                    f.write("".join(f"{w}\t{t}\n" for w, t in zip(e.tokens, tags)) + "\n")
+
+    # ------------------------------------------------------------------ the BiLSTM tagger
+    def words(self, example: TaggingExample, path: str | Path = "") -> list[str]:
+        return list(example.tokens)
+
+    def word_features(self, examples: Sequence[TaggingExample], input_ids: Sequence[np.ndarray],
+                      labels: Sequence[str], path: str | Path = "") -> Features:
+        """A tag id per word (-100 for a tag outside the label set, counted); ``extra["first"]`` maps every
+        word to itself, so :func:`decode_words` reads the per-word predictions unchanged."""
+        index = {t: i for i, t in enumerate(labels)}
+        inputs, extra = [], []
+        unknown = 0
+        for e, ids in zip(examples, input_ids):
+            feat = {"input_ids": ids}
+            if e.tags is not None:
+                feat["labels"] = np.asarray([index.get(t, IGNORE_INDEX) for t in e.tags], dtype=np.int64)
+                unknown += int((feat["labels"] == IGNORE_INDEX).sum())
+            inputs.append(feat)
+            extra.append({"first": np.arange(len(ids), dtype=np.int64)})
+        return Features(inputs, np.arange(len(examples)), extra, {"unknown_tags": unknown})
+
+
+class PosTask(TaggingTask):
+    """Part-of-speech tagging: the tag set is the training data's, the metric token accuracy."""
+
+    labels_from_data = True
+
+    def __init__(self, name: str, description: str, reader: Callable[..., tuple[list[TaggingExample], ReadReport]]):
+        super().__init__(name, description, reader, labels=None, main_metric="accuracy")
+
+    def score(self, examples: Sequence[TaggingExample], scored: Scored, labels: Sequence[str] | None,
+              info: Mapping[str, Any] | None = None) -> dict[str, float]:
+        flat_p = [t for s in scored.predictions for t in s]
+        flat_g = [t for e in examples for t in e.tags]
+        return {"accuracy": M.accuracy(flat_p, flat_g)}
+
+
+class CharTaggingTask(TaggingTask):
+    """Character-level tagging (KLUE-NER): characters map to sub-tokens through the tokenizer's offsets;
+    scored on characters as KLUE does (entity F1 plus KLUE's entity and character macro F1)."""
+
+    bilstm_model = None  # the BiLSTM tags words
+    convert = staticmethod(convert_chars)
+    decode_tags = staticmethod(decode_chars)
+
+    def score(self, examples: Sequence[TaggingExample], scored: Scored, labels: Sequence[str] | None,
+              info: Mapping[str, Any] | None = None) -> dict[str, float]:
+        golds = [e.tags for e in examples]
+        out = M.conlleval(scored.predictions, golds)
+        out["entity_macro_f1"] = M.entity_macro_f1(scored.predictions, golds)
+        out["char_macro_f1"] = M.char_macro_f1(scored.predictions, golds, labels or ())
+        return out

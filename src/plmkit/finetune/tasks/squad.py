@@ -23,13 +23,40 @@ as the official scripts use only texts).
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..._files import write_json_atomic
 from ...errors import DataError, UsageError, excerpt, type_name
-from . import Features, ReadReport, SquadExample, expect_json, json_id, json_text, load_json
+from ...evaluation import metrics as M
+from .base import Features, Scored, Task, TaskOptions, log
+from .files import ReadReport, expect_json, json_id, json_text, load_json
+
+@dataclass
+class SquadExample:
+    """A SQuAD-format question over a context paragraph.
+
+    ``answers`` holds every gold answer (the official scorers compare against all of them);
+    ``answer_start``/``answer_text`` is the training target (the first answer whose
+    ``answer_start`` matches the context), or None for unanswerable questions.
+    """
+
+    qid: str
+    question: str
+    context: str
+    answers: list[str] = field(default_factory=list)
+    answer_start: int | None = None
+    answer_text: str | None = None
+    is_impossible: bool = False
+    article: int = 0  # index of the article in the file: validation splits never share an article
+    line: int = 0
+
 
 MISMATCH = "answer(s) whose answer_start does not match the context"
 NO_TARGET = "question(s) with no usable answer (not used for training)"
@@ -256,3 +283,175 @@ def postprocess(examples: Sequence[SquadExample], features: Features, start_logi
             predictions[ex.qid] = best_text
         nbest[ex.qid] = top
     return {"predictions": predictions, "best_non_null": best_non_null, "null_odds": null_odds, "nbest": nbest}
+
+
+# --------------------------------------------------------------------------- the task
+def version_2(info: Mapping[str, Any] | None) -> bool:
+    """Whether the file was SQuAD 2.0 (questions may have no answer), as its reader found."""
+    return (info or {}).get("version") == "2.0"
+
+
+PREDICTIONS = 'a JSON object mapping question id to answer text ({"56be4db0acb8001400a502ec": "Denver Broncos"})'
+
+
+class SpanTask(Task):
+    """Extractive question answering: a start and an end logit per token, the best valid span.
+
+    SQuAD 1.1 and 2.0 (the version is read from the file) are scored with the official scripts'
+    arithmetic; SQuAD 2.0's no-answer threshold is tuned on the first evaluation set and saved with the
+    model. Writes the official prediction files (``{id: answer}`` and ``{id: null odds}``).
+    """
+
+    model_task = "question-answering"
+    main_metric = "f1"
+    max_length = 384
+    split_note = ", whole articles"
+
+    def __init__(self, name: str, description: str):
+        self.name = name
+        self.description = description
+
+    def read(self, path: str | Path, role: str, options: TaskOptions, require_labels: bool = True
+             ) -> tuple[list[SquadExample], ReadReport]:
+        return read_squad(path, for_training=role == "train", require_answers=require_labels)
+
+    def split_groups(self, examples: Sequence[SquadExample]) -> list[int]:
+        return [e.article for e in examples]  # no paragraph on both sides of the split
+
+    def featurize(self, examples: Sequence[SquadExample], tokenizer, labels: Sequence[str] | None,
+                  options: TaskOptions, with_types: bool, training: bool, path: str | Path = "") -> Features:
+        return convert_squad(examples, tokenizer, self.sequence_length(options), options.doc_stride,
+                             options.max_query_length, with_types, training=training)
+
+    def batch_outputs(self, output, lengths: Sequence[int]) -> list[dict[str, np.ndarray]]:
+        start, end = output.start_logits.float().cpu().numpy(), output.end_logits.float().cpu().numpy()
+        return [{"start": start[j, :n], "end": end[j, :n]} for j, n in enumerate(lengths)]
+
+    def decode(self, examples: Sequence[SquadExample], features: Features, outputs: list[dict[str, np.ndarray]],
+               labels: Sequence[str] | None, options: TaskOptions, info: Mapping[str, Any] | None = None) -> Scored:
+        threshold = options.null_threshold if options.null_threshold is not None else 0.0
+        post = postprocess(examples, features, [o["start"] for o in outputs], [o["end"] for o in outputs],
+                           n_best=options.n_best, max_answer_length=options.max_answer_length,
+                           version_2=version_2(info), null_threshold=threshold)
+        post["null_threshold"] = float(threshold)  # what the predictions were cut at (SQuAD 2.0)
+        return Scored({}, [post["predictions"][e.qid] for e in examples], post)
+
+    def scored_as_v2(self, info: Mapping[str, Any] | None) -> bool:
+        """Whether the no-answer scoring of SQuAD 2.0 applies (KorQuAD: never)."""
+        return version_2(info)
+
+    def answer_metrics(self, dataset: list[Mapping], predictions: Mapping[str, str]) -> dict[str, float]:
+        """Exact match and F1 of answer texts, as the task's official script computes them (SQuAD 1.1)."""
+        return M.squad_v1_evaluate(dataset, predictions)
+
+    def score(self, examples: Sequence[SquadExample], scored: Scored, labels: Sequence[str] | None,
+              info: Mapping[str, Any] | None = None) -> dict[str, float]:
+        preds = scored.extra["predictions"]
+        if self.scored_as_v2(info):
+            # The predictions were cut at null_threshold; the scorer applies the same one to the same null_odds.
+            return M.squad_v2_evaluate(to_official(examples), preds, na_probs=scored.extra["null_odds"],
+                                       na_prob_thresh=scored.extra.get("null_threshold", 0.0),
+                                       best_thresh_predictions=scored.extra["best_non_null"])
+        return self.answer_metrics(to_official(examples), preds)
+
+    def official_scores(self, examples: Sequence[SquadExample], scored: Scored, metrics: Mapping[str, float],
+                        info: Mapping[str, Any] | None = None) -> dict[str, float]:
+        if self.scored_as_v2(info):  # the v2 script's best_*_thresh differ in value, not only in name
+            return M.squad_v2_evaluate(to_official(examples), scored.extra["predictions"],
+                                       na_probs=scored.extra["null_odds"],
+                                       na_prob_thresh=scored.extra.get("null_threshold", 0.0),
+                                       best_thresh_predictions=scored.extra["best_non_null"], official=True)
+        return super().official_scores(examples, scored, metrics, info)
+
+    def tuned_options(self, options: TaskOptions, examples: Sequence[SquadExample], scored: Scored,
+                      info: Mapping[str, Any] | None = None) -> TaskOptions:
+        if not version_2(info):
+            return options
+        # SQuAD 2.0: the null threshold that maximises F1 on this set, as BERT's recipe tunes it.
+        return dataclasses.replace(options, null_threshold=M.tuned_null_threshold(
+            to_official(examples), scored.extra["best_non_null"], scored.extra["null_odds"]))
+
+    def prediction_files(self, out: Path, info: Mapping[str, Any] | None = None) -> list[Path]:
+        odds = out.with_name(out.stem + ".null_odds.json")  # SQuAD 2.0 only: 1.1 has no no-answer odds
+        return [out, odds] if info is None or version_2(info) else [out]
+
+    def write_predictions(self, examples: Sequence[SquadExample], scored: Scored, out: Path, files: Sequence[Path],
+                          info: Mapping[str, Any] | None = None) -> None:
+        Path(files[0]).write_text(json.dumps(scored.extra["predictions"], indent=2), encoding="utf-8")
+        if version_2(info):
+            Path(files[1]).write_text(json.dumps(scored.extra["null_odds"], indent=2), encoding="utf-8")
+
+    def write_eval_predictions(self, run_dir: Path, name: str, scored: Scored, multi: bool) -> None:
+        """The official prediction files, so the official scripts can re-score them."""
+        stem = f"predictions-{name}" if multi else "predictions"
+        write_json_atomic(run_dir / f"{stem}.json", scored.extra["predictions"])
+        if scored.extra.get("null_odds"):
+            write_json_atomic(run_dir / f"{stem}.null_odds.json", scored.extra["null_odds"])
+
+    def score_prediction_file(self, eval_file: str | Path, predictions_file: str | Path,
+                              na_probs_file: str | Path | None = None, na_prob_thresh: float = 1.0
+                              ) -> dict[str, Any]:
+        """Score a prediction file like the official script (no model): v1.1, v2.0 or KorQuAD."""
+        # The dataset goes through the task's own reader first: every field is type-checked there.
+        read_squad(eval_file, require_answers=False)
+        dataset = load_json(eval_file, "the dataset is SQuAD JSON {\"version\": ..., \"data\": [articles]}")
+        if not any(True for a in dataset["data"] for p in a.get("paragraphs", []) for _ in p.get("qas", [])):
+            raise DataError(f"{eval_file}: the evaluation file has no questions")
+        preds = read_predictions(predictions_file)
+        na = read_na_probs(na_probs_file, preds, predictions_file) if na_probs_file is not None else None
+        v2 = M.squad_version(dataset) == "2.0" or na is not None  # an --na-probs file asks for v2.0 scoring
+        if self.scored_as_v2({"version": "2.0" if v2 else "1.1"}):
+            metrics = M.squad_v2_evaluate(dataset["data"], preds, na_probs=na, na_prob_thresh=na_prob_thresh)
+            official = M.squad_v2_evaluate(dataset["data"], preds, na_probs=na, na_prob_thresh=na_prob_thresh,
+                                           official=True)
+        else:
+            metrics = self.answer_metrics(dataset["data"], preds)
+            official = M.official_metrics(self.name, metrics)
+        if metrics.get("missing"):
+            log(f"{metrics['missing']} question(s) of {eval_file} have no prediction in {predictions_file}")
+        return {"task": self.name, "metrics": metrics, "official": official}
+
+
+class KorQuADTask(SpanTask):
+    """KorQuAD 1.0: SQuAD 1.1's format, scored by KorQuAD's own script (character-level F1)."""
+
+    def scored_as_v2(self, info: Mapping[str, Any] | None) -> bool:
+        return False
+
+    def answer_metrics(self, dataset: list[Mapping], predictions: Mapping[str, str]) -> dict[str, float]:
+        return M.korquad_evaluate(dataset, predictions)
+
+
+def read_predictions(path: str | Path) -> dict[str, str]:
+    """A SQuAD prediction file ``{question id: answer text}``, every value checked."""
+    expect_json(path, "--predictions", PREDICTIONS, kinds=("a JSON object", "a SQuAD-format JSON"))
+    preds = load_json(path, f"the prediction file is {PREDICTIONS}")
+    if not isinstance(preds, dict):
+        raise DataError(f"{path}: expected {PREDICTIONS}, got {type_name(preds)}")
+    if "data" in preds and isinstance(preds["data"], list):
+        raise DataError(f"{path}: this is a SQuAD dataset (it has a 'data' list), not a prediction file; "
+                        f"--predictions takes {PREDICTIONS} (the predictions.json that 'plmkit predict' writes)")
+    for qid, answer in preds.items():
+        if not isinstance(answer, str):
+            raise DataError(f"{path}: the prediction for {excerpt(qid)} is {type_name(answer)} "
+                            f"({excerpt(answer)}), expected answer text (\"\" for no answer)")
+    return preds
+
+
+def read_na_probs(path: str | Path, preds: Mapping[str, str], predictions_file: str | Path) -> dict[str, float]:
+    """The official script's ``--na-prob-file``: a finite no-answer score for every predicted question."""
+    expect_json(path, "--na-probs", "a JSON object mapping question id to a probability", kinds=("a JSON object",))
+    na = load_json(path, "the no-answer probability file is a JSON object {question id: probability}")
+    if not isinstance(na, dict):
+        raise DataError(f"{path}: expected a JSON object mapping question id to a no-answer probability, got "
+                        f"{type_name(na)}")
+    for qid, prob in na.items():
+        if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not math.isfinite(prob):
+            raise DataError(f"{path}: the no-answer probability of {excerpt(qid)} is {excerpt(prob)}, expected a "
+                            "finite number")
+    missing = [qid for qid in preds if qid not in na]
+    if missing:  # the official script would stop with a KeyError
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise DataError(f"{path}: no no-answer probability for question {excerpt(missing[0])}{more} of "
+                        f"{predictions_file}; it needs one for every predicted question")
+    return na
