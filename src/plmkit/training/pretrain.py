@@ -26,6 +26,7 @@ from torch import nn
 from ..config import ModelConfig, get_preset, model_config_from_preset
 from ..errors import ConfigError, DataError, UsageError
 from .autobatch import MicroBatchChoice, check_micro_batch, choose_micro_batch, divisors
+from .prefetch import Prefetch
 from .trainer import TrainConfig, Trainer, load_weights_from_folder
 
 SECTIONS = ("model", "data", "train")
@@ -507,7 +508,9 @@ def _pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping
                   "train_documents": int(len(train_docs)), "fingerprint": fingerprint}
     if choice is not None:
         run_config["micro_batch"] = choice.to_dict()
-    trainer = Trainer(model, tcfg, stream, out, steps_per_epoch=steps_per_epoch, tokenizer=tokenizer,
+    # The next batches are built and masked in a thread while the model trains on this one (same batches,
+    # same resume positions: training/prefetch.py).
+    trainer = Trainer(model, tcfg, Prefetch(stream), out, steps_per_epoch=steps_per_epoch, tokenizer=tokenizer,
                       run_config=run_config, resume=resume, load_weights=load_weights,
                       evaluate=lambda m: evaluate_pretraining(m, eval_list, d.device, tcfg.bf16),
                       model_extra={"preset": preset, "data_config": dcfg.to_dict()})

@@ -603,6 +603,9 @@ class Trainer:
                     last_eval = self._run_eval(model, metrics_file, writer, self.elapsed)
             final = self._save(model, optimizer, self.elapsed)
         finally:
+            close = getattr(data, "close", None)  # a generator; a prefetching source stops its thread there
+            if close is not None:
+                close()
             resident.__exit__(None, None, None)
             self._restore_signal_handlers(handlers)
             if bar is not None:
