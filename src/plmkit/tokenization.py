@@ -706,8 +706,10 @@ def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int, lowercase:
     counted = _Counted(texts, count_chars=kind in ("unigram", "wordpiece"))
     source: Iterable[str] = reservoir_sample(counted, max_sentences, seed) if max_sentences else counted
     backend = _new_backend(kind, lowercase, strip_accents, byte_fallback)
-    if not _train(backend, source, _trainer(kind, model_size, min_frequency, limit_alphabet, show_progress, initial),
-                  model_size):
+    if kind == "wordpiece":
+        _train_wordpiece(backend, source, model_size, min_frequency, limit_alphabet, show_progress)
+    elif not _train(backend, source, _trainer(kind, model_size, min_frequency, limit_alphabet, show_progress, initial),
+                    model_size):
         backend = _train_unigram_within_alphabet(counted, source, backend, model_size, vocab_size, byte_fallback,
                                                  initial, show_progress)
     if counted.n == 0:
@@ -748,6 +750,121 @@ def _train(backend: FastTokenizer, texts: Iterable[str], trainer: Any, model_siz
             raise
         return False
     return not isinstance(trainer, trainers.UnigramTrainer) or backend.get_vocab_size() <= model_size
+
+
+# Stand-ins for the characters of a word after its first (WordPiece's "##" pieces) while training: a plane of
+# private-use code points (characters there in the text get a stand-in too, so the mapping stays one to one).
+_STAND_INS = (0xF0000, 0x10FFFE)
+
+
+def _train_wordpiece(backend: FastTokenizer, texts: Iterable[str], vocab_size: int, min_frequency: int,
+                     limit_alphabet: int | None, show_progress: bool) -> None:
+    """Train ``backend``'s WordPiece model (BERT's pre-tokenizer): Hugging Face's trainer, made to give the same
+    vocabulary every run.
+
+    Its WordPiece trainer numbers the "##c" pieces in the order a hash map seeded per process visits the
+    words, and breaks ties between merges of equal count by those numbers: two trainings on the same text
+    gave the same pieces under different ids, and now and then a different piece at the end of the
+    vocabulary, so a model pretrained on one could not be repeated with the other. Here the text is
+    normalized and split into words by ``backend``'s own normalizer and pre-tokenizer, every character after
+    a word's first is replaced by a private-use stand-in for it, and the trainer — with no "##" prefix —
+    learns on those words: its alphabet is then numbered in code-point order and every tie is broken the
+    same way. Mapping the stand-ins back to "##" pieces gives the vocabulary the trainer finds with
+    its "##" prefix, up to the order of ties; ``limit_alphabet`` keeps the most frequent characters (ties by
+    code point), as the trainer does. The special tokens come first, then the alphabet, then the merges.
+    """
+    from tokenizers import AddedToken, models, pre_tokenizers, trainers
+
+    norm = backend.normalizer
+    split = _BertWords()
+    words: collections.Counter[str] = collections.Counter()
+    for chunk in _batched(texts, 2000):
+        text = "\n".join(chunk)
+        words.update(split(norm.normalize_str(text) if norm is not None else text))
+    chars: collections.Counter[str] = collections.Counter()
+    for w, n in words.items():
+        for c in w:
+            chars[c] += n
+    keep = sorted(chars)
+    if limit_alphabet is not None and len(keep) > limit_alphabet:
+        keep = sorted(sorted(keep, key=lambda c: (-chars[c], c))[:limit_alphabet])
+    # One code point for every (position kind, character) the training text needs: characters after the first,
+    # and first characters that are themselves in the stand-in plane.
+    lo, hi = _STAND_INS
+    needs = [(True, c) for c in keep] + [(False, c) for c in keep if ord(c) >= lo]
+    if len(needs) > hi - lo:
+        raise UsageError(f"the text has {len(keep):,} distinct characters, more than a WordPiece vocabulary can be "
+                         f"trained on here ({hi - lo:,}); pass limit_alphabet to keep the most frequent")
+    stand_in = {key: chr(lo + i) for i, key in enumerate(needs)}
+    cont = {c: stand_in[True, c] for c in keep}
+    first = {c: stand_in.get((False, c), c) for c in keep}
+
+    def mapped(w: str) -> str:
+        tail = "".join(cont[c] for c in w[1:] if c in cont)
+        return (first[w[0]] if w[0] in first else "") + tail
+
+    def training_text() -> Iterator[str]:
+        for w, n in words.items():
+            m = mapped(w)
+            if m:
+                for k in range(0, n, 1000):  # a word seen n times, as n words
+                    yield " ".join(itertools.repeat(m, min(1000, n - k)))
+
+    specials = _trainer("wordpiece", vocab_size, min_frequency, None, show_progress).special_tokens
+    learner = FastTokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix=""))
+    learner.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    learner.train_from_iterator(training_text(), trainer=trainers.WordPieceTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials, continuing_subword_prefix="",
+        show_progress=show_progress))
+    back = {v: ("##" if is_cont else "", c) for (is_cont, c), v in stand_in.items()}
+    vocab: dict[str, int] = {}
+    for piece, i in sorted(learner.get_vocab(with_added_tokens=False).items(), key=lambda kv: kv[1]):
+        if i < len(specials):
+            vocab[piece] = i
+            continue
+        parts = [back.get(ch, ("", ch)) for ch in piece]
+        vocab[parts[0][0] + "".join(c for _, c in parts)] = i
+    backend.model = models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##")
+    backend.add_special_tokens([AddedToken(t.content, lstrip=t.lstrip, rstrip=t.rstrip, normalized=t.normalized,
+                                           special=True) for t in specials])
+
+
+class _BertWords:
+    """``BertPreTokenizer`` in Python: the runs of characters between whitespace, each punctuation mark a word
+    of its own. Whitespace is Rust's ``char::is_whitespace`` (Unicode White_Space); punctuation is ASCII
+    punctuation or a Unicode P* category, as in Hugging Face's ``is_bert_punc``."""
+
+    WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+    def __init__(self):
+        self.punct: set[str] = set()
+        self.seen: set[str] = set()
+        self.pattern = self._compile()
+
+    def _compile(self):
+        import re
+
+        p = "".join(re.escape(c) for c in sorted(self.punct))
+        return re.compile(f"[^{self.WHITESPACE}{p}]+" + (f"|[{p}]" if p else ""))
+
+    def __call__(self, text: str) -> list[str]:
+        import string
+        import unicodedata
+
+        new = set(text) - self.seen
+        if new:
+            self.seen |= new
+            marks = {c for c in new if c in string.punctuation or unicodedata.category(c).startswith("P")}
+            if marks:
+                self.punct |= marks
+                self.pattern = self._compile()
+        return self.pattern.findall(text)
+
+
+def _batched(items: Iterable[T], n: int) -> Iterator[list[T]]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, n)):
+        yield chunk
 
 
 def _train_unigram_within_alphabet(counted: "_Counted", source: Iterable[str], backend: FastTokenizer,
