@@ -418,6 +418,16 @@ def test_a_damaged_generator_folder_is_refused_on_resume(corpus, tmp_path, capsy
     state["electra.embeddings.word_embeddings.weight"] = state["electra.embeddings.word_embeddings.weight"] + 1
     save_file(state, str(newest / "generator" / "model.safetensors"))
     capsys.readouterr()
+    # the checkpoint's manifest covers generator/: the changed file fails its checksum
+    assert main(pretrain_args(corpus, run, "--max-steps", "4", "--resume")) != 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "generator/model.safetensors does not match its recorded checksum" in err and "Traceback" not in err
+    # a generator that passes its checksum but does not share the discriminator's embeddings is refused too
+    from plmkit.training.checkpoint import STATE_NAME, sha256
+
+    trainer_state = json.loads((newest / STATE_NAME).read_text())
+    trainer_state["files"]["generator/model.safetensors"] = sha256(newest / "generator" / "model.safetensors")
+    (newest / STATE_NAME).write_text(json.dumps(trainer_state))
     assert main(pretrain_args(corpus, run, "--max-steps", "4", "--resume")) != 0
     err = capsys.readouterr().err
     assert "embeddings" in err and "do not belong together" in err and "Traceback" not in err

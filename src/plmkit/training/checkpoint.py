@@ -138,11 +138,16 @@ def save_checkpoint(run_dir: Path, step: int, model, optimizer: torch.optim.Opti
         optimizer_to_files(optimizer, tmp)
         for rank, rng in (rank_rng or {0: rng_state()}).items():
             save_file(rng, str(tmp / f"rng-rank{rank}.safetensors"))
-        files = sorted(p.name for p in tmp.iterdir() if p.is_file() and not p.name.startswith("."))
+        # Every file, sub-folders included (an ELECTRA checkpoint's generator/, a tagger's elmo/), by its
+        # relative POSIX path: resume verifies them all.
+        files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*")
+                       if p.is_file() and not p.name.startswith("."))
         manifest = {name: sha256(tmp / name) for name in files}
         write_json_atomic(tmp / STATE_NAME, {**state, "step": step, "files": manifest})
-        for p in tmp.iterdir():
-            if p.is_file():
+        for p in tmp.rglob("*"):
+            if p.is_dir():
+                fsync_dir(p)
+            elif p.is_file():
                 as_created(p)  # safetensors writes 0600 files; give them the umask's mode
                 with open(p, "rb") as f:
                     os.fsync(f.fileno())
@@ -224,7 +229,7 @@ def _state_schema_problem(state: dict[str, Any]) -> str | None:
     files = state.get("files", {})
     if not all(isinstance(k, str) and isinstance(v, str) and len(v) == 64 for k, v in files.items()):
         return "'files' must map file names to SHA-256 digests"
-    if "/" in "".join(files) or any(k in ("", ".", "..") for k in files):
+    if any(k.startswith("/") or "\\" in k or any(part in ("", ".", "..") for part in k.split("/")) for k in files):
         return "'files' names a file outside the checkpoint"
     for key in ("data", "train_config", "run_config"):
         if key in state and not isinstance(state[key], dict):
