@@ -75,9 +75,13 @@ class Recipe:
     vocab_size: int = 8000
     tokenizer_sentences: int | None = None  # train the tokenizer on a random sample of this many sentences (None: all)
     pretrain_steps: int = 2500
-    pretrain_batch: int = 64  # rows of pretrain_length tokens per step (2,048 tokens)
-    pretrain_length: int = 32  # short rows leave the bag-of-words plateau fastest (the English demo)
+    pretrain_batch: int = 64  # rows of pretrain_length tokens per step (4,096 tokens, as the English demo)
+    pretrain_length: int = 64  # short rows leave the bag-of-words plateau fast (the English demo) and cover the tasks
     pretrain_lr: float = 2e-3
+    # --set overrides of the preset's objective, comma-separated (empty: bert-tiny's MLM + NSP on segment pairs).
+    # BERT's segment pairs leave about 46% of each 64-token row as padding here, where most documents are one review
+    # or one sentence; "data.pair=none,data.packing=full-sentences,data.masking=dynamic" (RoBERTa's) fills the rows
+    pretrain_objective: str = ""
     finetune_train: int = 1000  # training examples per task (the first N of the shuffled training part)
     finetune_lr: float = 1e-3  # the same for both starts; tiny models fine-tune best at 1e-4 .. 1e-3
     finetune_batch: int = 32
@@ -88,8 +92,10 @@ class Recipe:
 
     @classmethod
     def quick(cls) -> "Recipe":
-        return cls(vocab_size=4000, tokenizer_sentences=20000, pretrain_steps=150, pretrain_batch=32,
-                   finetune_train=200, eval_rows=200, epochs_scale=0.5, seeds=[1])
+        # Fine-tuning costs little next to starting a process, and fewer than ~1,000 examples leave a model from
+        # scratch predicting one class: quick cuts pretraining, the vocabulary and the validation parts instead.
+        return cls(vocab_size=4000, tokenizer_sentences=20000, pretrain_steps=200, pretrain_batch=32,
+                   eval_rows=200, seeds=[1])
 
 
 def _log(msg: str) -> None:
@@ -120,6 +126,17 @@ def _split(items: list, eval_rows: int, seed: int = 0) -> tuple[list, list]:
     random.Random(seed).shuffle(order)
     held = set(order[:eval_rows])
     return [items[i] for i in order if i not in held], [items[i] for i in sorted(held)]
+
+
+def _groups_for(groups: list[list], rows: int, seed: int = 0) -> int:
+    """How many groups _split must hold out for at least ``rows`` rows (in its shuffled order)."""
+    order = list(range(len(groups)))
+    random.Random(seed).shuffle(order)
+    n = total = 0
+    while total < rows and n < len(order):
+        total += len(groups[order[n]])
+        n += 1
+    return n
 
 
 def _tsv_rows(path: Path) -> tuple[str, list[str]]:
@@ -160,9 +177,12 @@ def write_parts(data: Path, task: Task, eval_rows: int, out: Path) -> tuple[Path
     src = data / task.file
     suffix = "".join(src.suffixes[-1:])
     train_f, eval_f = out / f"{task.name}-train{suffix}", out / f"{task.name}-eval{suffix}"
-    if task.name == "klue-nli":
-        rows = json.loads(src.read_text(encoding="utf-8"))
-        tr, ev = _split(rows, eval_rows)
+    if task.name == "klue-nli":  # a premise comes with several hypotheses: all of them go to one part
+        groups: dict[str, list] = {}
+        for r in json.loads(src.read_text(encoding="utf-8")):
+            groups.setdefault(r["premise"], []).append(r)
+        tr_g, ev_g = _split(list(groups.values()), _groups_for(list(groups.values()), eval_rows))
+        tr, ev = [r for g in tr_g for r in g], [r for g in ev_g for r in g]
         for f, part in ((train_f, tr), (eval_f, ev)):
             f.write_text(json.dumps(part, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     elif task.name == "klue-ner":
@@ -236,7 +256,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
 
 
 def plot(results: list[dict[str, Any]], curve: list[dict[str, Any]], path: Path, title: str) -> Path | None:
-    """One panel per task (bars: means; dots: seeds) and the pretraining curve."""
+    """One panel per task (dots: seeds; bar and whiskers: mean, min and max) and the pretraining curve."""
     os.environ.setdefault("MPLBACKEND", "Agg")
     try:
         import matplotlib
@@ -248,15 +268,14 @@ def plot(results: list[dict[str, Any]], curve: list[dict[str, Any]], path: Path,
         return None
     fig, axes = plt.subplots(1, len(results) + 1, figsize=(3.1 * (len(results) + 1), 3.6), dpi=120)
     for ax, r in zip(axes, results):
-        for x, (init, color) in enumerate((("scratch", "#999999"), ("pretrained", "#1f77b4"))):
-            vals = r[init]["per_seed"]
-            ax.bar(x, r[init]["mean"], 0.6, color=color, alpha=0.85)
-            ax.scatter([x] * len(vals), vals, color="black", s=14, zorder=3)
-            ax.text(x, r[init]["mean"], f"{r[init]['mean']:.3f}", ha="center", va="bottom", fontsize=8)
-        lo = min(min(r["scratch"]["per_seed"]), min(r["pretrained"]["per_seed"]))
-        hi = max(max(r["scratch"]["per_seed"]), max(r["pretrained"]["per_seed"]))
-        pad = max(0.02, (hi - lo) * 0.6)
-        ax.set_ylim(max(-1.0, lo - pad), min(1.0, hi + pad) if hi + pad <= 1.0 else hi + pad)
+        for x, (init, color) in enumerate((("scratch", "#7f7f7f"), ("pretrained", "#1f77b4"))):
+            vals, mean = r[init]["per_seed"], r[init]["mean"]
+            ax.errorbar([x], [mean], yerr=[[mean - min(vals)], [max(vals) - mean]], fmt="_", ms=22, mew=2,
+                        color=color, capsize=6)
+            ax.scatter([x] * len(vals), vals, color=color, s=18, zorder=3, alpha=0.8)
+            ax.annotate(f"{mean:.3f}", (x, mean), xytext=(14, 0), textcoords="offset points", va="center",
+                        fontsize=8)
+        ax.set_xlim(-0.6, 1.8)
         ax.set_xticks([0, 1])
         ax.set_xticklabels(["scratch", "pretrained"])
         ax.set_title(f"{r['task']} ({r['metric']})\ngain {r['gain']:+.3f}", fontsize=9)
@@ -300,41 +319,69 @@ def split_tasks(data: Path, out: Path, recipe: Recipe) -> tuple[dict[str, tuple[
     return parts, write_pretraining_text(docs, held, out / "pretrain-text")
 
 
-def run(data: Path, out: Path, recipe: Recipe, quick: bool) -> dict[str, Any]:
-    t_start = time.time()
-    fresh_folder(out)
+def run(data: Path, out: Path, recipe: Recipe, quick: bool, reuse: bool = False) -> dict[str, Any]:
+    """The whole recipe into ``out``. With ``reuse``, a step whose output ``out`` already holds (from an
+    interrupted or earlier run of the same recipe) is not run again; its time is the one recorded then."""
+    if not reuse:
+        fresh_folder(out)
+    elif (out / "recipe.json").exists():
+        before = json.loads((out / "recipe.json").read_text(encoding="utf-8"))
+        differ = [k for k, v in asdict(recipe).items() if before.get(k) != v]
+        finetuning = {"finetune_train", "finetune_lr", "finetune_batch", "max_length", "epochs_scale", "seeds"}
+        if set(differ) - finetuning or (differ and (out / "finetune").exists()):
+            raise SystemExit(f"{out} holds a run of another recipe ({', '.join(differ)} differ); --reuse keeps "
+                             "the tokenizer, corpus and models only for other fine-tuning settings, and only "
+                             "once its finetune/ folder is moved away")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.json").write_text(json.dumps(asdict(recipe), indent=1) + "\n", encoding="utf-8")
+    started_on = machine()  # the load average as the run starts
     log = out / "commands.log"
-    timings: dict[str, float] = {}
+    timings_file = out / "timings.json"
+    timings: dict[str, float] = json.loads(timings_file.read_text()) if timings_file.exists() else {}
 
-    t = time.time()
-    parts, text_counts = split_tasks(data, out, recipe)
+    def step(name: str, done: Path, work) -> None:
+        """Run ``work`` unless ``done`` exists (with --reuse); record its seconds as ``name``."""
+        if reuse and done.exists():
+            _log(f"{name}: reusing {done}")
+            return
+        t = time.time()
+        work()
+        timings[name] = round(time.time() - t, 1)
+        timings_file.write_text(json.dumps(timings, indent=1) + "\n", encoding="utf-8")
+
     corpora = [str(data / "corpora" / "ko"), str(out / "pretrain-text")]
-    timings["split_s"] = time.time() - t
+    counts_file = out / "pretrain-text.json"
+    step("split_s", counts_file, lambda: counts_file.write_text(
+        json.dumps(split_tasks(data, out, recipe)[1], indent=1) + "\n", encoding="utf-8"))
+    text_counts = json.loads(counts_file.read_text(encoding="utf-8"))
+    parts = {t.name: (next((out / "tasks").glob(f"{t.name}-train.*")), next((out / "tasks").glob(f"{t.name}-eval.*")))
+             for t in TASKS}
 
     # 3-4. tokenizer, prepare, pretrain, export
-    t = time.time()
     sample = ["--max-sentences", str(recipe.tokenizer_sentences)] if recipe.tokenizer_sentences else []
-    plmkit("tokenizer", "train", "--kind", "unigram", "--vocab-size", str(recipe.vocab_size), "--cased", *sample,
-           "--out", str(out / "tok-ko"), *corpora, log=log)
-    timings["tokenizer_s"] = time.time() - t
-    t = time.time()
-    plmkit("prepare", "--tokenizer", str(out / "tok-ko"), "--out", str(out / "prepared-ko"), *corpora, log=log)
+    step("tokenizer_s", out / "tok-ko" / "tokenizer.json", lambda: plmkit(
+        "tokenizer", "train", "--kind", "unigram", "--vocab-size", str(recipe.vocab_size), "--cased", *sample,
+        "--out", str(out / "tok-ko"), *corpora, log=log))
+    step("prepare_s", out / "prepared-ko" / "meta.json", lambda: plmkit(
+        "prepare", "--tokenizer", str(out / "tok-ko"), "--out", str(out / "prepared-ko"), *corpora, log=log))
     prep = json.loads((out / "prepared-ko" / "meta.json").read_text(encoding="utf-8"))["counts"]
-    timings["prepare_s"] = time.time() - t
-    t = time.time()
+    summary_file = out / "pretrain-summary.json"
     eval_every = max(50, recipe.pretrain_steps // 8)
-    summary = json.loads(plmkit(
+    step("pretrain_s", summary_file, lambda: summary_file.write_text(plmkit(
         "pretrain", "--preset", recipe.preset, "--data", str(out / "prepared-ko"), "--out", str(out / "pretrain"),
         "--max-steps", str(recipe.pretrain_steps), "--batch-size", str(recipe.pretrain_batch),
         "--max-length", str(recipe.pretrain_length), "--lr", str(recipe.pretrain_lr), "--warmup-ratio", "0.05",
         "--seed", "0", "--log-every", "20", "--eval-every", str(eval_every), "--save-minutes", "0",
-        "--set", "train.eval_at_start=true", log=log))
-    timings["pretrain_s"] = time.time() - t
-    plmkit("export", str(out / "pretrain"), "--out", str(out / "model-pretrained"), log=log)
-    save_scratch_twin(out / "model-pretrained", out / "model-scratch")
+        "--save-every", str(max(100, recipe.pretrain_steps // 5)), "--set", "train.eval_at_start=true",
+        *[a for kv in recipe.pretrain_objective.split(",") if kv for a in ("--set", kv)],
+        log=log), encoding="utf-8"))
+    summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    step("export_s", out / "model-pretrained" / "config.json",
+         lambda: plmkit("export", str(out / "pretrain"), "--out", str(out / "model-pretrained"), log=log))
+    step("scratch_s", out / "model-scratch" / "config.json",
+         lambda: save_scratch_twin(out / "model-pretrained", out / "model-scratch"))
 
     # 6. fine-tuning from both starts
-    t = time.time()
     seeds = ",".join(map(str, recipe.seeds))
     results = []
     for task in TASKS:
@@ -342,11 +389,12 @@ def run(data: Path, out: Path, recipe: Recipe, quick: bool) -> dict[str, Any]:
         row: dict[str, Any] = {"task": task.name, "metric": task.metric}
         for init in ("scratch", "pretrained"):
             run_out = out / "finetune" / f"{task.name}-{init}"
-            plmkit("finetune", task.name, "--model", str(out / f"model-{init}"), "--train", str(train_f),
-                   "--eval", str(eval_f), "--out", str(run_out), "--seeds", seeds,
-                   "--max-train", str(recipe.finetune_train), "--epochs", f"{task.epochs * recipe.epochs_scale:g}",
-                   "--lr", str(recipe.finetune_lr), "--batch-size", str(recipe.finetune_batch),
-                   "--max-length", str(recipe.max_length), "--save-every", "0", "--no-tensorboard", log=log)
+            step(f"finetune_{task.name}_{init}_s", run_out / "metrics.json", lambda: plmkit(
+                "finetune", task.name, "--model", str(out / f"model-{init}"), "--train", str(train_f),
+                "--eval", str(eval_f), "--out", str(run_out), "--seeds", seeds,
+                "--max-train", str(recipe.finetune_train), "--epochs", f"{task.epochs * recipe.epochs_scale:g}",
+                "--lr", str(recipe.finetune_lr), "--batch-size", str(recipe.finetune_batch),
+                "--max-length", str(recipe.max_length), "--save-every", "0", "--no-tensorboard", log=log))
             res = json.loads((run_out / "metrics.json").read_text(encoding="utf-8"))
             row[init] = summarize(seed_values(res, task.metric))
             row["data"] = res["data"]  # what plmkit read of the two parts
@@ -354,17 +402,15 @@ def run(data: Path, out: Path, recipe: Recipe, quick: bool) -> dict[str, Any]:
         row["separated"] = min(row["pretrained"]["per_seed"]) > max(row["scratch"]["per_seed"])
         results.append(row)
         _log(format_table([row]).splitlines()[-1])
-    timings["finetune_s"] = time.time() - t
 
     # 7. report
     curve = [json.loads(ln) for ln in (out / "pretrain" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
-    total = time.time() - t_start
     report = {
-        "quick": quick, "recipe": asdict(recipe), "tasks": [asdict(t) for t in TASKS], "machine": machine(),
+        "quick": quick, "recipe": asdict(recipe), "tasks": [asdict(t) for t in TASKS], "machine": started_on,
         "pretraining_text": text_counts, "prepared": prep,
         "pretraining": {k: v for k, v in summary.items() if k in ("step", "tokens_seen") or k.startswith("eval_")},
         "pretraining_start": next((c for c in curve if "eval_mlm_loss" in c), None),
-        "results": results, "timings_s": {k: round(v, 1) for k, v in timings.items()}, "total_s": round(total, 1),
+        "results": results, "timings_s": timings, "total_s": round(sum(timings.values()), 1),
         "load_average_at_end": os.getloadavg(),
     }
     png = plot(results, curve, out / "korean-recipe.png",
@@ -380,10 +426,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="runs/korean-recipe", help="output folder (must not exist or be empty)")
     ap.add_argument("--data", default=os.environ.get("PLMKIT_DATA"), help="the shared data folder ($PLMKIT_DATA)")
-    ap.add_argument("--quick", action="store_true", help="the CI form (a few minutes): vocabulary 4,000, 150 pretraining steps, 200 examples per task, one seed")
+    ap.add_argument("--quick", action="store_true", help="the CI form (a few minutes): vocabulary 4,000, 200 pretraining steps of 32 rows, 200 validation rows, one seed")
     ap.add_argument("--split-only", action="store_true",
                     help="only write the task parts (OUT/tasks) and the pretraining text (OUT/pretrain-text), "
                          "the README's first step")
+    ap.add_argument("--reuse", action="store_true",
+                    help="continue a run in --out of the same recipe: steps whose output is there are not run again")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="change a Recipe field, e.g. pretrain_steps=2000, seeds=1,2 (repeatable)")
     args = ap.parse_args(argv)
@@ -404,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{counts[name]['sentences']:,} sentences, {counts[name]['dropped_as_validation_text']} left out "
                   "as validation text")
         return 0
-    report = run(Path(args.data), Path(args.out), recipe, args.quick)
+    report = run(Path(args.data), Path(args.out), recipe, args.quick, reuse=args.reuse)
     print(format_table(report["results"]))
     print(f"\nreport: {Path(args.out) / 'report.json'}\nplot:   {report['plot']}\n"
           f"total time: {report['total_s'] / 60:.1f} min ({json.dumps(report['timings_s'])})")
