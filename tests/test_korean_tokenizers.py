@@ -39,7 +39,7 @@ def squeeze(text: str) -> str:
 def readme_korean_command() -> list[str]:
     """The README's command that trains the Korean tokenizer, as argv for plmkit.cli.main."""
     lines = [ln for ln in README.read_text(encoding="utf-8").splitlines()
-             if ln.startswith("plmkit tokenizer train") and "corpora/ko" in ln]
+             if ln.startswith("plmkit tokenizer train") and "corpora/ko" in ln and "--out tok-ko " in ln]
     assert len(lines) == 1, lines
     return shlex.split(lines[0])[1:]
 
