@@ -15,7 +15,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[test,full]'
+	$(BIN)/pip install -q -e '.[test,full,fp8]'
 	touch $@
 
 install: $(VENV)/.installed

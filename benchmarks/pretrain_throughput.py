@@ -66,10 +66,10 @@ def make_batch(config, batch: int, length: int, seed: int = 0) -> dict[str, torc
     return out
 
 
-def build_pair(preset: str, seed: int = 0, threads: int | None = None):
+def build_pair(preset: str, seed: int = 0, threads: int | None = None, overrides: dict | None = None):
     import transformers as T
 
-    config = model_config_from_preset(preset)
+    config = model_config_from_preset(preset, overrides)
     torch.manual_seed(seed)
     ours = plmkit.PlmModel(config, task="pretraining")
     with tempfile.TemporaryDirectory() as d:
@@ -286,8 +286,10 @@ def profile_step(name: str, step, data, top: int = 12, device: torch.device = to
     for e in kernels:
         per_kind[kernel_kind(e.name)] = per_kind.get(kernel_kind(e.name), 0.0) + e.device_time_total / 3e3
         per_name[e.name] = per_name.get(e.name, 0.0) + e.device_time_total / 3e3
+    graph_launches = sum(e.count for e in events if e.key == "cudaGraphLaunch") / 3  # CUDA graphs replayed
     print(f"\n{name} ({label}): step {wall * 1e3:.1f} ms under the profiler, GPU busy {busy:.1f} ms "
           f"({busy / (wall * 1e3):.0%}), {len(kernels) // 3} kernels per step"
+          + (f", {graph_launches:g} CUDA graph launches per step" if graph_launches else "")
           + (f"; model FLOPs {flops / 1e12:.2f} T" if flops else ""))
     print("| kernel class | GPU ms per step | share of busy |\n|---|---:|---:|")
     for k, v in sorted(per_kind.items(), key=lambda kv: -kv[1]):

@@ -61,6 +61,14 @@ def register(sub) -> None:
     opt.add_argument("--gradient-checkpointing", action="store_true", default=None,
                      help="recompute activations in the backward pass to save memory")
     opt.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    opt.add_argument("--cuda-graphs", action="store_true", default=None,
+                     help="GPU: compile the step as CUDA graphs (torch.compile mode reduce-overhead), which removes "
+                          "the host's launch gaps; needs static shapes, so masked-LM rows get a fixed number of "
+                          "predicted slots (data.max_predictions, set when unset; no row is capped)")
+    opt.add_argument("--fp8", action="store_true", default=None,
+                     help="GPU with FP8 tensor cores (compute capability 8.9+: H100/H200, L4/L40, B200): the encoder's "
+                          "matmuls in FP8 through torchao's float8 training (pip install 'plmkit[fp8]'); fast with "
+                          "--compile or --cuda-graphs; weights and checkpoints stay full precision")
     opt.add_argument("--seed", type=T.seed,
                      help="random seed of the initialisation, masking and data order (default: the preset's, 0)")
     opt.add_argument("--device", help="auto (default: a GPU if present), cpu, cuda")
@@ -109,7 +117,8 @@ def run_pretrain(args) -> int:
         "batch_size": args.batch_size, "micro_batch": args.micro_batch, "grad_accum": args.grad_accum,
         "max_length": args.max_length, "lr": args.lr,
         "warmup": warmup_value(args), "optimizer": args.optimizer, "bf16": args.bf16,
-        "gradient_checkpointing": args.gradient_checkpointing, "compile": args.compile, "seed": args.seed,
+        "gradient_checkpointing": args.gradient_checkpointing, "compile": args.compile,
+        "cuda_graphs": args.cuda_graphs, "fp8": args.fp8, "seed": args.seed,
         "device": args.device, "log_every": args.log_every, "eval_every": args.eval_every,
         "save_every": args.save_every, "save_minutes": args.save_minutes, "keep_last": args.keep_last,
         "progress": False if args.no_progress else None,

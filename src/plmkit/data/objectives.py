@@ -47,6 +47,13 @@ integer index arrays (one row per instance), reads tokens from the corpus' memor
 when a batch is built, and its position is a few integers (exact resume; per-rank slices under DDP).
 Randomness at serving time comes from a counter-based hash (splitmix64) of those keys, vectorised
 with numpy.
+
+Static shapes (``max_predictions`` set, as google-research/bert's ``max_predictions_per_seq``): masked
+batches also carry ``mlm_positions`` (B, max_predictions), each row's predicted columns in ascending order
+padded with -1, so that the MLM head gathers a fixed number of rows and a compiled step (CUDA graphs) sees
+the same shapes every time. ``labels`` stay (B, L) as without it, and the counts of the loss contract are
+read from them (real predictions, never padding). Masking itself is unchanged: the cap is the one BERT's
+count rule already applies, and with :func:`default_max_predictions` no row reaches it.
 """
 
 from __future__ import annotations
@@ -111,7 +118,11 @@ class DataConfig:
     dupe_factor: int = 10
     # Segment pairs: 10% of documents use a random shorter target, to match short fine-tuning inputs.
     short_seq_prob: float = 0.1
-    # Cap on predictions per sequence (BERT: 20 at length 128); None = no cap beyond mask_prob.
+    # google-research/bert's max_predictions_per_seq (20 at length 128, 80 at 512): at most this many
+    # predictions per row (a row whose count would be higher is capped, as create_pretraining_data.py caps
+    # it), and batches carry them as fixed (B, max_predictions) ``mlm_positions``: every step has the same
+    # shapes, which CUDA graphs need (--cuda-graphs sets it to default_max_predictions() when unset).
+    # None: no cap beyond mask_prob, and the MLM head finds the labelled positions of each batch itself.
     max_predictions: int | None = None
     # Rows that pack several documents (full-sentences, causal) attend only within each document and
     # restart positions there (batches carry ``document_ids``): each document is seen as if alone, with
@@ -161,6 +172,10 @@ class DataConfig:
                                   "full-sentences and doc-sentences rows have no second segment")
         if self.max_length < 8:
             raise ConfigError(f"data.max_length={self.max_length} is too short for a pretraining row (use >= 8)")
+        if self.max_predictions is not None and not self.masked:
+            raise ConfigError(f"data.max_predictions={self.max_predictions} caps masked-LM predictions, and "
+                              f"data.objective={self.objective!r} masks nothing (every position is predicted, "
+                              "with static shapes already); drop data.max_predictions")
 
     @property
     def masked(self) -> bool:
@@ -171,6 +186,11 @@ class DataConfig:
     def word_units(self) -> bool:
         """Whether masking picks whole words (whole-word or n-gram masking) rather than single tokens."""
         return self.whole_word or self.ngram > 1
+
+    @property
+    def static_predictions(self) -> bool:
+        """Whether batches carry fixed-size ``mlm_positions`` (a masked objective with ``max_predictions`` set)."""
+        return self.masked and self.max_predictions is not None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -194,6 +214,35 @@ def data_config_from_preset(name: str | None, overrides: Mapping[str, Any] | Non
     extra = {(key[len("data."):] if key.startswith("data.") else key): value for key, value in (overrides or {}).items()}
     return config_from_preset(name, extra, lambda d, source: DataConfig.from_dict(d, source=source), section="data",
                               source=f"preset {name!r} data section" if name else "data config")
+
+
+def default_max_predictions(max_length: int, mask_prob: float) -> int:
+    """The fixed number of predicted slots per row when static shapes are asked for without one.
+
+    The most predictions BERT's count rule (:meth:`MLMMasker.num_to_predict`) gives a row of ``max_length``
+    tokens, at least two of them special ([CLS] and [SEP]): round(mask_prob · (max_length − 2)), rounded up
+    to a multiple of 4. So no row is ever capped (the masks are exactly those of ``max_predictions=None``),
+    and at 15% it is google-research/bert's max_predictions_per_seq: 20 at length 128, 80 at 512.
+    """
+    most = max(1, int(np.floor((max_length - 2) * mask_prob + 0.5)))
+    return -(-most // 4) * 4
+
+
+def predicted_positions(labels: np.ndarray, width: int) -> np.ndarray:
+    """The predicted columns of each row (``labels != -100``), ascending, padded with -1 to ``width``. (B, width).
+
+    Read row by row, the real entries are the positions in the order ``labels != -100`` picks them, so a
+    head that gathers here computes the same rows as one that indexes with the boolean mask."""
+    chosen = np.asarray(labels) != IGNORE_INDEX  # (B, L)
+    B, L = chosen.shape
+    counts = chosen.sum(axis=1)
+    if B and int(counts.max()) > width:
+        raise ValueError(f"a row has {int(counts.max())} predicted positions, more than the {width} slots")
+    cols = min(width, L)
+    order = np.argsort(~chosen, axis=1, kind="stable")[:, :cols]  # (B, cols): chosen columns first, ascending
+    out = np.full((B, width), -1, dtype=np.int64)
+    out[:, :cols] = np.where(np.arange(cols)[None, :] < counts[:, None], order, -1)
+    return out
 
 
 # --------------------------------------------------------------------------- counter-based randomness
@@ -823,6 +872,8 @@ class PretrainingStream:
         if self.masker is not None:
             keys = row_keys(_key(self.seed, _TAG_MASK, self._mask_epoch(epoch)), rows)
             ids, labels = self.masker(ids, word_starts, keys)
+            if cfg.static_predictions:  # the masker never predicts more than max_predictions in a row
+                out["mlm_positions"] = predicted_positions(labels, cfg.max_predictions)
         else:
             labels = ids.copy()
         batch = {"input_ids": ids, **out, "labels": labels}
@@ -831,5 +882,6 @@ class PretrainingStream:
 
 __all__ = [
     "DataConfig", "PretrainingStream", "MLMMasker", "data_config_from_preset", "build_pair_plan",
+    "default_max_predictions", "predicted_positions",
     "IGNORE_INDEX", "OBJECTIVES", "PAIRS", "MASKINGS", "PACKINGS",
 ]

@@ -50,7 +50,8 @@ GENERATOR_DIR = "generator"  # the generator's folder inside a saved discriminat
 @dataclass
 class ElectraOutput(ModelOutput):
     """:class:`ModelOutput` plus the discriminator's side: ``logits`` (B, T) are its replaced-token logits,
-    ``prediction_logits`` (N, V) / ``mlm_loss`` the generator's at the N masked positions."""
+    ``prediction_logits`` (N, V) / ``mlm_loss`` the generator's at the N masked positions ((B·P, V) at the
+    batch's ``mlm_positions``, padded slots included)."""
 
     rtd_loss: torch.Tensor | None = None  # mean binary cross-entropy over the real tokens
     weighted_rtd_loss: torch.Tensor | None = None  # rtd_weight · rtd_loss: the term that is trained on
@@ -68,15 +69,25 @@ def sample_tokens(logits: torch.Tensor, generator: torch.Generator | None = None
         return (logits + gumbel).argmax(-1)
 
 
-def replace_masked(input_ids: torch.Tensor, labels: torch.Tensor, sampled: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def replace_masked(input_ids: torch.Tensor, labels: torch.Tensor, sampled: torch.Tensor,
+                   positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The discriminator's input and its labels: the original text (``labels`` where set, else ``input_ids``)
     with ``sampled`` (N,) at the N labelled positions; a label is 1 where the token differs from the original,
-    so a sample that equals the original token counts as original."""
+    so a sample that equals the original token counts as original.
+
+    With ``positions`` (B, P) (static shapes: the batch's ``mlm_positions``, padded with -1), ``sampled`` is
+    (B·P,), one per slot, and the samples of padded slots are dropped: they are written to a spare column
+    that is cut off, so no real token changes and the shapes do not depend on the data."""
     masked = labels != IGNORE_INDEX  # (B, T)
     original = torch.where(masked, labels, input_ids)
-    corrupted = original.clone()
-    corrupted[masked] = sampled.to(corrupted.dtype)
+    if positions is None:
+        corrupted = original.clone()
+        corrupted[masked] = sampled.to(corrupted.dtype)
+    else:
+        B, T = original.shape
+        slots = torch.where(positions >= 0, positions, T)  # (B, P): padded slots → the spare column T
+        wide = torch.cat([original, original.new_zeros(B, 1)], dim=1)  # (B, T + 1)
+        corrupted = wide.scatter(1, slots, sampled.view(B, -1).to(wide.dtype))[:, :T]
     return corrupted, (corrupted != original).long()
 
 
@@ -132,10 +143,15 @@ class ElectraPretrainingModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, document_ids: torch.Tensor | None = None,
-                output_hidden_states: bool = False, **unused: Any) -> ElectraOutput:
+                output_hidden_states: bool = False, mlm_positions: torch.Tensor | None = None,
+                **unused: Any) -> ElectraOutput:
         """``input_ids`` (B, T) with the data's masks in, ``labels`` (B, T) the original tokens at the masked
         positions (-100 elsewhere). In eval mode the samples come from a fixed seed, so that a held-out
-        evaluation is the same at every step and takes nothing from the training's random stream."""
+        evaluation is the same at every step and takes nothing from the training's random stream.
+
+        ``mlm_positions`` (B, P), padded with -1 (static shapes, data.max_predictions): only the generator's MLM
+        uses it — it predicts and samples at the P slots of each row, and :func:`replace_masked` drops the samples
+        of padded slots; the discriminator judges every token either way."""
         if unused:
             raise UsageError(f"unexpected model input(s): {', '.join(sorted(unused))}")
         if labels is None:
@@ -143,13 +159,13 @@ class ElectraPretrainingModel(nn.Module):
                              "(-100 elsewhere), as the rtd objective's batches carry them")
         shared = dict(attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids,
                       document_ids=document_ids)
-        gen = self.generator(input_ids, labels=labels, **shared)
+        gen = self.generator(input_ids, labels=labels, mlm_positions=mlm_positions, **shared)
         rng = None
         if not self.training:
             rng = torch.Generator(device=input_ids.device)
             rng.manual_seed(0)
-        sampled = sample_tokens(gen.prediction_logits, rng)  # (N,)
-        corrupted, replaced = replace_masked(input_ids, labels, sampled)
+        sampled = sample_tokens(gen.prediction_logits, rng)  # (N,), or (B·P,) with mlm_positions
+        corrupted, replaced = replace_masked(input_ids, labels, sampled, mlm_positions)
         disc = self.discriminator(corrupted, labels=replaced, output_hidden_states=output_hidden_states, **shared)
         out = ElectraOutput(logits=disc.logits, prediction_logits=gen.prediction_logits, mlm_loss=gen.mlm_loss,
                             rtd_loss=disc.loss, rtd_labels=replaced, corrupted_ids=corrupted,

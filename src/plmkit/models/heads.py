@@ -6,7 +6,8 @@ field of :class:`~plmkit.config.ModelConfig`, never the model type:
 
 * :class:`MLMHead` — BERT's masked-LM transform (activation ``mlm_act``) + decoder tied to the input
   embeddings. With labels, logits are computed **only at the labelled positions** (the rest would be
-  thrown away).
+  thrown away): found from the labels, or (static shapes, for CUDA graphs) gathered at a fixed number of
+  given positions per row, as google-research/bert's ``gather_indexes`` does.
 * :class:`PairHead` — next-sentence prediction (BERT) or sentence-order prediction (ALBERT), as
   ``pair_head`` says.
 * :class:`ReplacedTokenHead` — ELECTRA's discriminator: is each token the original or a replacement?
@@ -61,12 +62,17 @@ class MLMHead(Head):
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
         self.reset_parameters(config)
 
-    def forward(self, hidden: torch.Tensor, decoder: torch.Tensor, labels: torch.Tensor | None = None):
+    def forward(self, hidden: torch.Tensor, decoder: torch.Tensor, labels: torch.Tensor | None = None,
+                positions: torch.Tensor | None = None):
         """hidden (B, T, H); decoder (V, E). Returns (logits, loss).
 
-        Without labels: logits (B, T, V). With labels: logits (N, V) for the N positions whose
-        label is not -100, and the mean cross-entropy over them.
+        Without labels or positions: logits (B, T, V). With labels: logits (N, V) for the N positions whose
+        label is not -100, and the mean cross-entropy over them. With ``positions`` (B, P), each row's
+        predicted positions padded with -1 (the data's ``mlm_positions``): logits (B·P, V) at those slots, padded
+        slots included, and the same mean over the real slots — shapes that do not depend on the data.
         """
+        if positions is not None:
+            return self._gathered(hidden, decoder, labels, positions)
         if labels is None:
             return self._logits(hidden, decoder), None
         where = labels != IGNORE_INDEX  # (B, T)
@@ -75,6 +81,20 @@ class MLMHead(Head):
         if picked.shape[0] == 0:
             return logits, hidden.sum() * 0.0
         return logits, F.cross_entropy(logits.float(), labels[where])
+
+    def _gathered(self, hidden: torch.Tensor, decoder: torch.Tensor, labels: torch.Tensor | None,
+                  positions: torch.Tensor):
+        """The static-shape path: no boolean indexing, no count read on the host."""
+        B, P = positions.shape
+        real = positions >= 0  # (B, P): the weight mask
+        index = positions.clamp(min=0)  # padded slots read position 0; their loss is masked out
+        picked = hidden.gather(1, index[:, :, None].expand(-1, -1, hidden.shape[-1]))  # (B, P, H)
+        logits = self._logits(picked.reshape(B * P, -1), decoder)  # (B·P, V)
+        if labels is None:
+            return logits, None
+        targets = labels.gather(1, index).masked_fill(~real, IGNORE_INDEX)  # (B, P)
+        total = F.cross_entropy(logits.float(), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+        return logits, total / real.sum().clamp(min=1)  # the mean over the real slots (0 when there is none)
 
     def _logits(self, h: torch.Tensor, decoder: torch.Tensor) -> torch.Tensor:
         h = self.norm(self.act(self.dense(h)))

@@ -87,7 +87,8 @@ class ModelOutput:
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
-    prediction_logits: torch.Tensor | None = None  # MLM: (B, T, V), or (N, V) at labelled positions
+    # MLM: (B, T, V); (N, V) at the labelled positions; (B·P, V) at the batch's mlm_positions (padded slots too)
+    prediction_logits: torch.Tensor | None = None
     seq_relationship_logits: torch.Tensor | None = None  # NSP / SOP: (B, 2)
     # ELECTRA's discriminator puts its (B, T) replaced-token logits under ``logits``, as ElectraForPreTraining does.
     sop_logits: torch.Tensor | None = None  # ALBERT's name for the SOP logits (same tensor)
@@ -244,7 +245,8 @@ class PlmModel(nn.Module):
                 sentence_order_label: torch.Tensor | None = None,
                 start_positions: torch.Tensor | None = None, end_positions: torch.Tensor | None = None,
                 output_hidden_states: bool = False, document_ids: torch.Tensor | None = None,
-                **unused: Any) -> ModelOutput:
+                mlm_positions: torch.Tensor | None = None, **unused: Any) -> ModelOutput:
+        """``mlm_positions`` (B, P): the MLM head's positions, padded with -1 (static shapes; data.max_predictions)."""
         if unused:
             raise UsageError(f"unexpected model input(s): {', '.join(sorted(unused))}")
         heads = self.active_heads
@@ -274,7 +276,7 @@ class PlmModel(nn.Module):
         for kind in heads:
             head = self.heads[kind]
             if kind == "mlm":
-                out.prediction_logits, out.mlm_loss = head(h, decoder, labels)
+                out.prediction_logits, out.mlm_loss = head(h, decoder, labels, mlm_positions)
                 if self.task == "masked-lm":  # *ForMaskedLM names them `logits`
                     out.logits = out.prediction_logits
                 losses.append(out.mlm_loss)

@@ -352,7 +352,9 @@ class TransformerEncoder(nn.Module):
         if attention_mask is None:
             return None  # no padding: the fast path (is_causal for causal models)
         keep = attention_mask.bool()
-        if bool(keep.all()):
+        # Without padding, no mask (SDPA's fastest kernels). Reading that needs the value on the host, so a
+        # compiled step (torch.compile, CUDA graphs) builds the mask instead: the same attention, no graph break.
+        if not torch.compiler.is_compiling() and bool(keep.all()):
             return None
         mask = keep[:, None, None, :]  # (B, 1, 1, T)
         if self.config.causal:

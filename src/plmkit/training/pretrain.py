@@ -25,6 +25,8 @@ from torch import nn
 
 from ..config import ModelConfig, get_preset, model_config_from_preset
 from ..errors import ConfigError, DataError, UsageError
+from .._progress import is_main_process
+from . import accel
 from .autobatch import MicroBatchChoice, check_micro_batch, choose_micro_batch, divisors
 from .prefetch import Prefetch
 from .trainer import TrainConfig, Trainer, load_weights_from_folder
@@ -215,6 +217,8 @@ def evaluate_pretraining(model: nn.Module, batches: list[dict[str, torch.Tensor]
             if n:
                 sums["mlm_nll"] += float(out.mlm_loss) * n
                 pred = out.prediction_logits.argmax(-1)  # (n,) logits exist only at masked positions
+                if "mlm_positions" in batch:  # static shapes: one row per slot; the real slots in the same order
+                    pred = pred[batch["mlm_positions"].reshape(-1) >= 0]
                 sums["mlm_correct"] += int((pred == labels[where]).sum())
                 sums["mlm_n"] += n
             if getattr(out, "rtd_loss", None) is not None:  # ELECTRA's discriminator, on every real token
@@ -432,6 +436,7 @@ def _pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping
     dcfg = data_config_from_preset(preset, sections["data"])
     train_kw = {**sections["train"], **flags}
     tcfg = TrainConfig.from_dict(train_kw, source="train settings")
+    dcfg = accel.prepare_run(dcfg, tcfg, note=is_main_process())  # --cuda-graphs / --fp8: device checks, static shapes
     corpus = PreparedCorpus(data, verify=verify_data)
     tokenizer = corpus.load_tokenizer()
     recorded = recorded_micro_batch(out) if resume else None

@@ -42,6 +42,7 @@ from torch import nn
 from ..config import TRAIN_RANGES, check_fields, config_from_dict
 from .._files import read_marker
 from ..errors import CheckpointError, ConfigError, PlmkitError, UsageError, excerpt
+from . import accel
 from . import checkpoint as ckpt
 from . import distributed as distr
 from .autobatch import current_rss
@@ -109,6 +110,10 @@ class TrainConfig:
     save_minutes: float = 5.0
     keep_last: int = 3
     compile: bool = False
+    # GPU only (training/accel.py): the step compiled as CUDA graphs (static shapes: data.max_predictions), and
+    # the encoder's matmuls in FP8 through torchao (compute capability >= 8.9). Off: they need a GPU that has them.
+    cuda_graphs: bool = False
+    fp8: bool = False
     gradient_checkpointing: bool = False
     # A NaN/inf loss: "stop" (keep the last good checkpoint) or "skip" the step.
     on_nonfinite: str = "stop"
@@ -193,7 +198,7 @@ class _HeapTrimmer:
 # Settings that may change when a run is resumed; anything else must match the checkpoint.
 RESUMABLE_CHANGES = {"max_steps", "max_time", "epochs", "stop_after", "log_every", "eval_every", "eval_at_start",
                      "save_every", "save_minutes", "keep_last", "progress", "tensorboard", "device", "compile",
-                     "on_nonfinite"}
+                     "cuda_graphs", "on_nonfinite"}
 
 
 def parse_duration(text: str | float | int | None) -> float | None:
@@ -462,6 +467,7 @@ class Trainer:
                           "autocast emulates it and runs many times slower than fp32; drop --bf16 here", stacklevel=2)
         model = self.model.to(d.device)
         model.prepare_training(gradient_checkpointing=c.gradient_checkpointing)
+        accel.prepare_model(model, c, d.device)  # --cuda-graphs / --fp8: refused where they cannot run; FP8 layers
         optimizer = build_optimizer(model, c.optimizer, c.lr, c.weight_decay, (c.adam_beta1, c.adam_beta2), c.adam_eps)
         if resume_from is not None:
             self._load_resume(resume_from, optimizer)
@@ -479,7 +485,7 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             wrapped = DDP(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
-        forward = torch.compile(wrapped) if c.compile else wrapped
+        forward = accel.compiled(wrapped, c)  # --compile, or --cuda-graphs (mode "reduce-overhead")
         autocast = (lambda: torch.autocast(d.device.type, dtype=torch.bfloat16)) if c.bf16 else contextlib.nullcontext
 
         writer = self._tensorboard() if d.is_main else None
