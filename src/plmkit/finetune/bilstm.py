@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..config import MODEL_TYPES
 from ..errors import CheckpointError, UsageError
 from ..models.facts import model_device
 from ..training.distributed import choose_device
@@ -96,7 +97,7 @@ def load_elmo_for_task(path: str | Path):
     kind = raw.get("model_type")
     if kind != "elmo":
         hint = ""
-        if kind in ("bert", "roberta", "albert", "gpt2"):
+        if kind in MODEL_TYPES:
             hint = f"; to fine-tune this {kind} model, pass it as --model instead (without --elmo / --arch bilstm)"
         elif kind in BILSTM_MODEL_TYPES and (folder / "elmo").is_dir():
             hint = f"; its biLM is in {folder / 'elmo'}"
