@@ -15,7 +15,10 @@ two outputs (``--compare A.json B.json`` prints the differences; none means iden
 * ``squad``: SQuAD 1.1, 150 questions of 75% of the articles of ``squad-v1.1-dev-part-a.json``, scored on
   100 questions of the rest (windows of 192 tokens, stride 64);
 * ``squad2``: the same on the SQuAD 2.0 subset (the no-answer threshold is tuned and saved);
-* ``pos-bilstm``: Brown POS with the BiLSTM tagger trained from scratch (ELMo's downstream model, no biLM).
+* ``pos-bilstm``: Brown POS with the BiLSTM tagger trained from scratch (ELMo's downstream model, no biLM);
+* ``pos``: Brown POS fine-tuning MiniLM (the tag set read from the data), ``ca01`` → ``ca02``;
+* ``classify``: the generic table task on SST-2's TSV (``--text-column sentence --label-column label``),
+  the first 300 rows after carving 10%, scored on 100 (what the demo's genre task goes through).
 
 Reported per task: the metrics, the SHA-256 of the saved weights (the same training, bit for bit), the
 options saved with the model (SQuAD 2.0's tuned threshold); where the task has an evaluation file, the
@@ -39,7 +42,7 @@ import time
 import warnings
 from pathlib import Path
 
-TASKS = ("rte", "conll-ner", "squad", "squad2", "pos-bilstm")
+TASKS = ("rte", "conll-ner", "squad", "squad2", "pos-bilstm", "pos", "classify")
 
 
 def minilm_dir() -> Path:
@@ -80,6 +83,12 @@ def settings(task: str, data: Path, out: Path, model: Path) -> dict:
         return dict(common, task="brown-pos", model=None, arch="bilstm", train=str(data / "corpora/brown/ca01"),
                     eval=[str(data / "corpora/brown/ca02")], lr=None, epochs=5.0, batch_size=32,
                     options=dict())
+    if task == "pos":
+        return dict(common, task="brown-pos", train=str(data / "corpora/brown/ca01"),
+                    eval=[str(data / "corpora/brown/ca02")], lr=2e-4, options=dict(max_length=128))
+    if task == "classify":
+        return dict(common, task="classify", train=str(data / "glue/SST-2/train.tsv"), max_train=300, max_eval=100,
+                    lr=1e-4, options=dict(max_length=64, text_columns=("sentence",), label_column="label"))
     raise SystemExit(f"unknown task {task}; choose from {', '.join(TASKS)}")
 
 
