@@ -182,12 +182,13 @@ def test_meta_records_tokenizer_and_sources(big):
 # ------------------------------------------------------------------------------------------ the API
 def test_write_prepared_and_random_access(tiny_tok, tmp_path):
     rng = np.random.default_rng(1)
+    vocab = load_tokenizer(tiny_tok).vocab_size  # ids the tokenizer can have (the trainer may stop short of 120)
     docs = []
     for d in range(40):
         doc = []
         for s in range(int(rng.integers(1, 6))):
             n = int(rng.integers(1, 30))
-            doc.append((rng.integers(5, 100, size=n), (rng.random(n) < 0.6).astype(np.uint8)))
+            doc.append((rng.integers(5, vocab, size=n), (rng.random(n) < 0.6).astype(np.uint8)))
         docs.append(doc)
     corpus = write_prepared(tmp_path / "c", tiny_tok, docs, shard_tokens=100)
     assert corpus.num_documents == 40 and corpus.num_sentences == sum(map(len, docs))
