@@ -9,6 +9,7 @@ on words whose continuation characters are stand-ins, which the trainer numbers 
 from __future__ import annotations
 
 import hashlib
+import random
 import subprocess
 import sys
 
@@ -16,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import pre_tokenizers
 
-from plmkit.tokenization import _BertWords, _new_backend, _train_wordpiece, load_tokenizer, train_tokenizer
+from plmkit.tokenization import (_BertWords, _new_backend, _train_wordpiece, _trainer, load_tokenizer,
+                                 train_tokenizer)
 
 # Many words of equal frequency over a small alphabet: merges of equal count everywhere.
 TEXT = [" ".join(f"{a}{b}{c}{d}" for a in "kst" for b in "aeiou" for c in "nrl" for d in "aeo")] * 3 + [
@@ -46,6 +48,19 @@ def test_two_processes_train_the_same_wordpiece(tmp_path):
     ids = tok.encode("kanaserla aujourd'hui").ids
     assert tok.decode(ids) == "kanaserla aujourd ' hui"
     assert 1 not in ids  # no [UNK]
+
+
+def test_the_same_pieces_as_hugging_faces_trainer_where_no_tie_decides():
+    # Training runs until no pair is left (the vocabulary is large enough), so the order ties are taken in
+    # decides nothing: the set of pieces is Hugging Face's. Digits never start a word here, yet each is a
+    # piece of its own as well as a "##" piece, as in Hugging Face's alphabet.
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(32)]
+    text = [" ".join(rng.choice(words) for _ in range(12)) for _ in range(200)]
+    reference = _new_backend("wordpiece", lowercase=True, strip_accents=None)
+    reference.train_from_iterator(text, trainer=_trainer("wordpiece", 100, 2, None, False))
+    ours = train_tokenizer("wordpiece", text, vocab_size=100, lowercase=True).get_vocab()
+    assert set(ours) == set(reference.get_vocab()) and "7" in ours and "##7" in ours
 
 
 def test_limit_alphabet_keeps_the_most_frequent_characters():

@@ -796,7 +796,7 @@ def _train_wordpiece(backend: FastTokenizer, texts: Iterable[str], vocab_size: i
         raise UsageError(f"the text has {len(keep):,} distinct characters, more than a WordPiece vocabulary can be "
                          f"trained on here ({hi - lo:,}); pass limit_alphabet to keep the most frequent")
     stand_in = {key: chr(lo + i) for i, key in enumerate(needs)}
-    cont = {c: stand_in[True, c] for c in keep}
+    cont = {c: stand_in[True, c] for c in keep}  # (a stand-in enters the alphabet only if the text uses it)
     first = {c: stand_in.get((False, c), c) for c in keep}
 
     def mapped(w: str) -> str:
@@ -813,9 +813,11 @@ def _train_wordpiece(backend: FastTokenizer, texts: Iterable[str], vocab_size: i
     specials = _trainer("wordpiece", vocab_size, min_frequency, None, show_progress).special_tokens
     learner = FastTokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix=""))
     learner.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    # Every character of the alphabet is a piece on its own, wherever it was seen (as the trainer's alphabet is),
+    # and a "##" piece where it followed another.
     learner.train_from_iterator(training_text(), trainer=trainers.WordPieceTrainer(
         vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=specials, continuing_subword_prefix="",
-        show_progress=show_progress))
+        initial_alphabet=[first[c] for c in keep], show_progress=show_progress))
     back = {v: ("##" if is_cont else "", c) for (is_cont, c), v in stand_in.items()}
     vocab: dict[str, int] = {}
     for piece, i in sorted(learner.get_vocab(with_added_tokens=False).items(), key=lambda kv: kv[1]):
