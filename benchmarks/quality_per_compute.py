@@ -216,6 +216,8 @@ def pretrain_transformers(out: Path, budget: float, seconds: float) -> dict[str,
     while True:
         if total is None and step == 20:  # the speed so far sets the schedule's length
             total = max(21, int(seconds / ((time.time() - t0) / 20)))
+            for group in opt.param_groups:
+                group["initial_lr"] = LR  # the schedule starts at step 20 (LambdaLR's resume form needs it)
             sched = T.get_linear_schedule_with_warmup(opt, int(0.05 * total), total, last_epoch=step - 1)
         lr_scale = min(1.0, (step + 1) / 20) if total is None else None
         if lr_scale is not None:
@@ -397,7 +399,14 @@ def main() -> None:
         if r not in RECIPES:
             sys.exit(f"--recipes: unknown recipe {r!r}; choose from {', '.join(RECIPES)}")
     out = Path(args.out)
+    # The benchmark removes unfinished parts of its own runs when it continues: only in a folder it made.
+    marker = out / "quality_per_compute.json"
+    if out.exists() and any(out.iterdir()) and not marker.exists():
+        sys.exit(f"--out {out} holds files this benchmark did not write ({marker.name} is missing); "
+                 "choose a new or empty folder")
     out.mkdir(parents=True, exist_ok=True)
+    if not marker.exists():
+        marker.write_text(json.dumps({"written_by": "benchmarks/quality_per_compute.py"}) + "\n")
     from machine_info import machine
 
     t_all = time.time()
