@@ -273,6 +273,37 @@ def test_a_run_folder_has_one_writer(world, tmp_path, capsys):
         proc.wait()
 
 
+def test_other_ranks_accept_the_folder_while_rank_0_marks_it(tmp_path, monkeypatch):
+    """Under torchrun the other ranks check --out (read-only) while rank 0 locks and marks it: the marker's
+    temporary file of that instant is plmkit's own and must not make the folder look like the user's (CI once
+    saw "--out ... exists and is not an empty folder" from rank 1 this way)."""
+    from plmkit import _files
+    from plmkit.finetune.runner import _out_ready
+    from plmkit.training.trainer import check_run_out
+
+    out = tmp_path / "run"
+    seen: list[list[str]] = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if Path(dst).name == MARKER:  # the instant rank 0's marker exists only under its temporary name
+            seen.append(sorted(p.name for p in out.iterdir()))
+            check_run_out(out, False, allow_dead=False)  # what rank 1 runs for pretrain
+            _out_ready(out, False)  # and for finetune
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(_files.os, "replace", replace)
+    with _files.run_folder(out, "run"):
+        pass
+    assert seen and any(n.startswith(f".{MARKER}.") for n in seen[0]), seen  # the window was exercised
+    # a user's file of any name still counts, even one that looks like ours
+    for name in ["notes.txt", f"{MARKER}.bak", f".{MARKER}", ".plmkit-lock.old"]:
+        (out / name).write_text("mine")
+        with pytest.raises(UsageError, match="not an empty folder"):
+            check_run_out(out, False, allow_dead=False)
+        (out / name).unlink()
+
+
 # ------------------------------------------------------------------------------------- failures and kills
 def test_a_run_that_fails_before_saving_leaves_no_out(world, tmp_path, capsys):
     out = tmp_path / "runs" / "r"

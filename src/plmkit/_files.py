@@ -56,6 +56,13 @@ TMP_TAG = ".plmkit-tmp-"
 OLD_TAG = ".plmkit-old-"
 _SELF = {MARKER, LOCK}
 
+
+def own_name(name: str) -> bool:
+    """Whether ``name`` in a folder is plmkit's own bookkeeping: the marker, the lock, or the marker's
+    temporary file while it is being replaced (another process — a second rank — may list the folder at
+    that instant; it must not count as somebody's file)."""
+    return name in _SELF or (name.startswith(f".{MARKER}.") and name.endswith(".tmp"))
+
 # Folders (resolved) this process is writing: an output nested inside one of them is allowed (the demo
 # writes its tokenizer, corpus and runs inside its own folder), inside anyone else's it is not.
 _HELD: set[Path] = set()
@@ -92,7 +99,7 @@ def _within(child: Path, parent: Path) -> bool:
 
 def _names(folder: Path, limit: int = 4) -> str:
     try:
-        names = sorted(p.name for p in folder.iterdir() if p.name not in _SELF)
+        names = sorted(p.name for p in folder.iterdir() if not own_name(p.name))
     except OSError:
         return ""
     more = f" and {len(names) - limit} more" if len(names) > limit else ""
@@ -181,7 +188,7 @@ def write_marker(folder: str | os.PathLike, kind: str, entries: Iterable[str] | 
 
     folder = Path(folder)
     if entries is None:
-        entries = [p.name for p in folder.iterdir() if p.name not in _SELF]
+        entries = [p.name for p in folder.iterdir() if not own_name(p.name)]
     write_json_atomic(folder / MARKER, {
         "kind": kind, "plmkit": __version__, "command": _command(),
         "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -210,7 +217,7 @@ def owned(folder: str | os.PathLike, kind: str) -> tuple[bool, str]:
         return False, f"it is a plmkit {marker['kind']}, not a {kind}"
     entries = marker.get("entries")
     known = set(entries) if isinstance(entries, list) else set()
-    extra = sorted(p.name for p in folder.iterdir() if p.name not in _SELF and p.name not in known)
+    extra = sorted(p.name for p in folder.iterdir() if not own_name(p.name) and p.name not in known)
     if extra:
         more = f" and {len(extra) - 4} more" if len(extra) > 4 else ""
         return False, f"it holds files plmkit did not write there ({', '.join(extra[:4])}{more}); move them out first"
@@ -563,7 +570,7 @@ class RunFolder:
 
     def written(self) -> list[str]:
         try:
-            return sorted(p.name for p in self.path.iterdir() if p.name not in _SELF and p.name not in self.before)
+            return sorted(p.name for p in self.path.iterdir() if not own_name(p.name) and p.name not in self.before)
         except OSError:
             return []
 
@@ -602,7 +609,7 @@ def run_folder(out: str | os.PathLike, kind: str, inputs: Iterable[str | os.Path
         held.acquire()
         if accept is not None:
             accept(path)  # another command may have changed it before we held the lock
-        before = {p.name for p in path.iterdir() if p.name not in _SELF}
+        before = {p.name for p in path.iterdir() if not own_name(p.name)}
         had_marker = (path / MARKER).exists()
         if not had_marker and not before:
             write_marker(path, kind, [])

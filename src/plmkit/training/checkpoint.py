@@ -415,12 +415,13 @@ RUN_ENTRIES = frozenset({"run.json", "metrics.jsonl", "tb", "checkpoints"})
 
 
 def run_contents(out: Path) -> list[str]:
-    """The names in run folder ``out`` other than plmkit's own marker and lock (empty when it does not exist)."""
-    from .._files import LOCK, MARKER
+    """The names in run folder ``out`` other than plmkit's own bookkeeping (marker, lock, the marker's temporary file while
+    it is replaced: ``_files.own_name``); empty when it does not exist."""
+    from .._files import own_name
 
     if not Path(out).is_dir():
         return []
-    return sorted(p.name for p in Path(out).iterdir() if p.name not in (LOCK, MARKER))
+    return sorted(p.name for p in Path(out).iterdir() if not own_name(p.name))
 
 
 def worth_keeping(out: Path) -> bool:
