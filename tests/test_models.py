@@ -467,3 +467,24 @@ def test_one_preset_resolution_serves_every_config_kind():
         data_config_from_preset("bert-tiny", {"data.packing": "full-sentences"})
     built = config_from_preset("roberta-tiny", {"masking": "static"}, lambda d, source: (d, source), section="data")
     assert built[0]["masking"] == "static" and built[0]["packing"] == "full-sentences" and built[1] == "preset roberta-tiny"
+
+
+def test_a_bert_without_the_pair_head_saves_without_a_warning_and_loads_in_transformers(tmp_path):
+    """BERT pretrained with data.pair=none (the quick demo) is a BertForMaskedLM: transformers holds all of it, so
+    saving it warns of nothing; a head transformers' class for the layout lacks (RoBERTa with NSP) still warns."""
+    T = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    model = PlmModel(tiny(pair_head="none"), task="pretraining")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.save_pretrained(tmp_path / "bert")
+    assert json.loads((tmp_path / "bert" / "config.json").read_text())["architectures"] == ["BertForMaskedLM"]
+    hf, info = T.BertForMaskedLM.from_pretrained(tmp_path / "bert", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    ids = torch.randint(5, 99, (2, 7))
+    with torch.no_grad():
+        ours = plmkit.from_pretrained(tmp_path / "bert", task="masked-lm").eval()(ids).logits
+        assert torch.allclose(hf.eval()(ids).logits, ours, atol=1e-5)
+    with pytest.warns(UserWarning, match=r"\['pair_head'.*\] differ from what model_type='roberta' implies"):
+        PlmModel(tiny(model_type="roberta", pair_head="nsp", pad_token_id=1), task="pretraining").save_pretrained(
+            tmp_path / "roberta")

@@ -229,7 +229,11 @@ def config_to_hf(config: ModelConfig, architecture: str, extra: dict[str, Any] |
     plm: dict[str, Any] = {"format": 1}
     if variant:
         plm["model"] = variant
-        warnings.warn(f"config fields {sorted(variant)} differ from what model_type={c.model_type!r} implies; "
+    # A model without the layout's sentence-pair head (BERT pretrained with data.pair=none) is what transformers'
+    # own classes hold too (BertForMaskedLM, or a fine-tuning class): nothing of it is lost there, so no warning.
+    lost = sorted(k for k in variant if not (k == "pair_head" and variant[k] == "none"))
+    if lost:
+        warnings.warn(f"config fields {lost} differ from what model_type={c.model_type!r} implies; "
                       "plmkit reloads them exactly but transformers will not", stacklevel=3)
     if extra:
         plm.update(extra)
