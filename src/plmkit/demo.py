@@ -117,6 +117,9 @@ class DemoConfig:
         return per_token * tokens, REFERENCE_FINETUNE_S_PER_EXAMPLE_EPOCH * self.finetune_work()
 
 
+# The pretraining run's seed; the scratch twin is built under it too, so both start from the same weights.
+PRETRAIN_SEED = 0
+
 # What the full demo's pretraining sets on the preset (DemoConfig's docstring says why).
 FULL_PRETRAIN_SET: dict[str, Any] = {"data.pair": "none", "data.packing": "full-sentences", "data.masking": "dynamic",
                                      "data.mask_prob": 0.2}
@@ -240,7 +243,7 @@ def save_scratch_twin(cfg: DemoConfig, tok, folder: Path) -> int:
     from .training.pretrain import build_pretraining_model
 
     mcfg, dcfg = _pretraining_configs(cfg, tok)
-    torch.manual_seed(0)  # pretraining's seed, set just before it builds the model
+    torch.manual_seed(PRETRAIN_SEED)  # as pretraining sets it just before it builds the model
     model, _ = build_pretraining_model(mcfg, dcfg, cfg.preset)
     model.save_pretrained(folder, tokenizer=tok)
     return model.num_parameters()
@@ -314,7 +317,8 @@ def _run_demo(cfg: DemoConfig, out: Path, final: Path, t_start: float) -> dict[s
     summary = pretrain(cfg.preset, prepared, run_dir, overrides=cfg.pretrain_set,
                        flags={**stop, "batch_size": cfg.batch_size, "max_length": cfg.pretrain_rows, "lr": cfg.lr,
                               "warmup": cfg.warmup, "log_every": 10, "eval_every": cfg.eval_every,
-                              "eval_at_start": True, "save_every": 0, "seed": 0, "tensorboard": True})
+                              "eval_at_start": True, "save_every": 0, "seed": PRETRAIN_SEED,
+                              "tensorboard": True})
     pretrained_dir = Path(summary["checkpoint"])
     timings["pretrain_s"] = time.time() - t
     if reference:  # how this machine compares with the quiet reference, and what is left at that pace
