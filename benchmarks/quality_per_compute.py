@@ -5,16 +5,19 @@ recipes on the same prepared Brown corpus (the demo's: cased WordPiece of 8,000,
 of every genre never seen) at budgets of **equal work**, fine-tunes the same three tasks from each
 with several seeds, and from the same architecture's random initialisation:
 
-* ``bert``         BERT-MLM + NSP, the demo's recipe (bert-tiny, 128 rows of 32 tokens, lr 2e-3)
-* ``roberta``      RoBERTa-style MLM: dynamic masking, full sentences, no pair objective (roberta-tiny)
+* ``bert``         BERT-MLM, the demo's recipe (``plmkit.demo.FULL_PRETRAIN_SET``: bert-tiny, MLM alone,
+                   20% masked, dynamic masking over full sentences)
+* ``roberta``      RoBERTa-style MLM: dynamic masking, full sentences, no pair objective, 15% (roberta-tiny)
 * ``albert``       ALBERT: shared layers, factorised embeddings, SOP, n-gram masking (albert-tiny)
-* ``electra``      ELECTRA: generator MLM + replaced-token detection on every position (electra-tiny)
+* ``electra``      ELECTRA: generator MLM + replaced-token detection on every position (electra-tiny), on the
+                   demo's rows (dynamic masking over full sentences, 20% masked)
 * ``transformers`` transformers' own recipe: ``BertForMaskedLM`` + ``DataCollatorForLanguageModeling``
-                   on 32-token blocks of the same training text (what ``run_mlm.py`` gives a user), for
+                   on 16-token blocks of the same training text (what ``run_mlm.py`` gives a user), for
                    the same *wall-clock* time plmkit's ``bert`` run took at that budget
 
-Budgets are named by the minutes the ``bert`` recipe takes on the quiet 2-core machine (about 232
-steps a minute: 2,086 steps in 9 minutes), and are measured in **model FLOPs**, counted by
+Every recipe pretrains on the demo's batch: 256 rows of 16 tokens a step, peak LR 2e-3, 5% warmup.
+Budgets are named by the minutes the ``bert`` recipe takes on the quiet 2-core machine (300 steps a
+minute: the demo's 2,100 steps in 7.0 minutes), and are measured in **model FLOPs**, counted by
 ``torch.utils.flop_counter.FlopCounterMode`` over real optimizer steps of each recipe (forward,
 backward, all matmuls and attention), so a budget is the same amount of work on any machine. Each
 recipe gets ``round(budget FLOPs / its FLOPs per step)`` steps.
@@ -48,14 +51,22 @@ warnings.filterwarnings("ignore")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-STEPS_PER_MINUTE = 2086 / 9  # the bert recipe on the quiet 2-core machine (BENCHMARKS.md, the demo)
-ROWS, LENGTH, LR = 128, 32, 2e-3  # the demo's pretraining batch: 128 rows of 32 tokens, peak LR 2e-3
-RECIPES: dict[str, dict[str, Any]] = {
-    "bert": {"preset": "bert-tiny", "label": "BERT-MLM+NSP (plmkit)"},
-    "roberta": {"preset": "roberta-tiny", "label": "RoBERTa-style MLM (plmkit)"},
-    "albert": {"preset": "albert-tiny", "label": "ALBERT (plmkit)"},
-    "electra": {"preset": "electra-tiny", "label": "ELECTRA (plmkit)"},
-    "transformers": {"preset": None, "label": "transformers run_mlm recipe"},
+STEPS_PER_MINUTE = 2100 / 7.0  # the bert recipe on the quiet 2-core machine (BENCHMARKS.md, the demo: 7.0 min)
+ROWS, LENGTH, LR = 256, 16, 2e-3  # the demo's pretraining batch: 256 rows of 16 tokens, peak LR 2e-3
+
+
+def _demo_set() -> dict[str, Any]:
+    from plmkit.demo import FULL_PRETRAIN_SET
+
+    return dict(FULL_PRETRAIN_SET)
+
+
+RECIPES: dict[str, dict[str, Any]] = {  # preset, its --set overrides (a callable: read when the recipe runs), label
+    "bert": {"preset": "bert-tiny", "set": _demo_set, "label": "BERT-MLM (plmkit, the demo's recipe)"},
+    "roberta": {"preset": "roberta-tiny", "set": dict, "label": "RoBERTa-style MLM (plmkit)"},
+    "albert": {"preset": "albert-tiny", "set": dict, "label": "ALBERT (plmkit)"},
+    "electra": {"preset": "electra-tiny", "set": _demo_set, "label": "ELECTRA (plmkit)"},
+    "transformers": {"preset": None, "set": dict, "label": "transformers run_mlm recipe"},
 }
 TASKS = {  # name → (plmkit task, metric)
     "brown-pos": ("brown-pos", "accuracy"),
@@ -110,7 +121,7 @@ def setup(out: Path, args) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- work per step
 
-def flops_per_step(out: Path, preset: str) -> float:
+def flops_per_step(out: Path, recipe: str) -> float:
     """Model FLOPs of one optimizer step of ``preset`` at the benchmark's batch, counted, not estimated.
 
     FlopCounterMode counts every matmul, bmm and attention kernel dispatched in the training loop. Two
@@ -122,19 +133,20 @@ def flops_per_step(out: Path, preset: str) -> float:
 
     cache = out / "flops.json"
     known = json.loads(cache.read_text()) if cache.exists() else {}
-    if preset in known:
-        return known[preset]
+    if recipe in known:
+        return known[recipe]
     counts = []
     for steps in (2, 4):
-        run = out / "flops-runs" / f"{preset}-{steps}"
+        run = out / "flops-runs" / f"{recipe}-{steps}"
         if run.exists():
             shutil.rmtree(run)
         with FlopCounterMode(display=False) as counter:
-            pretrain(preset, out / "setup" / "prepared", run, flags=_flags(steps, seed=0, quiet=True))
+            pretrain(RECIPES[recipe]["preset"], out / "setup" / "prepared", run, overrides=RECIPES[recipe]["set"](),
+                     flags=_flags(steps, seed=0, quiet=True))
         counts.append(counter.get_total_flops())
         shutil.rmtree(run)
     per_step = (counts[1] - counts[0]) / 2
-    known[preset] = per_step
+    known[recipe] = per_step
     cache.write_text(json.dumps(known, indent=1))
     return per_step
 
@@ -158,7 +170,8 @@ def pretrain_recipe(out: Path, recipe: str, budget: float, steps: int) -> dict[s
         shutil.rmtree(run)  # an interrupted run of this benchmark's own
     log(f"pretraining {recipe} for {steps} steps (budget {budget:g} min-equivalent)")
     t = time.time()
-    summary = pretrain(RECIPES[recipe]["preset"], out / "setup" / "prepared", run, flags=_flags(steps, seed=0))
+    summary = pretrain(RECIPES[recipe]["preset"], out / "setup" / "prepared", run, overrides=RECIPES[recipe]["set"](),
+                       flags=_flags(steps, seed=0))
     info = {"recipe": recipe, "budget": budget, "steps": summary["step"], "wall_s": round(time.time() - t, 1),
             "model": str(summary["checkpoint"]),
             "final_eval": {k: v for k, v in summary.items() if k.startswith("eval_")}}
@@ -169,7 +182,7 @@ def pretrain_recipe(out: Path, recipe: str, budget: float, steps: int) -> dict[s
 def pretrain_transformers(out: Path, budget: float, seconds: float) -> dict[str, Any]:
     """transformers' recipe for ``seconds`` of wall clock: BertForMaskedLM + DataCollatorForLanguageModeling.
 
-    The model is bert-tiny's shape on the same tokenizer; the text is grouped into 32-token blocks as
+    The model is bert-tiny's shape on the same tokenizer; the text is grouped into LENGTH-token blocks as
     run_mlm.py's group_texts does; the collator masks 15% (80/10/10) anew each batch; AdamW with linear
     decay and 5% warmup at the same peak LR and batch. The step count is set from the speed of the first
     steps so the schedule ends on time (a time guard stops it in any case).
@@ -414,7 +427,7 @@ def main() -> None:
                                "budgets": budgets, "recipes": recipes, "runs": {}}
     results["setup"] = setup(out, args)
     results["scratch"] = finetune_all(out, "scratch", scratch_model(out), args)
-    base_flops = flops_per_step(out, RECIPES["bert"]["preset"])
+    base_flops = flops_per_step(out, "bert")
     results["flops_per_step"] = {"bert": base_flops}
     for budget in budgets:
         budget_flops = budget * STEPS_PER_MINUTE * base_flops
@@ -426,7 +439,7 @@ def main() -> None:
                              "list bert before transformers")
                 info = pretrain_transformers(out, budget, bert["wall_s"])
             else:
-                per_step = flops_per_step(out, RECIPES[recipe]["preset"])
+                per_step = flops_per_step(out, recipe)
                 results["flops_per_step"][recipe] = per_step
                 steps = max(1, round(budget_flops / per_step))
                 info = pretrain_recipe(out, recipe, budget, steps)
