@@ -126,3 +126,36 @@ def test_model_files_point_one_way():
     assert "plmkit.models.auto" not in set().union(*(graph[m] for m in models if m != "plmkit.models.auto"))
     assert not graph["plmkit.models.folder"] & models
     assert "plmkit" not in graph["plmkit.data.shards"]  # the data package does not import the package root
+
+
+# Config classes that belong with the code they configure rather than in plmkit.config: fine-tuning's (a task's
+# settings plus a TrainConfig, next to the task classes) and the demo's.
+CONFIGS_ELSEWHERE = {"FinetuneConfig": "plmkit.finetune.config", "DemoConfig": "plmkit.demo"}
+
+
+def test_every_model_data_and_training_config_lives_in_plmkit_config():
+    """Issue 22 item 5: one config home. A class named ``*Config`` defined anywhere else is a second home."""
+    found = {}
+    for name, (path, is_pkg) in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Config"):
+                found.setdefault(node.name, []).append(name)
+    elsewhere = {cls: mods for cls, mods in found.items()
+                 if mods != ["plmkit.config"] and mods != [CONFIGS_ELSEWHERE.get(cls)]}
+    assert not elsewhere, f"config classes outside plmkit.config: {elsewhere}"
+    assert {"ModelConfig", "DataConfig", "TrainConfig", "ElmoConfig", "TaggerConfig"} <= {
+        cls for cls, mods in found.items() if mods == ["plmkit.config"]}
+
+
+def test_the_old_import_paths_give_the_same_config_classes():
+    import plmkit.config as config
+    from plmkit.data.objectives import DataConfig, data_config_from_preset
+    from plmkit.models.elmo import ElmoConfig, elmo_config_from_preset
+    from plmkit.models.tagger import TaggerConfig
+    from plmkit.training.trainer import TrainConfig
+
+    assert (DataConfig, TrainConfig, ElmoConfig, TaggerConfig) == (
+        config.DataConfig, config.TrainConfig, config.ElmoConfig, config.TaggerConfig)
+    assert data_config_from_preset is config.data_config_from_preset
+    assert elmo_config_from_preset is config.elmo_config_from_preset
+    assert data_config_from_preset("roberta-tiny", {"data.mask_prob": 0.2}).mask_prob == 0.2

@@ -1,4 +1,12 @@
-"""Configuration: the model config, named presets, and ``key=value`` overrides.
+"""Configuration, in one place: every config dataclass, the named presets, and ``key=value`` overrides.
+
+The configs: :class:`ModelConfig` (every Transformer), :class:`DataConfig` (how pretraining rows are
+built), :class:`TrainConfig` (the trainer's optimisation settings), :class:`ElmoConfig` and
+:class:`TaggerConfig` (the ELMo biLM and the BiLSTM tagger). Each is read by one helper,
+:func:`config_from_dict` (types and ranges checked, the field named in the error), and a preset by one
+resolver, :func:`config_from_preset`. Fine-tuning's ``FinetuneConfig`` holds a :class:`TrainConfig` and
+lives with the task code (:mod:`plmkit.finetune.config`); the modules that run a config re-export it
+(``plmkit.data.objectives.DataConfig`` is this ``DataConfig``).
 
 One :class:`ModelConfig` describes every Transformer in the family. BERT is the default; RoBERTa,
 ALBERT, ELECTRA and the GPT-style causal LM are a handful of fields that each name a change a paper
@@ -12,8 +20,8 @@ by one function (:func:`config_from_preset`) for every config kind, ELMo's inclu
 starting point: any field may be overridden, as ``transformers``' ``--config_overrides`` does;
 values that cannot work together are refused with the reason.
 
-Presets carry three sections: ``model`` (a :class:`ModelConfig`), and ``data`` / ``train`` that
-the pretraining objective and trainer read (their dataclasses live with that code).
+Presets carry three sections: ``model`` (a :class:`ModelConfig`), ``data`` (a :class:`DataConfig`) and
+``train`` (a :class:`TrainConfig`); ELMo presets are an :class:`ElmoConfig`.
 """
 
 from __future__ import annotations
@@ -721,3 +729,392 @@ def check_fits(need: int, what: str, advice: str, device: str | None = None) -> 
         where = f"the {device} device has" if device and str(device).startswith("cuda") else "this machine has"
         raise ConfigError(f"{what} needs about {format_bytes(need)} of memory but {where} {format_bytes(have)} "
                           f"available; {advice}")
+
+
+# ----------------------------------------------------------------------------- pretraining data
+# How pretraining rows are built (plmkit.data.objectives reads it).
+OBJECTIVES = ("mlm", "rtd", "causal", "bilm")
+PAIRS = ("nsp", "sop", "none")
+MASKINGS = ("static", "dynamic", "none")
+PACKINGS = ("segment-pair", "full-sentences", "doc-sentences", "causal")
+_CHOICE_FIELDS = ("objective", "pair", "masking", "packing")
+# Ranges of the numeric fields (config.config_from_dict); the choices are checked by DataConfig.validate.
+DATA_RANGES = {**dict.fromkeys(("max_length", "ngram", "dupe_factor", "max_predictions"), POSITIVE),
+               **dict.fromkeys(("mask_prob", "replace_mask", "replace_random", "short_seq_prob"), UNIT)}
+
+
+# --------------------------------------------------------------------------- config
+@dataclass
+class DataConfig:
+    """How pretraining sequences are built from a prepared corpus. Defaults are BERT's recipe."""
+
+    # "mlm" (BERT/RoBERTa/ALBERT), "rtd" (ELECTRA: masked data for its generator, every token judged by its
+    # discriminator), "causal" (GPT next-token prediction) or "bilm" (ELMo's forward + backward LMs; the same
+    # windows as "causal", the model predicts in both directions). Pretraining builds the model's heads from it.
+    objective: str = "mlm"
+    # Sentence-pair task: BERT's NSP, ALBERT's SOP, or none (RoBERTa found NSP does not help). The pretrained
+    # model's pair head (model.pair_head) is set from this field: one choice, made here.
+    pair: str = "nsp"
+    # BERT fixes masks when the data is prepared ("static"); RoBERTa re-masks on every pass ("dynamic").
+    masking: str = "static"
+    # BERT segment pairs; RoBERTa full-sentences / doc-sentences; causal-LM windows for GPT.
+    packing: str = "segment-pair"
+    # 128 is BERT's phase-1 length (90% of its steps); tokens per row including specials.
+    max_length: int = 128
+    # 15% of maskable tokens are predicted (BERT, kept by RoBERTa and ALBERT).
+    mask_prob: float = 0.15
+    # Of the predicted tokens: 80% become [MASK], 10% a random token, the rest stay unchanged, so the
+    # model cannot rely on seeing [MASK] (absent at fine-tuning time) to know what to predict.
+    replace_mask: float = 0.8
+    replace_random: float = 0.1
+    # Mask all tokens of a word together (BERT's whole-word-masking models).
+    whole_word: bool = False
+    # Longest n-gram of whole words to mask, P(n) ∝ 1/n; 1 = BERT, ALBERT uses 3.
+    ngram: int = 1
+    # Static masking: each sequence gets this many different masks (BERT's create_pretraining_data default).
+    dupe_factor: int = 10
+    # Segment pairs: 10% of documents use a random shorter target, to match short fine-tuning inputs.
+    short_seq_prob: float = 0.1
+    # google-research/bert's max_predictions_per_seq (20 at length 128, 80 at 512): at most this many
+    # predictions per row (a row whose count would be higher is capped, as create_pretraining_data.py caps
+    # it), and batches carry them as fixed (B, max_predictions) ``mlm_positions``: every step has the same
+    # shapes, which CUDA graphs need (--cuda-graphs sets it to default_max_predictions() when unset).
+    # None: no cap beyond mask_prob, and the MLM head finds the labelled positions of each batch itself.
+    max_predictions: int | None = None
+    # Rows that pack several documents (full-sentences, causal) attend only within each document and
+    # restart positions there (batches carry ``document_ids``): each document is seen as if alone, with
+    # no padding. Off by default: RoBERTa's full-sentences and GPT-2 attend across documents.
+    document_mask: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        def choice(name: str, options: tuple[str, ...]) -> None:
+            if getattr(self, name) is None and "none" in options:  # --set data.pair=none parses as None
+                setattr(self, name, "none")
+            if getattr(self, name) not in options:
+                raise ConfigError(f"data.{name}={getattr(self, name)!r} is not one of {', '.join(options)}")
+
+        choice("objective", OBJECTIVES)
+        choice("pair", PAIRS)
+        choice("masking", MASKINGS)
+        choice("packing", PACKINGS)
+        check_fields(self, "data config", "data.", DATA_RANGES)
+        if self.replace_mask + self.replace_random > 1.0 + 1e-9:
+            raise ConfigError(
+                f"data.replace_mask + data.replace_random = {self.replace_mask + self.replace_random:g} exceeds 1; "
+                "the rest of the predicted tokens stay unchanged (BERT: 0.8 + 0.1, leaving 0.1)")
+        if self.document_mask and (self.packing not in ("full-sentences", "causal") or self.objective == "bilm"):
+            raise ConfigError(f"data.document_mask=true needs rows that pack several documents into a Transformer: "
+                              f"packing 'full-sentences' or 'causal' with objective 'mlm', 'rtd' or 'causal' (got packing="
+                              f"{self.packing!r}, objective={self.objective!r}); segment-pair and doc-sentences rows "
+                              "never hold two documents")
+        if self.objective in ("causal", "bilm"):
+            if (self.packing, self.masking, self.pair) != ("causal", "none", "none"):
+                raise ConfigError(
+                    f"data.objective={self.objective!r} needs packing='causal', masking='none' and pair='none' "
+                    f"(got packing={self.packing!r}, masking={self.masking!r}, pair={self.pair!r})")
+        else:
+            if self.packing == "causal":
+                raise ConfigError("data.packing='causal' is for objective='causal' or 'bilm'; for MLM use "
+                                  "segment-pair, full-sentences or doc-sentences")
+            if self.masking == "none":
+                raise ConfigError(f"data.objective={self.objective!r} needs masking='static' or 'dynamic'")
+            if self.objective == "rtd" and self.pair != "none":
+                raise ConfigError(f"data.objective='rtd' (ELECTRA) has no sentence-pair task: its discriminator judges "
+                                  f"tokens, not pairs; use data.pair=none (got {self.pair!r})")
+            if self.pair != "none" and self.packing != "segment-pair":
+                raise ConfigError(f"data.pair={self.pair!r} needs packing='segment-pair' (got {self.packing!r}); "
+                                  "full-sentences and doc-sentences rows have no second segment")
+        if self.max_length < 8:
+            raise ConfigError(f"data.max_length={self.max_length} is too short for a pretraining row (use >= 8)")
+        if self.max_predictions is not None and not self.masked:
+            raise ConfigError(f"data.max_predictions={self.max_predictions} caps masked-LM predictions, and "
+                              f"data.objective={self.objective!r} masks nothing (every position is predicted, "
+                              "with static shapes already); drop data.max_predictions")
+
+    @property
+    def masked(self) -> bool:
+        """Whether rows carry MLM masks and labels (objective mlm or rtd) rather than causal windows."""
+        return self.objective in ("mlm", "rtd")
+
+    @property
+    def word_units(self) -> bool:
+        """Whether masking picks whole words (whole-word or n-gram masking) rather than single tokens."""
+        return self.whole_word or self.ngram > 1
+
+    @property
+    def static_predictions(self) -> bool:
+        """Whether batches carry fixed-size ``mlm_positions`` (a masked objective with ``max_predictions`` set)."""
+        return self.masked and self.max_predictions is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str = "data config") -> "DataConfig":
+        if isinstance(d, Mapping):  # --set data.pair=none parses as None
+            d = {k: ("none" if v is None and k in _CHOICE_FIELDS else v) for k, v in d.items()}
+        return config_from_dict(cls, d, source, section="data.", ranges=DATA_RANGES, what="data config")
+
+    def replace(self, **changes: Any) -> "DataConfig":
+        return DataConfig.from_dict({**self.to_dict(), **changes})
+
+
+def data_config_from_preset(name: str | None, overrides: Mapping[str, Any] | None = None) -> DataConfig:
+    """The preset's ``data`` section (``config.PRESETS[name]["data"]``) plus overrides.
+
+    Override keys are DataConfig field names, optionally written ``data.<field>`` as on the command
+    line (``--set data.mask_prob=0.2``). An unknown key is a :class:`ConfigError` naming it.
+    """
+    extra = {(key[len("data."):] if key.startswith("data.") else key): value for key, value in (overrides or {}).items()}
+    return config_from_preset(name, extra, lambda d, source: DataConfig.from_dict(d, source=source), section="data",
+                              source=f"preset {name!r} data section" if name else "data config")
+
+
+# ----------------------------------------------------------------------------- training
+# Optimisation settings (plmkit.training.trainer runs them; fine-tuning's FinetuneConfig holds one).
+@dataclass
+class TrainConfig:
+    """Optimisation settings. Defaults suit a small model on a CPU; presets and flags override."""
+
+    # Peak learning rate; BERT-base used 1e-4, small models tolerate more.
+    lr: float = 5e-4
+    # AdamW decoupled decay as in BERT (not applied to biases and LayerNorm weights).
+    weight_decay: float = 0.01
+    adam_beta1: float = 0.9
+    # RoBERTa found 0.98 more stable with large batches.
+    adam_beta2: float = 0.999
+    # BERT's epsilon.
+    adam_eps: float = 1e-6
+    # < 1: fraction of the run; >= 1: a number of optimizer steps. BERT warmed up 10k of 1M steps.
+    warmup: float = 0.06
+    # "linear" (BERT), "cosine", or "constant" after warmup.
+    schedule: str = "linear"
+    min_lr_ratio: float = 0.0
+    # Stop conditions (the first reached wins); max_time in seconds makes the schedule follow the clock.
+    max_steps: int | None = None
+    max_time: float | None = None
+    epochs: float | None = None
+    # Save and stop after this many steps of the planned run (resume later with --resume).
+    stop_after: int | None = None
+    # Micro-batch per process; the effective batch is batch_size × grad_accum × world size.
+    batch_size: int = 32
+    grad_accum: int = 1
+    # Global gradient-norm clipping as in BERT; 0 disables.
+    clip_norm: float = 1.0
+    bf16: bool = False
+    # "adamw" (fused) or "lamb" (large-batch BERT / ALBERT).
+    optimizer: str = "adamw"
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 0
+    # Also evaluate before the first step of a fresh run, so a learning curve starts where the model did.
+    eval_at_start: bool = False
+    # Periodic checkpoints, besides the one at the end and the one SIGINT/SIGTERM writes. Unset (None):
+    # by the clock alone, every save_minutes; N > 0: also every N steps; 0: no periodic checkpoint at all
+    # (only when the user asks for it: a kill then loses the whole run).
+    save_every: int | None = None
+    # Minutes of training between checkpoints by the clock (0: none by the clock). 5 bounds what a kill -9 or
+    # a preempted job loses to 5 minutes, while a save costs about 1% of that even for BERT-base with Adam
+    # (1.3 GB written and hashed in ~3 s on a local SSD; a bert-tiny save takes ~10 ms). A save reads the
+    # training state and changes none of it, so where saves fall never changes the run.
+    save_minutes: float = 5.0
+    keep_last: int = 3
+    compile: bool = False
+    # GPU only (training/accel.py): the step compiled as CUDA graphs (static shapes: data.max_predictions), and
+    # the encoder's matmuls in FP8 through torchao (compute capability >= 8.9). Off: they need a GPU that has them.
+    cuda_graphs: bool = False
+    fp8: bool = False
+    gradient_checkpointing: bool = False
+    # A NaN/inf loss: "stop" (keep the last good checkpoint) or "skip" the step.
+    on_nonfinite: str = "stop"
+    device: str = "auto"
+    # Rank 0 shows progress: a bar on a terminal, a status line every log_every steps in a log; False: none.
+    progress: bool = True
+    tensorboard: bool = True
+
+    def validate(self) -> None:
+        check_fields(self, "train config", "train.", TRAIN_RANGES)
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be positive, got {self.lr}")
+        if self.schedule not in ("linear", "cosine", "constant"):
+            raise ConfigError(f"train.schedule must be linear, cosine or constant, got {self.schedule!r}")
+        if self.optimizer not in ("adamw", "lamb"):
+            raise ConfigError(f"train.optimizer must be adamw or lamb, got {self.optimizer!r}")
+        if self.on_nonfinite not in ("stop", "skip"):
+            raise ConfigError(f"train.on_nonfinite must be stop or skip, got {self.on_nonfinite!r}")
+        if self.max_steps is None and self.max_time is None and self.epochs is None:
+            raise ConfigError("give a stop condition: --max-steps N, --max-time 30m or --epochs E")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "train config") -> "TrainConfig":
+        """Read train settings (each value checked against its field's type and range), then ``validate``."""
+        config = config_from_dict(cls, d, source, section="train.", ranges=TRAIN_RANGES, what="train")
+        try:
+            config.validate()
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        return config
+
+
+# ----------------------------------------------------------------------------- ELMo
+@dataclass
+class ElmoConfig:
+    """The shape of an ELMo biLM. Defaults are a tiny CPU model; presets give published sizes."""
+
+    model_type: str = "elmo"
+    # Words in the softmax; set from the vocabulary the model is built with.
+    vocab_size: int | None = None
+    # allennlp / bilm-tf: words are cut to 48 UTF-8 bytes plus the begin/end-of-word markers.
+    max_characters_per_token: int = 50
+    # 16 in every published ELMo: 262 characters need few dimensions.
+    char_embedding_dim: int = 16
+    # [width, number of filters]; the published model has 2048 filters of widths 1–7.
+    filters: list[list[int]] = field(default_factory=lambda: [[1, 16], [2, 16], [3, 32]])
+    # Highway layers over the pooled filters (2 in the published model, 1 in bilm-tf's small ones).
+    num_highway: int = 1
+    # relu in the published models' options files (tanh in some of bilm-tf's small ones).
+    activation: str = "relu"
+    # P: the token encoding and each LSTM layer's output (512 published).
+    projection_dim: int = 32
+    # C: LSTM cells per direction and layer (4096 published); must exceed P (LSTMP).
+    lstm_dim: int = 64
+    # L: the paper's 2 biLSTM layers.
+    num_layers: int = 2
+    # Residual connection from layer 1's output to layer 2's, as in the paper.
+    residual: bool = True
+    # bilm-tf trains with dropout 0.1 on LSTM inputs and on the output before the softmax.
+    dropout: float = 0.1
+    # full | sampled | adaptive | auto (full up to 20k words, adaptive above).
+    softmax: str = "auto"
+    # Negatives per batch for the sampled softmax (bilm-tf: 8192); eval always uses the full softmax.
+    num_samples: int = 8192
+    # Adaptive-softmax cluster boundaries (None: 2k / 10k / 50k / 200k below the vocabulary size).
+    adaptive_cutoffs: list[int] | None = None
+    # Each tail cluster's projection is 4× smaller than the last (Grave et al., 2017).
+    adaptive_div_value: float = 4.0
+    # Wrap new sentences in <s> … </s> when embedding them, as allennlp's Elmo does.
+    sentence_boundaries: bool = True
+    # Word-level special tokens (plmkit prepare --word-level); <s> / </s> spell as sentence markers.
+    pad_token: str = "<pad>"
+    unk_token: str = "<unk>"
+    bos_token: str = "<s>"
+    eos_token: str = "</s>"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def num_filters(self) -> int:
+        return sum(n for _, n in self.filters)
+
+    def validate(self) -> None:
+        if self.model_type != "elmo":
+            raise ConfigError(f"ElmoConfig needs model_type 'elmo', got {self.model_type!r}")
+        check_fields(self, "ELMo config", ranges=ELMO_RANGES)
+        for name in ("max_characters_per_token", "char_embedding_dim", "projection_dim", "lstm_dim",
+                     "num_layers", "num_samples"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"ELMo config {name} must be a positive integer, got {value!r}")
+        if self.vocab_size is not None and (not isinstance(self.vocab_size, int) or self.vocab_size <= 0):
+            raise ConfigError(f"ELMo config vocab_size must be a positive integer, got {self.vocab_size!r}")
+        if self.max_characters_per_token < 3:
+            raise ConfigError("ELMo config max_characters_per_token must be at least 3 (markers + one byte)")
+        if not isinstance(self.num_highway, int) or self.num_highway < 0:
+            raise ConfigError(f"ELMo config num_highway must be 0 or more, got {self.num_highway!r}")
+        try:
+            self.filters = [[int(w), int(n)] for w, n in self.filters]
+        except (TypeError, ValueError):
+            raise ConfigError(f"ELMo config filters must be a list of [width, count] pairs, got {self.filters!r}") from None
+        if not self.filters or any(w <= 0 or n <= 0 or w > self.max_characters_per_token for w, n in self.filters):
+            raise ConfigError(f"ELMo config filters {self.filters}: need at least one [width, count] pair with "
+                              f"1 <= width <= max_characters_per_token ({self.max_characters_per_token}) and count >= 1")
+        if self.projection_dim >= self.lstm_dim:
+            raise ConfigError(f"ELMo config projection_dim ({self.projection_dim}) must be smaller than lstm_dim "
+                              f"({self.lstm_dim}): each LSTM projects its C cells down to P (LSTMP)")
+        if self.activation not in ("relu", "tanh"):
+            raise ConfigError(f"ELMo config activation must be 'relu' or 'tanh', got {self.activation!r}")
+        if self.softmax not in ("auto", "full", "sampled", "adaptive"):
+            raise ConfigError(f"ELMo config softmax must be auto, full, sampled or adaptive, got {self.softmax!r}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ConfigError(f"ELMo config dropout must be in [0, 1), got {self.dropout!r}")
+        if self.adaptive_cutoffs is not None:
+            cuts = [int(c) for c in self.adaptive_cutoffs]
+            if not cuts or cuts != sorted(set(cuts)) or cuts[0] <= 0:
+                raise ConfigError(f"ELMo config adaptive_cutoffs must be increasing positive integers, got "
+                                  f"{self.adaptive_cutoffs!r}")
+            self.adaptive_cutoffs = cuts
+        if self.adaptive_div_value <= 0:
+            raise ConfigError("ELMo config adaptive_div_value must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str = "ELMo config") -> "ElmoConfig":
+        return config_from_dict(cls, d, source, ranges=ELMO_RANGES, what="ELMo config")
+
+    def replace(self, **changes: Any) -> "ElmoConfig":
+        return ElmoConfig.from_dict({**self.to_dict(), **changes})
+
+
+# Ranges of ElmoConfig's numbers (config.config_from_dict); validate checks how they fit together.
+ELMO_RANGES: dict[str, Any] = {
+    **dict.fromkeys(("vocab_size", "max_characters_per_token", "char_embedding_dim", "projection_dim", "lstm_dim",
+                     "num_layers", "num_samples", "adaptive_div_value"), POSITIVE),
+    "num_highway": NONNEG, "dropout": UNIT_OPEN, "activation": ("relu", "tanh"),
+    "softmax": ("auto", "full", "sampled", "adaptive"),
+}
+
+def elmo_config_from_preset(name: str | None, overrides: Mapping[str, Any] | None = None) -> ElmoConfig:
+    """An :class:`ElmoConfig` from a preset (``elmo-small``, ``elmo-original``) plus overrides.
+
+    As for Transformers, through :func:`plmkit.config.config_from_preset`: the preset is a starting point
+    that any field may override; values that cannot work together are refused with the reason.
+    """
+    return config_from_preset(name, overrides, lambda d, source: ElmoConfig.from_dict(d, source=source), kind="elmo")
+
+
+# ----------------------------------------------------------------------------- BiLSTM tagger
+@dataclass
+class TaggerConfig:
+    """Sizes of the BiLSTM tagger / classifier (defaults: the usual small BiLSTM tagger)."""
+
+    vocab_size: int
+    num_labels: int
+    # 100-d word vectors, the GloVe-100 size common in BiLSTM taggers.
+    embedding_dim: int = 100
+    # Cells per direction; 100–200 is the usual range for POS/NER BiLSTMs.
+    hidden_size: int = 100
+    num_layers: int = 1
+    # Dropout on the BiLSTM input and output (0.5 as in Lample et al., 2016).
+    dropout: float = 0.5
+    # Dropout on the ELMo vectors (allennlp's Elmo default).
+    elmo_dropout: float = 0.5
+    # allennlp ScalarMix do_layer_norm: normalise each biLM layer before mixing.
+    elmo_layer_norm: bool = False
+    # Classifier only: pool the BiLSTM states by "max" or "mean" over the real words.
+    pooling: str = "max"
+    pad_id: int = 0
+
+    def __post_init__(self) -> None:
+        check_fields(self, "tagger config", ranges=TAGGER_RANGES)
+        if self.pad_id >= self.vocab_size:
+            raise ConfigError(f"tagger config pad_id={self.pad_id} must be below vocab_size={self.vocab_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str = "tagger config") -> "TaggerConfig":
+        return config_from_dict(cls, d, source, ranges=TAGGER_RANGES, what="tagger config")
+
+
+# Ranges of TaggerConfig's fields (config.config_from_dict).
+TAGGER_RANGES: dict[str, Any] = {
+    **dict.fromkeys(("vocab_size", "num_labels", "embedding_dim", "hidden_size", "num_layers"), POSITIVE),
+    **dict.fromkeys(("dropout", "elmo_dropout"), UNIT_OPEN), "pad_id": NONNEG, "pooling": ("max", "mean"),
+}

@@ -214,7 +214,7 @@ def write_genre_file(files: list[Path], out: Path, limit: int, seed: int, passag
 
 def _pretraining_configs(cfg: DemoConfig, tok):
     """(model config, data config) of the demo's pretraining: the preset, ``pretrain_set``, the tokenizer, the rows."""
-    from .data.objectives import data_config_from_preset
+    from .config import data_config_from_preset
     from .training.pretrain import build_model_config, split_overrides
 
     sections = split_overrides(cfg.pretrain_set)
@@ -224,7 +224,7 @@ def _pretraining_configs(cfg: DemoConfig, tok):
 
 def describe_objective(cfg: DemoConfig) -> str:
     """The pretraining objective in a few words: "MLM + NSP", "MLM", "ELECTRA (MLM generator + RTD)", ..."""
-    from .data.objectives import data_config_from_preset
+    from .config import data_config_from_preset
     from .training.pretrain import split_overrides
 
     d = data_config_from_preset(cfg.preset, split_overrides(cfg.pretrain_set)["data"])

@@ -46,7 +46,7 @@ def run_presets(args) -> int:
         d = entry.get("data", {})
         objective = "+".join(x for x in (d.get("objective"), d.get("pair")) if x and x != "none")
         if entry["model"].get("model_type") == "elmo":  # biLSTM: layers, LSTM cells, projection
-            from ..models.elmo import elmo_config_from_preset
+            from ..config import elmo_config_from_preset
 
             e = elmo_config_from_preset(name)
             print(f"{name:<16} {'elmo':<8} {e.num_layers:>6} {e.lstm_dim:>6} {'-':>5} {e.projection_dim:>5}  "

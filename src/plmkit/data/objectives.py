@@ -58,16 +58,16 @@ count rule already applies, and with :func:`default_max_predictions` no row reac
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from array import array
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import numpy as np
 import torch
 
-from ..config import POSITIVE, UNIT, check_fields, config_from_dict, config_from_preset
+# The data config lives in plmkit.config with every other config; its names stay importable from here.
+from ..config import (DATA_RANGES, MASKINGS, OBJECTIVES, PACKINGS, PAIRS, DataConfig,  # noqa: F401
+                      data_config_from_preset)
 from ..errors import ConfigError, DataError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,145 +75,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 IGNORE_INDEX = -100
 _DOC_CACHE = 8192  # document views kept by a stream (views of the memory map: no token memory)
-
-OBJECTIVES = ("mlm", "rtd", "causal", "bilm")
-PAIRS = ("nsp", "sop", "none")
-MASKINGS = ("static", "dynamic", "none")
-PACKINGS = ("segment-pair", "full-sentences", "doc-sentences", "causal")
-_CHOICE_FIELDS = ("objective", "pair", "masking", "packing")
-# Ranges of the numeric fields (config.config_from_dict); the choices are checked by DataConfig.validate.
-DATA_RANGES = {**dict.fromkeys(("max_length", "ngram", "dupe_factor", "max_predictions"), POSITIVE),
-               **dict.fromkeys(("mask_prob", "replace_mask", "replace_random", "short_seq_prob"), UNIT)}
-
-
-# --------------------------------------------------------------------------- config
-@dataclass
-class DataConfig:
-    """How pretraining sequences are built from a prepared corpus. Defaults are BERT's recipe."""
-
-    # "mlm" (BERT/RoBERTa/ALBERT), "rtd" (ELECTRA: masked data for its generator, every token judged by its
-    # discriminator), "causal" (GPT next-token prediction) or "bilm" (ELMo's forward + backward LMs; the same
-    # windows as "causal", the model predicts in both directions). Pretraining builds the model's heads from it.
-    objective: str = "mlm"
-    # Sentence-pair task: BERT's NSP, ALBERT's SOP, or none (RoBERTa found NSP does not help). The pretrained
-    # model's pair head (model.pair_head) is set from this field: one choice, made here.
-    pair: str = "nsp"
-    # BERT fixes masks when the data is prepared ("static"); RoBERTa re-masks on every pass ("dynamic").
-    masking: str = "static"
-    # BERT segment pairs; RoBERTa full-sentences / doc-sentences; causal-LM windows for GPT.
-    packing: str = "segment-pair"
-    # 128 is BERT's phase-1 length (90% of its steps); tokens per row including specials.
-    max_length: int = 128
-    # 15% of maskable tokens are predicted (BERT, kept by RoBERTa and ALBERT).
-    mask_prob: float = 0.15
-    # Of the predicted tokens: 80% become [MASK], 10% a random token, the rest stay unchanged, so the
-    # model cannot rely on seeing [MASK] (absent at fine-tuning time) to know what to predict.
-    replace_mask: float = 0.8
-    replace_random: float = 0.1
-    # Mask all tokens of a word together (BERT's whole-word-masking models).
-    whole_word: bool = False
-    # Longest n-gram of whole words to mask, P(n) ∝ 1/n; 1 = BERT, ALBERT uses 3.
-    ngram: int = 1
-    # Static masking: each sequence gets this many different masks (BERT's create_pretraining_data default).
-    dupe_factor: int = 10
-    # Segment pairs: 10% of documents use a random shorter target, to match short fine-tuning inputs.
-    short_seq_prob: float = 0.1
-    # google-research/bert's max_predictions_per_seq (20 at length 128, 80 at 512): at most this many
-    # predictions per row (a row whose count would be higher is capped, as create_pretraining_data.py caps
-    # it), and batches carry them as fixed (B, max_predictions) ``mlm_positions``: every step has the same
-    # shapes, which CUDA graphs need (--cuda-graphs sets it to default_max_predictions() when unset).
-    # None: no cap beyond mask_prob, and the MLM head finds the labelled positions of each batch itself.
-    max_predictions: int | None = None
-    # Rows that pack several documents (full-sentences, causal) attend only within each document and
-    # restart positions there (batches carry ``document_ids``): each document is seen as if alone, with
-    # no padding. Off by default: RoBERTa's full-sentences and GPT-2 attend across documents.
-    document_mask: bool = False
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        def choice(name: str, options: tuple[str, ...]) -> None:
-            if getattr(self, name) is None and "none" in options:  # --set data.pair=none parses as None
-                setattr(self, name, "none")
-            if getattr(self, name) not in options:
-                raise ConfigError(f"data.{name}={getattr(self, name)!r} is not one of {', '.join(options)}")
-
-        choice("objective", OBJECTIVES)
-        choice("pair", PAIRS)
-        choice("masking", MASKINGS)
-        choice("packing", PACKINGS)
-        check_fields(self, "data config", "data.", DATA_RANGES)
-        if self.replace_mask + self.replace_random > 1.0 + 1e-9:
-            raise ConfigError(
-                f"data.replace_mask + data.replace_random = {self.replace_mask + self.replace_random:g} exceeds 1; "
-                "the rest of the predicted tokens stay unchanged (BERT: 0.8 + 0.1, leaving 0.1)")
-        if self.document_mask and (self.packing not in ("full-sentences", "causal") or self.objective == "bilm"):
-            raise ConfigError(f"data.document_mask=true needs rows that pack several documents into a Transformer: "
-                              f"packing 'full-sentences' or 'causal' with objective 'mlm', 'rtd' or 'causal' (got packing="
-                              f"{self.packing!r}, objective={self.objective!r}); segment-pair and doc-sentences rows "
-                              "never hold two documents")
-        if self.objective in ("causal", "bilm"):
-            if (self.packing, self.masking, self.pair) != ("causal", "none", "none"):
-                raise ConfigError(
-                    f"data.objective={self.objective!r} needs packing='causal', masking='none' and pair='none' "
-                    f"(got packing={self.packing!r}, masking={self.masking!r}, pair={self.pair!r})")
-        else:
-            if self.packing == "causal":
-                raise ConfigError("data.packing='causal' is for objective='causal' or 'bilm'; for MLM use "
-                                  "segment-pair, full-sentences or doc-sentences")
-            if self.masking == "none":
-                raise ConfigError(f"data.objective={self.objective!r} needs masking='static' or 'dynamic'")
-            if self.objective == "rtd" and self.pair != "none":
-                raise ConfigError(f"data.objective='rtd' (ELECTRA) has no sentence-pair task: its discriminator judges "
-                                  f"tokens, not pairs; use data.pair=none (got {self.pair!r})")
-            if self.pair != "none" and self.packing != "segment-pair":
-                raise ConfigError(f"data.pair={self.pair!r} needs packing='segment-pair' (got {self.packing!r}); "
-                                  "full-sentences and doc-sentences rows have no second segment")
-        if self.max_length < 8:
-            raise ConfigError(f"data.max_length={self.max_length} is too short for a pretraining row (use >= 8)")
-        if self.max_predictions is not None and not self.masked:
-            raise ConfigError(f"data.max_predictions={self.max_predictions} caps masked-LM predictions, and "
-                              f"data.objective={self.objective!r} masks nothing (every position is predicted, "
-                              "with static shapes already); drop data.max_predictions")
-
-    @property
-    def masked(self) -> bool:
-        """Whether rows carry MLM masks and labels (objective mlm or rtd) rather than causal windows."""
-        return self.objective in ("mlm", "rtd")
-
-    @property
-    def word_units(self) -> bool:
-        """Whether masking picks whole words (whole-word or n-gram masking) rather than single tokens."""
-        return self.whole_word or self.ngram > 1
-
-    @property
-    def static_predictions(self) -> bool:
-        """Whether batches carry fixed-size ``mlm_positions`` (a masked objective with ``max_predictions`` set)."""
-        return self.masked and self.max_predictions is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], source: str = "data config") -> "DataConfig":
-        if isinstance(d, Mapping):  # --set data.pair=none parses as None
-            d = {k: ("none" if v is None and k in _CHOICE_FIELDS else v) for k, v in d.items()}
-        return config_from_dict(cls, d, source, section="data.", ranges=DATA_RANGES, what="data config")
-
-    def replace(self, **changes: Any) -> "DataConfig":
-        return DataConfig.from_dict({**self.to_dict(), **changes})
-
-
-def data_config_from_preset(name: str | None, overrides: Mapping[str, Any] | None = None) -> DataConfig:
-    """The preset's ``data`` section (``config.PRESETS[name]["data"]``) plus overrides.
-
-    Override keys are DataConfig field names, optionally written ``data.<field>`` as on the command
-    line (``--set data.mask_prob=0.2``). An unknown key is a :class:`ConfigError` naming it.
-    """
-    extra = {(key[len("data."):] if key.startswith("data.") else key): value for key, value in (overrides or {}).items()}
-    return config_from_preset(name, extra, lambda d, source: DataConfig.from_dict(d, source=source), section="data",
-                              source=f"preset {name!r} data section" if name else "data config")
 
 
 def default_max_predictions(max_length: int, mask_prob: float) -> int:

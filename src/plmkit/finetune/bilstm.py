@@ -71,7 +71,7 @@ def check_bilstm_task(task: Task, options: TaskOptions | None = None) -> None:
 
 def bilstm_config_overrides(settings: dict[str, Any]) -> dict[str, Any]:
     """Validate BiLSTM settings (:class:`~plmkit.models.tagger.TaggerConfig` fields) and return them."""
-    from ..models.tagger import TaggerConfig
+    from ..config import TaggerConfig
 
     known = [f.name for f in dataclasses.fields(TaggerConfig) if f.name not in _BILSTM_FIXED]
     unknown = sorted(set(settings) - set(known))
@@ -218,7 +218,8 @@ class WordFeaturizer:
 def new_bilstm_model(task: Task, vocab: dict[str, int], labels: Sequence[str], cfg: FinetuneConfig, lm=None):
     """A freshly initialised BiLSTM tagger / classifier (``task.bilstm_model``) with a new scalar mix over ``lm``."""
     from ..models.elmo import Elmo
-    from ..models.tagger import MODEL_CLASSES, TaggerConfig
+    from ..config import TaggerConfig
+    from ..models.tagger import MODEL_CLASSES
 
     config = TaggerConfig(vocab_size=len(vocab), num_labels=len(labels), **bilstm_config_overrides(cfg.bilstm))
     elmo = Elmo(lm, layer_norm=config.elmo_layer_norm, dropout=config.elmo_dropout) if lm is not None else None

@@ -14,9 +14,8 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import MAX_SEED, NONNEG, POSITIVE, SEED, TRAIN_RANGES, UNIT_OPEN, check_fields
+from ..config import MAX_SEED, NONNEG, POSITIVE, SEED, TRAIN_RANGES, UNIT_OPEN, TrainConfig, check_fields
 from ..errors import ConfigError
-from ..training.trainer import TrainConfig
 from .tasks.base import TaskOptions
 
 TRANSFORMER_LR = 2e-5  # BERT's fine-tuning recipe (appendix A.3)

@@ -34,10 +34,9 @@ word-level tokenizer files.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -45,8 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import (NONNEG, POSITIVE, UNIT_OPEN, check_fields, check_fits, config_from_dict, config_from_preset,
-                      format_bytes)
+# ElmoConfig lives in plmkit.config with every other config; its names stay importable from here.
+from ..config import ELMO_RANGES, ElmoConfig, check_fits, elmo_config_from_preset, format_bytes  # noqa: F401
 from ..errors import CheckpointError, ConfigError, UsageError
 from .dropout import Dropout
 from .folder import (CONFIG_NAME, WEIGHTS_NAME, check_tensor, header_state, load_state, read_config, read_word_list,
@@ -130,125 +129,6 @@ def remove_sentence_boundaries(states: torch.Tensor, mask: torch.Tensor) -> tupl
     new_mask = mask[:, 2:].bool()  # position t is real iff t + 2 < length + 2
     inner = states[..., 1:-1, :] * new_mask.unsqueeze(-1).to(states.dtype)
     return inner, new_mask
-
-
-# ----------------------------------------------------------------------------- config
-@dataclass
-class ElmoConfig:
-    """The shape of an ELMo biLM. Defaults are a tiny CPU model; presets give published sizes."""
-
-    model_type: str = "elmo"
-    # Words in the softmax; set from the vocabulary the model is built with.
-    vocab_size: int | None = None
-    # allennlp / bilm-tf: words are cut to 48 UTF-8 bytes plus the begin/end-of-word markers.
-    max_characters_per_token: int = 50
-    # 16 in every published ELMo: 262 characters need few dimensions.
-    char_embedding_dim: int = 16
-    # [width, number of filters]; the published model has 2048 filters of widths 1–7.
-    filters: list[list[int]] = field(default_factory=lambda: [[1, 16], [2, 16], [3, 32]])
-    # Highway layers over the pooled filters (2 in the published model, 1 in bilm-tf's small ones).
-    num_highway: int = 1
-    # relu in the published models' options files (tanh in some of bilm-tf's small ones).
-    activation: str = "relu"
-    # P: the token encoding and each LSTM layer's output (512 published).
-    projection_dim: int = 32
-    # C: LSTM cells per direction and layer (4096 published); must exceed P (LSTMP).
-    lstm_dim: int = 64
-    # L: the paper's 2 biLSTM layers.
-    num_layers: int = 2
-    # Residual connection from layer 1's output to layer 2's, as in the paper.
-    residual: bool = True
-    # bilm-tf trains with dropout 0.1 on LSTM inputs and on the output before the softmax.
-    dropout: float = 0.1
-    # full | sampled | adaptive | auto (full up to 20k words, adaptive above).
-    softmax: str = "auto"
-    # Negatives per batch for the sampled softmax (bilm-tf: 8192); eval always uses the full softmax.
-    num_samples: int = 8192
-    # Adaptive-softmax cluster boundaries (None: 2k / 10k / 50k / 200k below the vocabulary size).
-    adaptive_cutoffs: list[int] | None = None
-    # Each tail cluster's projection is 4× smaller than the last (Grave et al., 2017).
-    adaptive_div_value: float = 4.0
-    # Wrap new sentences in <s> … </s> when embedding them, as allennlp's Elmo does.
-    sentence_boundaries: bool = True
-    # Word-level special tokens (plmkit prepare --word-level); <s> / </s> spell as sentence markers.
-    pad_token: str = "<pad>"
-    unk_token: str = "<unk>"
-    bos_token: str = "<s>"
-    eos_token: str = "</s>"
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    @property
-    def num_filters(self) -> int:
-        return sum(n for _, n in self.filters)
-
-    def validate(self) -> None:
-        if self.model_type != "elmo":
-            raise ConfigError(f"ElmoConfig needs model_type 'elmo', got {self.model_type!r}")
-        check_fields(self, "ELMo config", ranges=ELMO_RANGES)
-        for name in ("max_characters_per_token", "char_embedding_dim", "projection_dim", "lstm_dim",
-                     "num_layers", "num_samples"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"ELMo config {name} must be a positive integer, got {value!r}")
-        if self.vocab_size is not None and (not isinstance(self.vocab_size, int) or self.vocab_size <= 0):
-            raise ConfigError(f"ELMo config vocab_size must be a positive integer, got {self.vocab_size!r}")
-        if self.max_characters_per_token < 3:
-            raise ConfigError("ELMo config max_characters_per_token must be at least 3 (markers + one byte)")
-        if not isinstance(self.num_highway, int) or self.num_highway < 0:
-            raise ConfigError(f"ELMo config num_highway must be 0 or more, got {self.num_highway!r}")
-        try:
-            self.filters = [[int(w), int(n)] for w, n in self.filters]
-        except (TypeError, ValueError):
-            raise ConfigError(f"ELMo config filters must be a list of [width, count] pairs, got {self.filters!r}") from None
-        if not self.filters or any(w <= 0 or n <= 0 or w > self.max_characters_per_token for w, n in self.filters):
-            raise ConfigError(f"ELMo config filters {self.filters}: need at least one [width, count] pair with "
-                              f"1 <= width <= max_characters_per_token ({self.max_characters_per_token}) and count >= 1")
-        if self.projection_dim >= self.lstm_dim:
-            raise ConfigError(f"ELMo config projection_dim ({self.projection_dim}) must be smaller than lstm_dim "
-                              f"({self.lstm_dim}): each LSTM projects its C cells down to P (LSTMP)")
-        if self.activation not in ("relu", "tanh"):
-            raise ConfigError(f"ELMo config activation must be 'relu' or 'tanh', got {self.activation!r}")
-        if self.softmax not in ("auto", "full", "sampled", "adaptive"):
-            raise ConfigError(f"ELMo config softmax must be auto, full, sampled or adaptive, got {self.softmax!r}")
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ConfigError(f"ELMo config dropout must be in [0, 1), got {self.dropout!r}")
-        if self.adaptive_cutoffs is not None:
-            cuts = [int(c) for c in self.adaptive_cutoffs]
-            if not cuts or cuts != sorted(set(cuts)) or cuts[0] <= 0:
-                raise ConfigError(f"ELMo config adaptive_cutoffs must be increasing positive integers, got "
-                                  f"{self.adaptive_cutoffs!r}")
-            self.adaptive_cutoffs = cuts
-        if self.adaptive_div_value <= 0:
-            raise ConfigError("ELMo config adaptive_div_value must be positive")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], source: str = "ELMo config") -> "ElmoConfig":
-        return config_from_dict(cls, d, source, ranges=ELMO_RANGES, what="ELMo config")
-
-    def replace(self, **changes: Any) -> "ElmoConfig":
-        return ElmoConfig.from_dict({**self.to_dict(), **changes})
-
-
-# Ranges of ElmoConfig's numbers (config.config_from_dict); validate checks how they fit together.
-ELMO_RANGES: dict[str, Any] = {
-    **dict.fromkeys(("vocab_size", "max_characters_per_token", "char_embedding_dim", "projection_dim", "lstm_dim",
-                     "num_layers", "num_samples", "adaptive_div_value"), POSITIVE),
-    "num_highway": NONNEG, "dropout": UNIT_OPEN, "activation": ("relu", "tanh"),
-    "softmax": ("auto", "full", "sampled", "adaptive"),
-}
-
-def elmo_config_from_preset(name: str | None, overrides: Mapping[str, Any] | None = None) -> ElmoConfig:
-    """An :class:`ElmoConfig` from a preset (``elmo-small``, ``elmo-original``) plus overrides.
-
-    As for Transformers, through :func:`plmkit.config.config_from_preset`: the preset is a starting point
-    that any field may override; values that cannot work together are refused with the reason.
-    """
-    return config_from_preset(name, overrides, lambda d, source: ElmoConfig.from_dict(d, source=source), kind="elmo")
 
 
 # ----------------------------------------------------------------------------- modules

@@ -38,7 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..config import NONNEG, POSITIVE, UNIT_OPEN, check_fields, check_fits, config_from_dict
+# TaggerConfig lives in plmkit.config with every other config; its names stay importable from here.
+from ..config import POSITIVE, TAGGER_RANGES, UNIT_OPEN, TaggerConfig, check_fits, config_from_dict  # noqa: F401
 from ..errors import CheckpointError, ConfigError, UsageError
 from .dropout import Dropout
 from .elmo import Elmo, ElmoModel, batch_to_char_ids, load_elmo
@@ -51,47 +52,6 @@ from .protocol import LABELLED, ROWS, LossField, count_labelled, count_rows
 PAD, UNK = "<pad>", "<unk>"
 IGNORE_INDEX = -100
 WORDS_NAME = "words.txt"
-
-
-@dataclass
-class TaggerConfig:
-    """Sizes of the BiLSTM tagger / classifier (defaults: the usual small BiLSTM tagger)."""
-
-    vocab_size: int
-    num_labels: int
-    # 100-d word vectors, the GloVe-100 size common in BiLSTM taggers.
-    embedding_dim: int = 100
-    # Cells per direction; 100–200 is the usual range for POS/NER BiLSTMs.
-    hidden_size: int = 100
-    num_layers: int = 1
-    # Dropout on the BiLSTM input and output (0.5 as in Lample et al., 2016).
-    dropout: float = 0.5
-    # Dropout on the ELMo vectors (allennlp's Elmo default).
-    elmo_dropout: float = 0.5
-    # allennlp ScalarMix do_layer_norm: normalise each biLM layer before mixing.
-    elmo_layer_norm: bool = False
-    # Classifier only: pool the BiLSTM states by "max" or "mean" over the real words.
-    pooling: str = "max"
-    pad_id: int = 0
-
-    def __post_init__(self) -> None:
-        check_fields(self, "tagger config", ranges=TAGGER_RANGES)
-        if self.pad_id >= self.vocab_size:
-            raise ConfigError(f"tagger config pad_id={self.pad_id} must be below vocab_size={self.vocab_size}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], source: str = "tagger config") -> "TaggerConfig":
-        return config_from_dict(cls, d, source, ranges=TAGGER_RANGES, what="tagger config")
-
-
-# Ranges of TaggerConfig's fields (config.config_from_dict).
-TAGGER_RANGES: dict[str, Any] = {
-    **dict.fromkeys(("vocab_size", "num_labels", "embedding_dim", "hidden_size", "num_layers"), POSITIVE),
-    **dict.fromkeys(("dropout", "elmo_dropout"), UNIT_OPEN), "pad_id": NONNEG, "pooling": ("max", "mean"),
-}
 
 
 # ----------------------------------------------------------------------------- vocabularies & batches

@@ -36,8 +36,7 @@ from torch import nn
 from ..errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..data.objectives import DataConfig
-    from .trainer import TrainConfig
+    from ..config import DataConfig, TrainConfig
 
 FP8_CAPABILITY = (8, 9)  # the first CUDA architecture with FP8 tensor cores (Ada); Hopper is 9.0
 FP8_CARDS = "L4/L40 (8.9), H100/H200 (9.0), B200 (10.0)"

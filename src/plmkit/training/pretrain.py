@@ -23,13 +23,13 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from ..config import ModelConfig, get_preset, model_config_from_preset
+from ..config import DataConfig, ModelConfig, TrainConfig, get_preset, model_config_from_preset
 from ..errors import ConfigError, DataError, UsageError
 from .._progress import is_main_process
 from . import accel
 from .autobatch import MicroBatchChoice, check_micro_batch, choose_micro_batch, divisors
 from .prefetch import Prefetch
-from .trainer import TrainConfig, Trainer, load_weights_from_folder
+from .trainer import Trainer, load_weights_from_folder
 
 SECTIONS = ("model", "data", "train")
 
@@ -44,8 +44,6 @@ def split_overrides(overrides: Mapping[str, Any], model_fields: set[str] | None 
     A bare key is placed in the one section that has it; an unknown or ambiguous key is an error
     that names it and suggests the closest known keys.
     """
-    from ..data.objectives import DataConfig
-
     fields = {"model": model_fields or _field_names(ModelConfig), "data": _field_names(DataConfig),
               "train": _field_names(TrainConfig)}
     out: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
@@ -76,10 +74,10 @@ def split_overrides(overrides: Mapping[str, Any], model_fields: set[str] | None 
 def check_override_values(sections: Mapping[str, Mapping[str, Any]], elmo: bool = False) -> None:
     """``--set`` values against their fields' types and ranges (ConfigError naming ``--set section.key``)."""
     from ..config import MODEL_RANGES, TRAIN_RANGES, check_values
-    from ..data.objectives import DATA_RANGES, DataConfig
+    from ..config import DATA_RANGES, DataConfig
 
     if elmo:
-        from ..models.elmo import ELMO_RANGES, ElmoConfig
+        from ..config import ELMO_RANGES, ElmoConfig
 
         check_values(ElmoConfig, sections["model"], "--set", "model.", ELMO_RANGES)
     else:
@@ -418,7 +416,8 @@ def _pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping
              eval_fraction: float = 0.02, verify_data: bool = True) -> dict[str, Any]:
     """:func:`pretrain` with the run folder locked."""
     from ..data import PreparedCorpus
-    from ..data.objectives import PretrainingStream, data_config_from_preset
+    from ..config import data_config_from_preset
+    from ..data.objectives import PretrainingStream
     from . import distributed as distr
 
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
@@ -426,7 +425,7 @@ def _pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping
     elmo = is_elmo_preset(preset)
     model_fields = None
     if elmo:
-        from ..models.elmo import ElmoConfig
+        from ..config import ElmoConfig
 
         model_fields = _field_names(ElmoConfig)
     sections = split_overrides(dict(overrides or {}), model_fields)
@@ -454,7 +453,8 @@ def _pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping
         micro_spec = _check_micro_batch_request(micro_spec, recorded, tcfg)
 
     if elmo:
-        from ..models.elmo import ElmoModel, elmo_config_from_preset
+        from ..config import elmo_config_from_preset
+        from ..models.elmo import ElmoModel
 
         if not corpus.word_level:
             raise DataError(f"{data} was prepared with a sub-word tokenizer; ELMo trains on words — prepare the "

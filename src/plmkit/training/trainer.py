@@ -32,14 +32,14 @@ import signal
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol
 
 import torch
 from torch import nn
 
-from ..config import TRAIN_RANGES, check_fields, config_from_dict
+# TrainConfig lives in plmkit.config with every other config; it stays importable from here.
+from ..config import TrainConfig  # noqa: F401
 from .._files import read_marker
 from ..errors import CheckpointError, ConfigError, PlmkitError, UsageError, excerpt
 from . import accel
@@ -60,90 +60,6 @@ class BatchSource(Protocol):
     def state_dict(self) -> dict: ...
 
     def load_state_dict(self, state: dict) -> None: ...
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings. Defaults suit a small model on a CPU; presets and flags override."""
-
-    # Peak learning rate; BERT-base used 1e-4, small models tolerate more.
-    lr: float = 5e-4
-    # AdamW decoupled decay as in BERT (not applied to biases and LayerNorm weights).
-    weight_decay: float = 0.01
-    adam_beta1: float = 0.9
-    # RoBERTa found 0.98 more stable with large batches.
-    adam_beta2: float = 0.999
-    # BERT's epsilon.
-    adam_eps: float = 1e-6
-    # < 1: fraction of the run; >= 1: a number of optimizer steps. BERT warmed up 10k of 1M steps.
-    warmup: float = 0.06
-    # "linear" (BERT), "cosine", or "constant" after warmup.
-    schedule: str = "linear"
-    min_lr_ratio: float = 0.0
-    # Stop conditions (the first reached wins); max_time in seconds makes the schedule follow the clock.
-    max_steps: int | None = None
-    max_time: float | None = None
-    epochs: float | None = None
-    # Save and stop after this many steps of the planned run (resume later with --resume).
-    stop_after: int | None = None
-    # Micro-batch per process; the effective batch is batch_size × grad_accum × world size.
-    batch_size: int = 32
-    grad_accum: int = 1
-    # Global gradient-norm clipping as in BERT; 0 disables.
-    clip_norm: float = 1.0
-    bf16: bool = False
-    # "adamw" (fused) or "lamb" (large-batch BERT / ALBERT).
-    optimizer: str = "adamw"
-    seed: int = 0
-    log_every: int = 10
-    eval_every: int = 0
-    # Also evaluate before the first step of a fresh run, so a learning curve starts where the model did.
-    eval_at_start: bool = False
-    # Periodic checkpoints, besides the one at the end and the one SIGINT/SIGTERM writes. Unset (None):
-    # by the clock alone, every save_minutes; N > 0: also every N steps; 0: no periodic checkpoint at all
-    # (only when the user asks for it: a kill then loses the whole run).
-    save_every: int | None = None
-    # Minutes of training between checkpoints by the clock (0: none by the clock). 5 bounds what a kill -9 or
-    # a preempted job loses to 5 minutes, while a save costs about 1% of that even for BERT-base with Adam
-    # (1.3 GB written and hashed in ~3 s on a local SSD; a bert-tiny save takes ~10 ms). A save reads the
-    # training state and changes none of it, so where saves fall never changes the run.
-    save_minutes: float = 5.0
-    keep_last: int = 3
-    compile: bool = False
-    # GPU only (training/accel.py): the step compiled as CUDA graphs (static shapes: data.max_predictions), and
-    # the encoder's matmuls in FP8 through torchao (compute capability >= 8.9). Off: they need a GPU that has them.
-    cuda_graphs: bool = False
-    fp8: bool = False
-    gradient_checkpointing: bool = False
-    # A NaN/inf loss: "stop" (keep the last good checkpoint) or "skip" the step.
-    on_nonfinite: str = "stop"
-    device: str = "auto"
-    # Rank 0 shows progress: a bar on a terminal, a status line every log_every steps in a log; False: none.
-    progress: bool = True
-    tensorboard: bool = True
-
-    def validate(self) -> None:
-        check_fields(self, "train config", "train.", TRAIN_RANGES)
-        if self.lr <= 0:
-            raise ConfigError(f"train.lr must be positive, got {self.lr}")
-        if self.schedule not in ("linear", "cosine", "constant"):
-            raise ConfigError(f"train.schedule must be linear, cosine or constant, got {self.schedule!r}")
-        if self.optimizer not in ("adamw", "lamb"):
-            raise ConfigError(f"train.optimizer must be adamw or lamb, got {self.optimizer!r}")
-        if self.on_nonfinite not in ("stop", "skip"):
-            raise ConfigError(f"train.on_nonfinite must be stop or skip, got {self.on_nonfinite!r}")
-        if self.max_steps is None and self.max_time is None and self.epochs is None:
-            raise ConfigError("give a stop condition: --max-steps N, --max-time 30m or --epochs E")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str = "train config") -> "TrainConfig":
-        """Read train settings (each value checked against its field's type and range), then ``validate``."""
-        config = config_from_dict(cls, d, source, section="train.", ranges=TRAIN_RANGES, what="train")
-        try:
-            config.validate()
-        except ConfigError as e:
-            raise ConfigError(f"{source}: {e}") from None
-        return config
 
 
 def _malloc_trim():
