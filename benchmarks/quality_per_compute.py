@@ -111,10 +111,8 @@ def setup(out: Path, args) -> dict[str, Any]:
     write_pos_files(held_files, s / "pos-eval.txt", args.eval_examples, seed=2)
     write_genre_file(train_files, s / "genre-train.jsonl", args.genre_train, seed=1)
     write_genre_file(held_files, s / "genre-eval.jsonl", args.eval_examples, seed=2)
-    train_text = s / "train-text.txt"  # the transformers recipe's input: the same training documents as text
-    train_text.write_text("\n".join(" ".join(words) for words in read_sentences(train_files, format="brown")) + "\n",
-                          encoding="utf-8")
-    info = {"brown": str(brown), "train_documents": len(train_files), "held_out_documents": len(held_files)}
+    info = {"brown": str(brown), "train_documents": len(train_files), "held_out_documents": len(held_files),
+            "train_files": [str(f) for f in train_files]}
     done.write_text(json.dumps(info))
     return info
 
@@ -174,7 +172,8 @@ def pretrain_recipe(out: Path, recipe: str, budget: float, steps: int) -> dict[s
                        flags=_flags(steps, seed=0))
     info = {"recipe": recipe, "budget": budget, "steps": summary["step"], "wall_s": round(time.time() - t, 1),
             "model": str(summary["checkpoint"]),
-            "final_eval": {k: v for k, v in summary.items() if k.startswith("eval_")}}
+            "final_eval": {k: v for k, v in summary.items() if k.startswith("eval_")},
+            "load_average_at_end": os.getloadavg()}
     meta.write_text(json.dumps(info, indent=1))
     return info
 
@@ -197,13 +196,16 @@ def pretrain_transformers(out: Path, budget: float, seconds: float) -> dict[str,
     if run.exists():
         shutil.rmtree(run)
     tok_dir = out / "setup" / "tokenizer"
-    hf_tok = T.PreTrainedTokenizerFast(tokenizer_file=str(tok_dir / "tokenizer.json"), unk_token="[UNK]",
-                                       pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
-    lines = (out / "setup" / "train-text.txt").read_text(encoding="utf-8").splitlines()
+    # As a run_mlm.py user loads it. (PreTrainedTokenizerFast(tokenizer_file=..., unk_token=..., ...) in
+    # transformers 5 silently splits every word into characters: an earlier version of this benchmark trained
+    # transformers' recipe on characters.) The ids must be plmkit's, or the comparison is void.
+    hf_tok = T.AutoTokenizer.from_pretrained(str(tok_dir))
+    lines = train_text(out).read_text(encoding="utf-8").splitlines()
     ids: list[int] = []
     for start in range(0, len(lines), 2000):
         for row in hf_tok(lines[start:start + 2000], add_special_tokens=False)["input_ids"]:
             ids.extend(row)
+    _same_tokens_as_plmkit(hf_tok, tok_dir, lines[:200], ids, out)
     body = LENGTH - 2
     blocks = [[hf_tok.cls_token_id] + ids[i:i + body] + [hf_tok.sep_token_id]
               for i in range(0, len(ids) - body + 1, body)]
@@ -253,9 +255,41 @@ def pretrain_transformers(out: Path, budget: float, seconds: float) -> dict[str,
         if (tok_dir / name).exists():
             shutil.copy(tok_dir / name, run / name)
     info = {"recipe": "transformers", "budget": budget, "steps": step, "wall_s": round(time.time() - t0, 1),
-            "model": str(run), "final_loss": float(loss)}
+            "model": str(run), "final_loss": float(loss), "load_average_at_end": os.getloadavg()}
     meta.write_text(json.dumps(info, indent=1))
     return info
+
+
+def train_text(out: Path) -> Path:
+    """The transformers recipe's input: the training documents' sentences as text, one per line (made once)."""
+    from plmkit.data import read_sentences
+
+    path = out / "setup" / "train-text.txt"
+    if not path.exists():
+        files = json.loads((out / "setup" / "done.json").read_text())["train_files"]
+        part = path.with_suffix(".part")
+        part.write_text("".join(sentence + "\n" for sentence in read_sentences(files, format="brown")),
+                        encoding="utf-8")
+        part.replace(path)
+    return path
+
+
+def _same_tokens_as_plmkit(hf_tok, tok_dir: Path, lines: list[str], ids: list[int], out: Path) -> None:
+    """Refuse to run transformers' recipe on other tokens than plmkit's: the same ids for the same line, and as
+    many tokens in all as plmkit's prepared corpus holds (the text itself must be the same, not only the
+    tokenizer: an earlier version of this benchmark wrote the text with a space between every character)."""
+    from plmkit.tokenization import load_tokenizer
+
+    ours = load_tokenizer(tok_dir)
+    for line in lines:
+        theirs, mine = hf_tok(line)["input_ids"], ours(line)["input_ids"][0].tolist()
+        if theirs != mine:
+            raise SystemExit(f"transformers' tokenizer gives other ids than plmkit's for {line[:60]!r}: "
+                             f"{hf_tok.convert_ids_to_tokens(theirs)[:12]} vs {ours.convert_ids_to_tokens(mine)[:12]}")
+    prepared = json.loads((out / "setup" / "prepared" / "meta.json").read_text())["counts"]["tokens"]
+    if abs(len(ids) - prepared) > 0.01 * prepared:
+        raise SystemExit(f"transformers' recipe would train on {len(ids):,} tokens, plmkit's prepared corpus of the "
+                         f"same documents holds {prepared:,}: not the same text")
 
 
 def scratch_model(out: Path) -> str:
