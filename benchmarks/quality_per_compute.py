@@ -414,7 +414,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
                 errs = [_spread(results["scratch"][task])] + [p[2] for p in pts]
                 ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=RECIPES[recipe]["label"])
         ax.set_title(f"{task} ({TASKS[task][1]})")
-        ax.set_xlabel("pretraining budget (minutes of bert-tiny work, quiet 2-core CPU)")
+        ax.set_xlabel("budget (bert-tiny minutes, quiet 2-core CPU)", fontsize=8)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("held-out score (mean of seeds, bars: spread)")
     axes[-1].legend(fontsize=7)
