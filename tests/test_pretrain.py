@@ -231,3 +231,81 @@ def test_a_run_from_before_grad_accum_split_the_batch_resumes_as_recorded(capsys
     # A run started with today's meaning records the micro-batch (16 / 8 = 2): not an older run.
     assert not older_grad_accum_run({"batch_size": 2, "grad_accum": 8}, 16, 8, "runs/new")
     assert not older_grad_accum_run(saved, 16, 1, "runs/x") and capsys.readouterr().err == ""
+
+
+def _encoder(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if k.startswith("body.") and "pooler" not in k}
+
+
+def test_init_continues_from_a_model_folder_on_longer_rows_with_new_heads(corpora, tmp_path, capsys):
+    """--init: phase 1 MLM alone on 32-token rows, exported; phase 2 MLM + NSP on 64-token rows starts from its
+    weights (BERT's two phases, or domain-adaptive pretraining); the NSP head starts fresh and is reported."""
+    corpus = corpora["wordpiece"]
+    first = common(corpus, tmp_path / "p1", "--preset", "bert-tiny", "--max-steps", "30", "--lr", "2e-3",
+                   "--max-length", "32", "--set", "data.pair=none", "--eval-every", "30")
+    assert run(first) == 0
+    assert run(["export", str(tmp_path / "p1"), "--out", str(tmp_path / "m1")]) == 0
+    capsys.readouterr()
+    start = plmkit.from_pretrained(tmp_path / "m1").state_dict()
+    # a learning rate too small to move anything: the run's weights are the folder's, plus the fresh NSP head
+    assert run(common(corpus, tmp_path / "p2", "--preset", "bert-tiny", "--max-steps", "1", "--lr", "1e-12",
+                      "--init", str(tmp_path / "m1"))) == 0
+    err = capsys.readouterr().err
+    assert "heads.nsp.classifier.weight" in err and "initialised afresh" in err
+    after = plmkit.from_pretrained(sorted((tmp_path / "p2" / "checkpoints").glob("step-*"))[-1]).state_dict()
+    assert "heads.nsp.classifier.weight" in after
+    enc = _encoder(after)
+    assert enc and all(torch.allclose(enc[k], start[k], atol=1e-6) for k in enc)
+    recorded = json.loads((tmp_path / "p2" / "run.json").read_text())
+    init = next(v for k, v in _walk(recorded) if k == "init")
+    assert init["path"] == str((tmp_path / "m1").resolve()) and len(init["sha256"]) == 64
+    # the held-out MLM loss at step 0 is phase 1's, far below a fresh model's on the same rows
+    fresh, cont = tmp_path / "fresh", tmp_path / "cont"
+    for out, extra in ((fresh, []), (cont, ["--init", str(tmp_path / "m1")])):
+        assert run(common(corpus, out, "--preset", "bert-tiny", "--max-steps", "1", "--set", "train.eval_at_start=true",
+                          *extra)) == 0
+    loss0 = {o: next(r["eval_mlm_loss"] for r in metrics(o) if r["step"] == 0) for o in (fresh, cont)}
+    assert loss0[cont] < loss0[fresh] - 0.5, loss0
+
+
+def _walk(obj):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield k, v
+            yield from _walk(v)
+
+
+def test_init_resumes_only_from_the_same_model_and_refuses_what_cannot_start(corpora, tmp_path, capsys):
+    corpus = corpora["wordpiece"]
+    assert run(common(corpus, tmp_path / "p1", "--preset", "bert-tiny", "--max-steps", "2")) == 0
+    assert run(["export", str(tmp_path / "p1"), "--out", str(tmp_path / "m1")]) == 0
+    out = tmp_path / "p2"
+    args = common(corpus, out, "--preset", "bert-tiny", "--max-steps", "6", "--init", str(tmp_path / "m1"))
+    assert run(args + ["--stop-after", "3"]) == 0
+    capsys.readouterr()
+    # --resume without the --init it started from is another run
+    assert run(common(corpus, out, "--preset", "bert-tiny", "--max-steps", "6", "--resume")) == 2
+    assert "init" in capsys.readouterr().err
+    assert run(args + ["--resume"]) == 0
+    assert [r["step"] for r in metrics(out) if "loss" in r] == [1, 2, 3, 4, 5, 6]
+    # what cannot start is refused before anything is written, naming the option and what to do
+    cases = {
+        "another tokenizer": (common(corpora["unigram"], tmp_path / "e1", "--preset", "bert-tiny", "--max-steps", "1",
+                                     "--init", str(tmp_path / "m1")), "prepare --tokenizer"),
+        "no folder": (common(corpus, tmp_path / "e2", "--preset", "bert-tiny", "--max-steps", "1",
+                             "--init", str(tmp_path / "nothing")), "no such folder"),
+        "a run folder": (common(corpus, tmp_path / "e3", "--preset", "bert-tiny", "--max-steps", "1",
+                                "--init", str(tmp_path / "p1")), "plmkit export"),
+        "too long": (common(corpus, tmp_path / "e4", "--preset", "bert-tiny", "--max-steps", "1",
+                            "--init", str(tmp_path / "m1")) + ["--max-length", "600"], "--max-length 512 or less"),
+        "electra": (common(corpus, tmp_path / "e5", "--preset", "electra-tiny", "--max-steps", "1",
+                           "--init", str(tmp_path / "m1")), "ELECTRA"),
+        "a resized model": (common(corpus, tmp_path / "e6", "--preset", "bert-tiny", "--max-steps", "1",
+                                   "--init", str(tmp_path / "m1"), "--set", "model.intermediate_size=64"), "shape"),
+    }
+    for name, (argv, says) in cases.items():
+        code = run(argv)
+        err = " ".join(capsys.readouterr().err.split())
+        assert code == 2 and says in err and "--init" in err and "Traceback" not in err, (name, err)
+        assert not Path(argv[argv.index("--out") + 1]).exists(), name
+    assert load_file(str(tmp_path / "m1" / "model.safetensors"))  # the start is untouched

@@ -90,6 +90,11 @@ def register(sub) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
                    help="override any setting: model.hidden_dropout_prob=0, data.mask_prob=0.2, train.schedule=cosine "
                         "(bare keys are looked up in the three sections) (default: none: the preset as it is)")
+    p.add_argument("--init", metavar="MODEL",
+                   help="start from this model folder's weights instead of a fresh model: continued or domain-adaptive "
+                        "pretraining, or a second phase on longer rows. The architecture comes from the folder, the "
+                        "objective and training defaults from --preset; prepare --data with the folder's tokenizer "
+                        "(default: none, a fresh model)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its latest good checkpoint, exactly; refused when the model, "
                         "data, objective or seed differ from the run's (only stop, logging and saving settings, "
@@ -124,7 +129,7 @@ def run_pretrain(args) -> int:
         "progress": False if args.no_progress else None,
     }
     summary = pretrain(args.preset, args.data, args.out, overrides=parse_overrides(args.set), flags=flags,
-                       resume=args.resume, verify_data=not args.no_verify_data)
+                       resume=args.resume, verify_data=not args.no_verify_data, init=args.init)
     if is_main_process():  # under torchrun, one summary: rank 0's (it holds the checkpoint and the global counts)
         print(json.dumps(summary, indent=2))
     return 0

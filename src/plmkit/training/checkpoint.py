@@ -310,7 +310,8 @@ def load_rng(folder: Path, rank: int) -> dict[str, torch.Tensor] | None:
 # ``--resume`` must find the same fingerprint; the train settings are compared apart (trainer.RESUMABLE_CHANGES).
 # Keys that runs of an older plmkit did not record yet, before fingerprints: compared when both sides have them.
 LEGACY_FINGERPRINT = {"model": "model", "tokenizer_hash": "tokenizer_hash", "data_config": "data"}
-_LABELS = {"tokenizer_hash": "tokenizer hash", "corpus": "prepared data", "train_file": "training file"}
+_LABELS = {"tokenizer_hash": "tokenizer hash", "corpus": "prepared data", "train_file": "training file",
+           "init": "--init model"}
 
 
 def file_identity(path: str | os.PathLike) -> dict[str, Any]:

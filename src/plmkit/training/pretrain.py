@@ -155,6 +155,76 @@ def build_pretraining_model(config: ModelConfig, data, preset: str | None = None
     return PlmModel(config, task=task), functools.partial(load_weights_from_folder, task=task)
 
 
+def start_from_model(init: str | Path, overrides: dict[str, Any], tokenizer, data, train: TrainConfig | None = None,
+                     preset: str | None = None) -> tuple[nn.Module, Any, ModelConfig, dict[str, Any]]:
+    """``--init DIR``: continue pretraining from a saved model (domain-adaptive pretraining, or a second phase
+    on longer rows as BERT did) instead of a fresh initialisation.
+
+    The architecture and the weights come from ``DIR`` (a plmkit or Hugging Face model folder); the preset gives
+    the objective and the training defaults, and ``--set model.*`` may still change what does not change a shape
+    (dropout, ...). The heads follow the objective (:func:`objective_heads`): a head the folder lacks (NSP after
+    MLM alone) starts fresh, one the objective has no use for (a fine-tuned classifier) is left out; both are
+    listed in the returned note. The corpus must be prepared with the folder's tokenizer (same ids), and
+    ``--max-length`` must fit in its position table. Returns ``(model, load_weights, config, identity)``;
+    ``identity`` (path and weights' SHA-256) goes into the run's fingerprint, so ``--resume`` needs the same start.
+    """
+    import hashlib
+    import warnings
+
+    from ..errors import CheckpointError
+    from ..models import from_pretrained
+    from ..tokenization import load_tokenizer
+
+    folder = Path(init)
+    if data.objective == "rtd":
+        raise UsageError(f"--init {folder}: continuing ELECTRA pretraining is not supported (its generator and "
+                         "discriminator start together); continue a masked-LM or causal-LM model, or drop --init")
+    if not (folder / "config.json").is_file():
+        what = "no such folder" if not folder.exists() else "not a model folder (no config.json)"
+        raise UsageError(f"--init {folder}: {what}; pass a model folder (transformers' save_pretrained layout), "
+                         "e.g. one written by 'plmkit export RUN --out MODEL' from a pretraining run")
+    try:
+        own = load_tokenizer(folder)
+    except CheckpointError as e:
+        raise UsageError(f"--init {folder}: its tokenizer could not be read ({e}); the corpus must be prepared "
+                         "with the model's own tokenizer, so the folder needs it") from None
+    if own.hash() != tokenizer.hash() and own.backend.get_vocab() != tokenizer.backend.get_vocab():
+        raise UsageError(f"--init {folder}: the corpus was prepared with another tokenizer than the model's "
+                         f"({tokenizer.vocab_size:,} against {own.vocab_size:,} ids, or the same size with other "
+                         f"ids); prepare it again with 'plmkit prepare --tokenizer {folder} ...'")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the heads are sorted out below, and reported
+        src = from_pretrained(folder, task="auto")
+    if not isinstance(getattr(src, "config", None), ModelConfig):
+        raise UsageError(f"--init {folder}: a {type(src).__name__} cannot continue Transformer pretraining; "
+                         "pass a bert / roberta / albert / gpt2 model folder")
+    heads = objective_heads(data, overrides)
+    config = src.config.replace(**{**overrides, **heads})
+    need = data.max_length + config.position_offset
+    if need > config.max_position_embeddings:
+        raise ConfigError(f"--max-length {data.max_length} needs {need} positions but --init {folder} has "
+                          f"{config.max_position_embeddings}; use --max-length "
+                          f"{config.max_position_embeddings - config.position_offset} or less")
+    if train is not None:
+        check_training_memory(config, train, data.max_length)
+    model, load_weights = build_pretraining_model(config, data, preset)
+    theirs, ours = src.state_dict(), model.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} in the folder, {tuple(ours[k].shape)} here" for k, v in theirs.items()
+             if k in ours and v.shape != ours[k].shape]
+    if wrong:
+        raise ConfigError(f"--init {folder}: --set changed the shape of {len(wrong)} tensor(s): {'; '.join(wrong[:3])}; "
+                          "drop the --set model.* that resizes the model")
+    model.load_state_dict({**ours, **{k: v for k, v in theirs.items() if k in ours}})
+    digest = hashlib.sha256()
+    for f in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 24), b""):
+                digest.update(block)
+    identity = {"path": str(folder.resolve()), "sha256": digest.hexdigest(),
+                "new": sorted(k for k in ours if k not in theirs), "left_out": sorted(k for k in theirs if k not in ours)}
+    return model, load_weights, config, identity
+
+
 def objective_heads(data, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The model fields the pretraining objective decides: ``pair_head`` (``data.pair``) and ``discriminator``
     (``data.objective == "rtd"``). A ``--set model.<field>`` that contradicts them is a ConfigError."""
@@ -413,7 +483,7 @@ def _choose(spec: int | str, tcfg: TrainConfig, model: nn.Module, stream, d,
 
 def _pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping[str, Any] | None = None,
              flags: Mapping[str, Any] | None = None, resume: bool = False, eval_batches: int = 20,
-             eval_fraction: float = 0.02, verify_data: bool = True) -> dict[str, Any]:
+             eval_fraction: float = 0.02, verify_data: bool = True, init: str | Path | None = None) -> dict[str, Any]:
     """:func:`pretrain` with the run folder locked."""
     from ..data import PreparedCorpus
     from ..config import data_config_from_preset
@@ -452,6 +522,9 @@ def _pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping
     if micro_spec is not None or recorded is not None:
         micro_spec = _check_micro_batch_request(micro_spec, recorded, tcfg)
 
+    if elmo and init is not None:
+        raise UsageError("--init continues Transformer pretraining; an ELMo run starts from scratch (drop --init)")
+    started: dict[str, Any] | None = None
     if elmo:
         from ..config import elmo_config_from_preset
         from ..models.elmo import ElmoModel
@@ -469,9 +542,17 @@ def _pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping
         if corpus.word_level:
             raise DataError(f"{data} was prepared at word level (for ELMo); Transformer presets need a sub-word "
                             "tokenizer — prepare with 'plmkit prepare --tokenizer DIR ...'")
-        mcfg = build_model_config(preset, sections["model"], tokenizer, dcfg.max_length, train=tcfg, data=dcfg)
-        torch.manual_seed(tcfg.seed)
-        model, load_weights = build_pretraining_model(mcfg, dcfg, preset)
+        torch.manual_seed(tcfg.seed)  # the weights of the heads an --init folder lacks too
+        if init is None:
+            mcfg = build_model_config(preset, sections["model"], tokenizer, dcfg.max_length, train=tcfg, data=dcfg)
+            model, load_weights = build_pretraining_model(mcfg, dcfg, preset)
+        else:
+            model, load_weights, mcfg, started = start_from_model(init, sections["model"], tokenizer, dcfg, tcfg,
+                                                                  preset)
+            if is_main_process():
+                fresh = f"; new, initialised afresh: {', '.join(started['new'])}" if started["new"] else ""
+                dropped = f"; not used by the objective: {', '.join(started['left_out'])}" if started["left_out"] else ""
+                print(f"plmkit: init   weights from {init}{fresh}{dropped}", file=sys.stderr, flush=True)
         model_desc = mcfg.to_dict()
 
     d = distr.init(tcfg.device)
@@ -508,9 +589,13 @@ def _pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping
     # What makes this run this run: --resume must find the same (training/checkpoint.py, fingerprint_differences).
     fingerprint = {"preset": preset, "model": model_desc, "data": dcfg.to_dict(), "corpus": corpus_identity(corpus),
                    "tokenizer_hash": corpus.tokenizer_hash, "seed": tcfg.seed, "eval_fraction": eval_fraction}
+    # --resume of a run that started from a model (--init) needs the same model, and a fresh run no model
+    fingerprint["init"] = None if started is None else {"path": started["path"], "sha256": started["sha256"]}
     run_config = {"preset": preset, "data": str(Path(data).resolve()), "tokenizer_hash": corpus.tokenizer_hash,
                   "model": model_desc, "data_config": dcfg.to_dict(), "eval_documents": int(len(eval_docs)),
                   "train_documents": int(len(train_docs)), "fingerprint": fingerprint}
+    if started is not None:
+        run_config["init"] = started
     if choice is not None:
         run_config["micro_batch"] = choice.to_dict()
     # The next batches are built and masked in a thread while the model trains on this one (same batches,
@@ -524,7 +609,7 @@ def _pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping
 
 def pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping[str, Any] | None = None,
              flags: Mapping[str, Any] | None = None, resume: bool = False, eval_batches: int = 20,
-             eval_fraction: float = 0.02, verify_data: bool = True) -> dict[str, Any]:
+             eval_fraction: float = 0.02, verify_data: bool = True, init: str | Path | None = None) -> dict[str, Any]:
     """Pretrain ``preset`` on the prepared corpus ``data`` into run folder ``out``; returns the summary.
 
     ``flags`` are explicit settings (from the command line) that win over ``overrides``: any
@@ -533,6 +618,7 @@ def pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping[
     :mod:`plmkit.training.autobatch`). ``verify_data`` checks the SHA-256 of every shard and
     index file against the corpus' ``meta.json`` before training (about 1.4 GB/s on one core; file
     sizes are always checked), so a damaged shard stops the run at the start with a message naming it.
+    ``init`` (``--init``) starts from a saved model's weights instead of a fresh model (:func:`start_from_model`).
     """
     import os
 
@@ -544,7 +630,7 @@ def pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping[
     from .trainer import check_run_out
 
     single = int(os.environ.get("WORLD_SIZE", "1")) == 1
-    with run_folder(out, "run", inputs=[data], accept=lambda p: check_run_out(p, resume, allow_dead=single),
+    with run_folder(out, "run", inputs=[data] + ([init] if init is not None else []), accept=lambda p: check_run_out(p, resume, allow_dead=single),
                     worth_keeping=ckpt.worth_keeping, lock=int(os.environ.get("RANK", "0")) == 0):
         return _pretrain(preset, data, out, overrides=overrides, flags=flags, resume=resume, eval_batches=eval_batches,
-                         eval_fraction=eval_fraction, verify_data=verify_data)
+                         eval_fraction=eval_fraction, verify_data=verify_data, init=init)
