@@ -164,16 +164,16 @@ def start_from_model(init: str | Path, overrides: dict[str, Any], tokenizer, dat
     the objective and the training defaults, and ``--set model.*`` may still change what does not change a shape
     (dropout, ...). The heads follow the objective (:func:`objective_heads`): a head the folder lacks (NSP after
     MLM alone) starts fresh, one the objective has no use for (a fine-tuned classifier) is left out; both are
-    listed in the returned note. The corpus must be prepared with the folder's tokenizer (same ids), and
+    listed in the returned identity. The corpus must be prepared with the folder's tokenizer (same ids), and
     ``--max-length`` must fit in its position table. Returns ``(model, load_weights, config, identity)``;
-    ``identity`` (path and weights' SHA-256) goes into the run's fingerprint, so ``--resume`` needs the same start.
+    ``identity`` (the folder's path, size and SHA-256 over its files) goes into the run's fingerprint, so ``--resume`` needs the same start.
     """
-    import hashlib
     import warnings
 
     from ..errors import CheckpointError
     from ..models import from_pretrained
     from ..tokenization import load_tokenizer
+    from .checkpoint import file_identity
 
     folder = Path(init)
     if data.objective == "rtd":
@@ -215,13 +215,8 @@ def start_from_model(init: str | Path, overrides: dict[str, Any], tokenizer, dat
         raise ConfigError(f"--init {folder}: --set changed the shape of {len(wrong)} tensor(s): {'; '.join(wrong[:3])}; "
                           "drop the --set model.* that resizes the model")
     model.load_state_dict({**ours, **{k: v for k, v in theirs.items() if k in ours}})
-    digest = hashlib.sha256()
-    for f in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 24), b""):
-                digest.update(block)
-    identity = {"path": str(folder.resolve()), "sha256": digest.hexdigest(),
-                "new": sorted(k for k in ours if k not in theirs), "left_out": sorted(k for k in theirs if k not in ours)}
+    identity = {**file_identity(folder), "new": sorted(k for k in ours if k not in theirs),
+                "left_out": sorted(k for k in theirs if k not in ours)}
     return model, load_weights, config, identity
 
 
@@ -590,7 +585,7 @@ def _pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping
     fingerprint = {"preset": preset, "model": model_desc, "data": dcfg.to_dict(), "corpus": corpus_identity(corpus),
                    "tokenizer_hash": corpus.tokenizer_hash, "seed": tcfg.seed, "eval_fraction": eval_fraction}
     # --resume of a run that started from a model (--init) needs the same model, and a fresh run no model
-    fingerprint["init"] = None if started is None else {"path": started["path"], "sha256": started["sha256"]}
+    fingerprint["init"] = None if started is None else {k: started[k] for k in ("path", "size", "sha256")}
     run_config = {"preset": preset, "data": str(Path(data).resolve()), "tokenizer_hash": corpus.tokenizer_hash,
                   "model": model_desc, "data_config": dcfg.to_dict(), "eval_documents": int(len(eval_docs)),
                   "train_documents": int(len(train_docs)), "fingerprint": fingerprint}
@@ -630,7 +625,8 @@ def pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping[
     from .trainer import check_run_out
 
     single = int(os.environ.get("WORLD_SIZE", "1")) == 1
-    with run_folder(out, "run", inputs=[data] + ([init] if init is not None else []), accept=lambda p: check_run_out(p, resume, allow_dead=single),
+    inputs = [data] if init is None else [data, init]  # --out may be neither
+    with run_folder(out, "run", inputs=inputs, accept=lambda p: check_run_out(p, resume, allow_dead=single),
                     worth_keeping=ckpt.worth_keeping, lock=int(os.environ.get("RANK", "0")) == 0):
         return _pretrain(preset, data, out, overrides=overrides, flags=flags, resume=resume, eval_batches=eval_batches,
                          eval_fraction=eval_fraction, verify_data=verify_data, init=init)
