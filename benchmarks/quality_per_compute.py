@@ -392,7 +392,7 @@ def compute_to_match(results: dict[str, Any], base: str = "bert", challenger: st
             if v1 >= goal:
                 found = b0 + (b1 - b0) * ((goal - v0) / (v1 - v0) if v1 != v0 else 1.0) if v0 < goal else b0
                 break
-        out[t] = None if found is None else round(found / at, 3)
+        out[t] = None if found is None else found / at  # exact: rounding is for display only
     return out
 
 
@@ -488,7 +488,8 @@ def main() -> None:
     (out / "table.md").write_text(table + "\n")
     plot(results, out / "quality-per-compute.png")
     print(table)
-    print(f"compute to match bert@{max(budgets):g}: {results['compute_to_match']}")
+    shown = {t: None if v is None else round(v, 3) for t, v in results["compute_to_match"].items()}
+    print(f"compute to match bert@{max(budgets):g}: {shown}")
 
 
 if __name__ == "__main__":
