@@ -166,7 +166,8 @@ def start_from_model(init: str | Path, overrides: dict[str, Any], tokenizer, dat
     MLM alone) starts fresh, one the objective has no use for (a fine-tuned classifier) is left out; both are
     listed in the returned identity. The corpus must be prepared with the folder's tokenizer (same ids), and
     ``--max-length`` must fit in its position table. Returns ``(model, load_weights, config, identity)``;
-    ``identity`` (the folder's path, size and SHA-256 over its files) goes into the run's fingerprint, so ``--resume`` needs the same start.
+    ``identity`` (the folder's path, size and SHA-256 over its files) goes into the run's fingerprint, so
+    ``--resume`` needs the same start.
     """
     import warnings
 
@@ -212,8 +213,8 @@ def start_from_model(init: str | Path, overrides: dict[str, Any], tokenizer, dat
     wrong = [f"{k} {tuple(v.shape)} in the folder, {tuple(ours[k].shape)} here" for k, v in theirs.items()
              if k in ours and v.shape != ours[k].shape]
     if wrong:
-        raise ConfigError(f"--init {folder}: --set changed the shape of {len(wrong)} tensor(s): {'; '.join(wrong[:3])}; "
-                          "drop the --set model.* that resizes the model")
+        raise ConfigError(f"--init {folder}: --set changed the shape of {len(wrong)} tensor(s): "
+                          f"{'; '.join(wrong[:3])}; drop the --set model.* that resizes the model")
     model.load_state_dict({**ours, **{k: v for k, v in theirs.items() if k in ours}})
     identity = {**file_identity(folder), "new": sorted(k for k in ours if k not in theirs),
                 "left_out": sorted(k for k in theirs if k not in ours)}
@@ -546,7 +547,8 @@ def _pretrain(preset: str, data: str | Path, out: str | Path, overrides: Mapping
                                                                   preset)
             if is_main_process():
                 fresh = f"; new, initialised afresh: {', '.join(started['new'])}" if started["new"] else ""
-                dropped = f"; not used by the objective: {', '.join(started['left_out'])}" if started["left_out"] else ""
+                dropped = (f"; not used by the objective: {', '.join(started['left_out'])}"
+                           if started["left_out"] else "")
                 print(f"plmkit: init   weights from {init}{fresh}{dropped}", file=sys.stderr, flush=True)
         model_desc = mcfg.to_dict()
 
