@@ -6,7 +6,7 @@ The recipe, every step a ``plmkit`` command (run here as subprocesses, exactly a
    formats; a fixed shuffle). Only the training parts are used below; the validation parts are
    never pretrained on, and any text that also occurs in a validation part is dropped from the
    pretraining text.
-2. Write the unlabelled text of the training parts (``pretrain-text/``: NSMC reviews, KLUE-NLI
+2. Write the unlabelled text of the training parts (``pretrain-text/``: NSMC reviews, KorNLI
    premises with their hypotheses, KorSTS sentence pairs, KLUE-NER sentences; one sentence per line,
    a blank line between documents) beside the shared Korean corpora (``corpora/ko``).
 3. ``plmkit tokenizer train --kind unigram --cased`` (byte fallback: never ``[UNK]``) on both.
@@ -15,7 +15,7 @@ The recipe, every step a ``plmkit`` command (run here as subprocesses, exactly a
    number of STEPS (not minutes, so the result does not depend on the machine's load); ``plmkit export``.
 5. The scratch twin: the same architecture (the exported ``config.json``) with random weights and the
    same tokenizer (``plmkit.PlmModel(config).save_pretrained``).
-6. ``plmkit finetune`` NSMC, KLUE-NLI, KorSTS and KLUE-NER from both, with the same settings and
+6. ``plmkit finetune`` NSMC, KorNLI, KorSTS and KLUE-NER from both, with the same settings and
    seeds, each scored on its validation part.
 7. The table (task, metric, scratch mean ± spread, pretrained mean ± spread, gain), ``report.json``
    and ``korean-recipe.png`` (one panel per task: a dot per seed, the means as bars).
@@ -59,12 +59,19 @@ class Task:
     epochs: float
 
 
-TASKS = (
+TASKS = {t.name: t for t in (
     Task("nsmc", "korean/nsmc/ratings-part-a.txt", "accuracy", 1000, 4),
-    Task("klue-nli", "korean/klue/klue-nli-v1.1_dev.json", "accuracy", 1000, 6),
+    Task("kornli", "korean/kornli/xnli.dev.ko.tsv", "accuracy", 1000, 6),
     Task("korsts", "korean/korsts/sts-train.tsv", "pearson", 1000, 6),
     Task("klue-ner", "korean/klue/klue-ner-v1.1_dev.tsv", "f1", 1000, 6),
-)
+    # Not in the default recipe: a bert-tiny stays at chance on it from either start (BENCHMARKS.md, run 5).
+    Task("klue-nli", "korean/klue/klue-nli-v1.1_dev.json", "accuracy", 1000, 6),
+)}
+# The recipe's tasks: one of each kind (sentiment, inference, similarity, NER). KorNLI is the inference task:
+# on KLUE-NLI a bert-tiny stays at chance (0.33-0.38) from either start, whatever the fine-tuning settings
+# (BENCHMARKS.md); ``--set tasks=...`` adds it (or removes any task).
+DEFAULT_TASKS = ["nsmc", "kornli", "korsts", "klue-ner"]
+PREMISE_GROUPED = {"klue-nli", "kornli"}  # NLI files: a premise comes with several hypotheses
 
 
 @dataclass
@@ -90,6 +97,7 @@ class Recipe:
     epochs_scale: float = 1.0  # multiplies every task's epochs
     eval_rows: int | None = None  # None: each task's own
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))  # names in TASKS, in the table's order
 
     @classmethod
     def quick(cls) -> "Recipe":
@@ -157,16 +165,24 @@ def _ner_blocks(path: Path) -> tuple[str, list[str]]:
     return preamble, [b.strip("\n") for b in blocks]
 
 
+def _nli_pair(task: str, row: Any) -> tuple[str, str]:
+    """(premise, hypothesis) of a KLUE-NLI JSON record or a KorNLI TSV row."""
+    if task == "klue-nli":
+        return row["premise"], row["hypothesis"]
+    premise, hypothesis = row.rstrip("\n").split("\t")[:2]
+    return premise, hypothesis
+
+
 def texts_of(task: str, part: list) -> list[list[str]]:
     """The unlabelled text of a part of a task file, as documents (lists of sentences)."""
     if task == "nsmc":
         return [[r.rstrip("\n").split("\t")[1]] for r in part]
     if task == "korsts":
         return [r.rstrip("\n").split("\t")[5:7] for r in part]
-    if task == "klue-nli":  # a premise with all its hypotheses is one document
+    if task in PREMISE_GROUPED:  # a premise with all its hypotheses is one document
         docs: dict[str, list[str]] = {}
-        for r in part:
-            docs.setdefault(r["premise"], [r["premise"]]).append(r["hypothesis"])
+        for premise, hypothesis in (_nli_pair(task, r) for r in part):
+            docs.setdefault(premise, [premise]).append(hypothesis)
         return list(docs.values())
     if task == "klue-ner":  # the sentence, from its 'char<TAB>tag' rows
         return [["".join(ln.rsplit("\t", 1)[0] for ln in b.split("\n")[1:])] for b in part]
@@ -178,14 +194,19 @@ def write_parts(data: Path, task: Task, eval_rows: int, out: Path) -> tuple[Path
     src = data / task.file
     suffix = "".join(src.suffixes[-1:])
     train_f, eval_f = out / f"{task.name}-train{suffix}", out / f"{task.name}-eval{suffix}"
-    if task.name == "klue-nli":  # a premise comes with several hypotheses: all of them go to one part
+    if task.name in PREMISE_GROUPED:  # a premise comes with several hypotheses: all of them go to one part
+        if task.name == "klue-nli":
+            header, rows = "", json.loads(src.read_text(encoding="utf-8"))
+        else:
+            header, rows = _tsv_rows(src)
         groups: dict[str, list] = {}
-        for r in json.loads(src.read_text(encoding="utf-8")):
-            groups.setdefault(r["premise"], []).append(r)
+        for r in rows:
+            groups.setdefault(_nli_pair(task.name, r)[0], []).append(r)
         tr_g, ev_g = _split(list(groups.values()), _groups_for(list(groups.values()), eval_rows))
         tr, ev = [r for g in tr_g for r in g], [r for g in ev_g for r in g]
         for f, part in ((train_f, tr), (eval_f, ev)):
-            f.write_text(json.dumps(part, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+            f.write_text(json.dumps(part, ensure_ascii=False, indent=1) + "\n" if task.name == "klue-nli"
+                         else header + "".join(part), encoding="utf-8")
     elif task.name == "klue-ner":
         preamble, blocks = _ner_blocks(src)
         tr, ev = _split(blocks, eval_rows)
@@ -301,6 +322,14 @@ def plot(results: list[dict[str, Any]], curve: list[dict[str, Any]], path: Path,
 
 # ---- the recipe ------------------------------------------------------------------------------------------
 
+def recipe_tasks(recipe: Recipe) -> list[Task]:
+    unknown = [t for t in recipe.tasks if t not in TASKS]
+    if unknown or not recipe.tasks:
+        raise SystemExit(f"--set tasks={','.join(recipe.tasks)}: {'no task ' + ', '.join(unknown) if unknown else 'no tasks'}"
+                         f"; choose from {', '.join(TASKS)}")
+    return [TASKS[t] for t in recipe.tasks]
+
+
 def fresh_folder(out: Path) -> None:
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"{out} is not empty; choose a new --out (or remove it)")
@@ -312,7 +341,7 @@ def split_tasks(data: Path, out: Path, recipe: Recipe) -> tuple[dict[str, tuple[
     tasks_dir = out / "tasks"
     tasks_dir.mkdir()
     parts, docs, held = {}, {}, set()
-    for task in TASKS:
+    for task in recipe_tasks(recipe):
         n_eval = recipe.eval_rows or task.eval_rows
         train_f, eval_f, task_docs, task_held = write_parts(data, task, n_eval, tasks_dir)
         parts[task.name], docs[task.name] = (train_f, eval_f), task_docs
@@ -356,7 +385,7 @@ def run(data: Path, out: Path, recipe: Recipe, quick: bool, reuse: bool = False)
         json.dumps(split_tasks(data, out, recipe)[1], indent=1) + "\n", encoding="utf-8"))
     text_counts = json.loads(counts_file.read_text(encoding="utf-8"))
     parts = {t.name: (next((out / "tasks").glob(f"{t.name}-train.*")), next((out / "tasks").glob(f"{t.name}-eval.*")))
-             for t in TASKS}
+             for t in recipe_tasks(recipe)}
 
     # 3-4. tokenizer, prepare, pretrain, export
     sample = ["--max-sentences", str(recipe.tokenizer_sentences)] if recipe.tokenizer_sentences else []
@@ -385,7 +414,7 @@ def run(data: Path, out: Path, recipe: Recipe, quick: bool, reuse: bool = False)
     # 6. fine-tuning from both starts
     seeds = ",".join(map(str, recipe.seeds))
     results = []
-    for task in TASKS:
+    for task in recipe_tasks(recipe):
         train_f, eval_f = parts[task.name]
         row: dict[str, Any] = {"task": task.name, "metric": task.metric}
         for init in ("scratch", "pretrained"):
@@ -407,7 +436,7 @@ def run(data: Path, out: Path, recipe: Recipe, quick: bool, reuse: bool = False)
     # 7. report
     curve = [json.loads(ln) for ln in (out / "pretrain" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     report = {
-        "quick": quick, "recipe": asdict(recipe), "tasks": [asdict(t) for t in TASKS], "machine": started_on,
+        "quick": quick, "recipe": asdict(recipe), "tasks": [asdict(t) for t in recipe_tasks(recipe)], "machine": started_on,
         "pretraining_text": text_counts, "prepared": prep,
         "pretraining": {k: v for k, v in summary.items() if k in ("step", "tokens_seen") or k.startswith("eval_")},
         "pretraining_start": next((c for c in curve if "eval_mlm_loss" in c), None),
@@ -444,7 +473,14 @@ def main(argv: list[str] | None = None) -> int:
         if key not in Recipe.__dataclass_fields__:
             ap.error(f"--set {item}: no recipe field {key!r}; fields: {', '.join(Recipe.__dataclass_fields__)}")
         kind = type(getattr(recipe, key)) if getattr(recipe, key) is not None else int
-        recipe = replace(recipe, **{key: [int(s) for s in value.split(",")] if key == "seeds" else kind(value)})
+        if key == "seeds":
+            value = [int(s) for s in value.split(",")]
+        elif key == "tasks":
+            value = [s.strip() for s in value.split(",") if s.strip()]
+        else:
+            value = kind(value)
+        recipe = replace(recipe, **{key: value})
+    recipe_tasks(recipe)  # an unknown task name stops here, before anything is written
     if args.split_only:
         fresh_folder(Path(args.out))
         parts, counts = split_tasks(Path(args.data), Path(args.out), recipe)
