@@ -76,6 +76,48 @@ def test_pretraining_text_leaves_out_validation_text(recipe, tmp_path):
     assert counts["klue-nli"] == {"documents": 2, "sentences": 3, "dropped_as_validation_text": 2}
 
 
+_CELL = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1, max_size=8).filter(
+    lambda t: t.strip() == t and t)
+
+
+@settings(max_examples=40, deadline=None)
+@given(task=st.sampled_from(["kornli", "klue-nli"]),
+       pairs=st.lists(st.tuples(st.integers(0, 12), _CELL), min_size=1, max_size=40),
+       eval_rows=st.integers(0, 45))
+def test_nli_parts_keep_each_premise_whole_in_the_files_own_format(recipe, tmp_path_factory, task, pairs, eval_rows):
+    """Either NLI file: the parts together hold every row once, in the file's format, a premise in one part only,
+    and the pretraining documents are premises with their hypotheses."""
+    src = tmp_path_factory.mktemp("data")
+    labels = ("entailment", "neutral", "contradiction")
+    if task == "kornli":
+        rows = [f"전제 {p}\t{h}\t{labels[i % 3]}\n" for i, (p, h) in enumerate(pairs)]
+        (src / "nli.tsv").write_text("sentence1\tsentence2\tgold_label\n" + "".join(rows), encoding="utf-8")
+    else:
+        rows = [{"premise": f"전제 {p}", "hypothesis": h, "gold_label": labels[i % 3]} for i, (p, h) in enumerate(pairs)]
+        (src / "nli.tsv").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    spec = recipe.replace(recipe.TASKS[task], file="nli.tsv")
+    out = tmp_path_factory.mktemp("parts")
+    train_f, eval_f, docs, held = recipe.write_parts(src, spec, eval_rows, out)
+    parts = [_rows_of(recipe, task, f) for f in (train_f, eval_f)]
+    key = (lambda r: json.dumps(r, sort_keys=True)) if task == "klue-nli" else str
+    assert sorted(map(key, parts[0] + parts[1])) == sorted(map(key, rows))
+    premise = (lambda r: r["premise"]) if task == "klue-nli" else (lambda r: r.split("\t")[0])
+    assert not {premise(r) for r in parts[0]} & {premise(r) for r in parts[1]}
+    assert len(parts[1]) >= min(eval_rows, len(rows))
+    assert sorted(s for d in docs for s in d[1:]) == sorted(h for p, h in (recipe._nli_pair(task, r) for r in parts[0]))
+    assert set(held) == {s for p, h in (recipe._nli_pair(task, r) for r in parts[1]) for s in (p, h)}
+
+
+def test_tasks_are_chosen_by_name_and_an_unknown_one_stops_before_anything_is_written(recipe, tmp_path, capsys):
+    assert [t.name for t in recipe.recipe_tasks(recipe.Recipe())] == ["nsmc", "kornli", "korsts", "klue-ner"]
+    chosen = recipe.Recipe(tasks=["klue-nli", "nsmc"])
+    assert [t.name for t in recipe.recipe_tasks(chosen)] == ["klue-nli", "nsmc"]
+    out = tmp_path / "r"
+    with pytest.raises(SystemExit) as stop:
+        recipe.main(["--data", str(tmp_path), "--out", str(out), "--split-only", "--set", "tasks=nsmc,klue-nil"])
+    assert "klue-nil" in str(stop.value) and "klue-nli" in str(stop.value) and not out.exists()
+
+
 def test_table_reports_mean_spread_gain_and_separation(recipe):
     rows = []
     for scratch, pre in (([0.60, 0.62, 0.64], [0.70, 0.71, 0.75]), ([0.5, 0.6], [0.55, 0.7])):
@@ -101,7 +143,7 @@ def test_quick_recipe_end_to_end(recipe, data_dir, tmp_path):
     assert "scratch" in res.stdout and "pretrained" in res.stdout and "gain" in res.stdout
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     by_task = {r["task"]: r for r in report["results"]}
-    assert list(by_task) == ["nsmc", "klue-nli", "korsts", "klue-ner"]
+    assert list(by_task) == ["nsmc", "kornli", "korsts", "klue-ner"] == report["recipe"]["tasks"]
     for task, r in by_task.items():
         lo = -1.0 if r["metric"] == "pearson" else 0.0
         for init in ("scratch", "pretrained"):
@@ -110,15 +152,15 @@ def test_quick_recipe_end_to_end(recipe, data_dir, tmp_path):
         assert r["gain"] == pytest.approx(r["pretrained"]["mean"] - r["scratch"]["mean"])
         assert (out / "table.txt").read_text(encoding="utf-8").count(task) == 1
     # the parts hold every example of the file once (counts from the data's README), and plmkit read them all;
-    # KLUE-NLI's validation part takes whole premises (each with its few hypotheses), so it may hold a few more
-    rows = {"nsmc": 25000, "klue-nli": 3000, "korsts": 5749, "klue-ner": 5000}
+    # KorNLI's validation part takes whole premises (each with its three hypotheses), so it may hold a few more
+    rows = {"nsmc": 25000, "kornli": 2490, "korsts": 5749, "klue-ner": 5000}
     eval_rows = report["recipe"]["eval_rows"]
     for task, r in by_task.items():
         read = {Path(d["path"]).name.split("-")[-1].split(".")[0]: d["read"] for d in r["data"]}
         assert read["train"] + read["eval"] == rows[task], (task, read)
-        assert eval_rows <= read["eval"] <= eval_rows + (5 if task == "klue-nli" else 0), (task, read)
-    nli = [json.loads((out / "tasks" / f"klue-nli-{part}.json").read_text(encoding="utf-8")) for part in ("train", "eval")]
-    assert not {r["premise"] for r in nli[0]} & {r["premise"] for r in nli[1]}
+        assert eval_rows <= read["eval"] <= eval_rows + (2 if task == "kornli" else 0), (task, read)
+    nli = [recipe._tsv_rows(out / "tasks" / f"kornli-{part}.tsv")[1] for part in ("train", "eval")]
+    assert not {r.split("\t")[0] for r in nli[0]} & {r.split("\t")[0] for r in nli[1]}
     # the pretraining learnt: held-out MLM loss fell well below where it started
     assert report["pretraining"]["eval_mlm_loss"] < report["pretraining_start"]["eval_mlm_loss"] - 1.0
     # fine-tuning learnt: a model that learnt anything separates positive from negative reviews (200 pretraining
@@ -172,6 +214,6 @@ def test_readme_korean_guide_runs(data_dir, tmp_path):
         res = subprocess.run(["bash", "-euo", "pipefail", "-c", line], cwd=work, env=env, capture_output=True,
                              text=True, timeout=900)
         assert res.returncode == 0, f"README Korean guide failed at:\n{line}\n{res.stderr[-3000:]}"
-    for task in ("nsmc", "klue-nli", "korsts", "klue-ner"):
+    for task in ("nsmc", "kornli", "korsts", "klue-ner"):
         metrics = json.loads((work / "ko" / "finetune" / task / "metrics.json").read_text(encoding="utf-8"))
         assert metrics["seeds"] == [1, 2, 3] and set(metrics["runs"]) == {"1", "2", "3"}
