@@ -364,6 +364,7 @@ def run(data: Path, out: Path, recipe: Recipe, quick: bool, reuse: bool = False)
                              "once its finetune/ folder is moved away")
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.json").write_text(json.dumps(asdict(recipe), indent=1) + "\n", encoding="utf-8")
+    tasks = recipe_tasks(recipe)
     started_on = machine()  # the load average as the run starts
     log = out / "commands.log"
     timings_file = out / "timings.json"
@@ -385,7 +386,7 @@ def run(data: Path, out: Path, recipe: Recipe, quick: bool, reuse: bool = False)
         json.dumps(split_tasks(data, out, recipe)[1], indent=1) + "\n", encoding="utf-8"))
     text_counts = json.loads(counts_file.read_text(encoding="utf-8"))
     parts = {t.name: (next((out / "tasks").glob(f"{t.name}-train.*")), next((out / "tasks").glob(f"{t.name}-eval.*")))
-             for t in recipe_tasks(recipe)}
+             for t in tasks}
 
     # 3-4. tokenizer, prepare, pretrain, export
     sample = ["--max-sentences", str(recipe.tokenizer_sentences)] if recipe.tokenizer_sentences else []
@@ -414,7 +415,7 @@ def run(data: Path, out: Path, recipe: Recipe, quick: bool, reuse: bool = False)
     # 6. fine-tuning from both starts
     seeds = ",".join(map(str, recipe.seeds))
     results = []
-    for task in recipe_tasks(recipe):
+    for task in tasks:
         train_f, eval_f = parts[task.name]
         row: dict[str, Any] = {"task": task.name, "metric": task.metric}
         for init in ("scratch", "pretrained"):
@@ -436,7 +437,7 @@ def run(data: Path, out: Path, recipe: Recipe, quick: bool, reuse: bool = False)
     # 7. report
     curve = [json.loads(ln) for ln in (out / "pretrain" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     report = {
-        "quick": quick, "recipe": asdict(recipe), "tasks": [asdict(t) for t in recipe_tasks(recipe)], "machine": started_on,
+        "quick": quick, "recipe": asdict(recipe), "tasks": [asdict(t) for t in tasks], "machine": started_on,
         "pretraining_text": text_counts, "prepared": prep,
         "pretraining": {k: v for k, v in summary.items() if k in ("step", "tokens_seen") or k.startswith("eval_")},
         "pretraining_start": next((c for c in curve if "eval_mlm_loss" in c), None),
@@ -473,12 +474,15 @@ def main(argv: list[str] | None = None) -> int:
         if key not in Recipe.__dataclass_fields__:
             ap.error(f"--set {item}: no recipe field {key!r}; fields: {', '.join(Recipe.__dataclass_fields__)}")
         kind = type(getattr(recipe, key)) if getattr(recipe, key) is not None else int
-        if key == "seeds":
-            value = [int(s) for s in value.split(",")]
-        elif key == "tasks":
-            value = [s.strip() for s in value.split(",") if s.strip()]
-        else:
-            value = kind(value)
+        try:
+            if key == "seeds":
+                value = [int(s) for s in value.split(",")]
+            elif key == "tasks":
+                value = [s.strip() for s in value.split(",") if s.strip()]
+            else:
+                value = kind(value)
+        except ValueError:
+            ap.error(f"--set {item}: {key} takes {'comma-separated integers' if key == 'seeds' else kind.__name__}")
         recipe = replace(recipe, **{key: value})
     recipe_tasks(recipe)  # an unknown task name stops here, before anything is written
     if args.split_only:

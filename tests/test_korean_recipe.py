@@ -116,6 +116,10 @@ def test_tasks_are_chosen_by_name_and_an_unknown_one_stops_before_anything_is_wr
     with pytest.raises(SystemExit) as stop:
         recipe.main(["--data", str(tmp_path), "--out", str(out), "--split-only", "--set", "tasks=nsmc,klue-nil"])
     assert "klue-nil" in str(stop.value) and "klue-nli" in str(stop.value) and not out.exists()
+    for bad in ("seeds=1,a", "pretrain_steps=1e3"):  # a value of the wrong kind: the option named, no traceback
+        with pytest.raises(SystemExit) as stop:
+            recipe.main(["--data", str(tmp_path), "--out", str(out), "--split-only", "--set", bad])
+        assert stop.value.code == 2 and f"--set {bad}" in capsys.readouterr().err and not out.exists()
 
 
 def test_table_reports_mean_spread_gain_and_separation(recipe):
