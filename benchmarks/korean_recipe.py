@@ -189,34 +189,41 @@ def texts_of(task: str, part: list) -> list[list[str]]:
     raise ValueError(task)
 
 
+def read_rows(task: str, path: Path) -> tuple[str, list]:
+    """(the text before the rows, the rows) of a task file or part, in the file's own format."""
+    if task == "klue-nli":  # a JSON list of records
+        return "", json.loads(path.read_text(encoding="utf-8"))
+    if task == "klue-ner":  # '## ' preamble, then sentence blocks
+        return _ner_blocks(path)
+    return _tsv_rows(path)  # header line, then a row per line
+
+
+def rows_text(task: str, header: str, rows: list) -> str:
+    """A part as read_rows reads it back."""
+    if task == "klue-nli":
+        return json.dumps(rows, ensure_ascii=False, indent=1) + "\n"
+    if task == "klue-ner":
+        return header + "\n\n".join(rows) + "\n\n"
+    return header + "".join(rows)
+
+
 def write_parts(data: Path, task: Task, eval_rows: int, out: Path) -> tuple[Path, Path, list[list[str]], list[str]]:
     """Write TASK-train / TASK-eval files; return them, the training part's documents and the validation texts."""
     src = data / task.file
     suffix = "".join(src.suffixes[-1:])
     train_f, eval_f = out / f"{task.name}-train{suffix}", out / f"{task.name}-eval{suffix}"
+    header, rows = read_rows(task.name, src)
     if task.name in PREMISE_GROUPED:  # a premise comes with several hypotheses: all of them go to one part
-        if task.name == "klue-nli":
-            header, rows = "", json.loads(src.read_text(encoding="utf-8"))
-        else:
-            header, rows = _tsv_rows(src)
-        groups: dict[str, list] = {}
+        by_premise: dict[str, list] = {}
         for r in rows:
-            groups.setdefault(_nli_pair(task.name, r)[0], []).append(r)
-        tr_g, ev_g = _split(list(groups.values()), _groups_for(list(groups.values()), eval_rows))
-        tr, ev = [r for g in tr_g for r in g], [r for g in ev_g for r in g]
-        for f, part in ((train_f, tr), (eval_f, ev)):
-            f.write_text(json.dumps(part, ensure_ascii=False, indent=1) + "\n" if task.name == "klue-nli"
-                         else header + "".join(part), encoding="utf-8")
-    elif task.name == "klue-ner":
-        preamble, blocks = _ner_blocks(src)
-        tr, ev = _split(blocks, eval_rows)
-        for f, part in ((train_f, tr), (eval_f, ev)):
-            f.write_text(preamble + "\n\n".join(part) + "\n\n", encoding="utf-8")
+            by_premise.setdefault(_nli_pair(task.name, r)[0], []).append(r)
+        groups = list(by_premise.values())
     else:
-        header, rows = _tsv_rows(src)
-        tr, ev = _split(rows, eval_rows)
-        for f, part in ((train_f, tr), (eval_f, ev)):
-            f.write_text(header + "".join(part), encoding="utf-8")
+        groups = [[r] for r in rows]
+    tr_g, ev_g = _split(groups, _groups_for(groups, eval_rows))
+    tr, ev = [r for g in tr_g for r in g], [r for g in ev_g for r in g]
+    for f, part in ((train_f, tr), (eval_f, ev)):
+        f.write_text(rows_text(task.name, header, part), encoding="utf-8")
     held = [s.strip() for doc in texts_of(task.name, ev) for s in doc]
     return train_f, eval_f, texts_of(task.name, tr), held
 
