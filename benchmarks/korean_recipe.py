@@ -38,7 +38,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 try:  # run as a script: benchmarks/ is first on sys.path
     from machine_info import machine
@@ -48,30 +48,85 @@ except ImportError:  # imported from the tests
 PLMKIT = [sys.executable, "-m", "plmkit.cli"]
 
 
+def _tsv_rows(path: Path) -> tuple[str, list[str]]:
+    """A header line, then a row per line."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    return lines[0], [ln for ln in lines[1:] if ln.strip()]
+
+
+def _ner_blocks(path: Path) -> tuple[str, list[str]]:
+    """KLUE-NER: the file's '## ' preamble, and one block per sentence ('## guid' line + 'char<TAB>tag' rows)."""
+    text = path.read_text(encoding="utf-8")
+    blocks = [b for b in text.split("\n\n") if b.strip()]
+    first = blocks[0].split("\n")
+    # the preamble lines precede the first sentence's own '## guid<TAB>...' line
+    k = next(i for i, ln in enumerate(first) if ln.startswith("## ") and "\t" in ln)
+    preamble = "".join(ln + "\n" for ln in first[:k])
+    blocks[0] = "\n".join(first[k:])
+    return preamble, [b.strip("\n") for b in blocks]
+
+
+def _json_rows(path: Path) -> tuple[str, list]:
+    """A JSON list of records."""
+    return "", json.loads(path.read_text(encoding="utf-8"))
+
+
+def _tsv_columns(*cols: int) -> Callable[[str], list[str]]:
+    return lambda row: [row.rstrip("\n").split("\t")[c] for c in cols]
+
+
+@dataclass(frozen=True)
+class Format:
+    """How a task file is laid out: rows read and written back byte for byte, and the text of a row."""
+
+    read: Callable[[Path], tuple[str, list]]  # (the text before the rows, the rows)
+    write: Callable[[str, list], str]  # (that text, rows) -> a file read() reads back
+    sentences: Callable[[Any], list[str]]  # a row's unlabelled text; NLI: [premise, hypothesis]
+
+
+TSV_WRITE = lambda header, rows: header + "".join(rows)  # noqa: E731
+FORMATS = {
+    "nsmc-tsv": Format(_tsv_rows, TSV_WRITE, _tsv_columns(1)),  # id, document, label
+    "korsts-tsv": Format(_tsv_rows, TSV_WRITE, _tsv_columns(5, 6)),  # genre ... score, sentence1, sentence2
+    "nli-tsv": Format(_tsv_rows, TSV_WRITE, _tsv_columns(0, 1)),  # sentence1, sentence2, gold_label
+    "nli-json": Format(_json_rows, lambda _, rows: json.dumps(rows, ensure_ascii=False, indent=1) + "\n",
+                       lambda r: [r["premise"], r["hypothesis"]]),
+    # the sentence, from its 'char<TAB>tag' rows
+    "ner-blocks": Format(_ner_blocks, lambda pre, rows: pre + "\n\n".join(rows) + "\n\n",
+                         lambda b: ["".join(ln.rsplit("\t", 1)[0] for ln in b.split("\n")[1:])]),
+}
+
+
 @dataclass(frozen=True)
 class Task:
     """One fine-tuning task of the recipe: its file, how many rows to validate on, how to train."""
 
     name: str  # the plmkit task
     file: str  # under $PLMKIT_DATA
+    format: str  # a key of FORMATS
     metric: str  # the key of metrics.json's "metrics" that the table reports
     eval_rows: int  # validation part carved from the file (the rest is the training part)
     epochs: float
+    # NLI files: a premise comes with several hypotheses; they go to one part, and are one pretraining document
+    by_premise: bool = False
+
+    @property
+    def layout(self) -> Format:
+        return FORMATS[self.format]
 
 
 TASKS = {t.name: t for t in (
-    Task("nsmc", "korean/nsmc/ratings-part-a.txt", "accuracy", 1000, 4),
-    Task("kornli", "korean/kornli/xnli.dev.ko.tsv", "accuracy", 1000, 6),
-    Task("korsts", "korean/korsts/sts-train.tsv", "pearson", 1000, 6),
-    Task("klue-ner", "korean/klue/klue-ner-v1.1_dev.tsv", "f1", 1000, 6),
+    Task("nsmc", "korean/nsmc/ratings-part-a.txt", "nsmc-tsv", "accuracy", 1000, 4),
+    Task("kornli", "korean/kornli/xnli.dev.ko.tsv", "nli-tsv", "accuracy", 1000, 6, by_premise=True),
+    Task("korsts", "korean/korsts/sts-train.tsv", "korsts-tsv", "pearson", 1000, 6),
+    Task("klue-ner", "korean/klue/klue-ner-v1.1_dev.tsv", "ner-blocks", "f1", 1000, 6),
     # Not in the default recipe: a bert-tiny stays at chance on it from either start (BENCHMARKS.md, run 5).
-    Task("klue-nli", "korean/klue/klue-nli-v1.1_dev.json", "accuracy", 1000, 6),
+    Task("klue-nli", "korean/klue/klue-nli-v1.1_dev.json", "nli-json", "accuracy", 1000, 6, by_premise=True),
 )}
 # The recipe's tasks: one of each kind (sentiment, inference, similarity, NER). KorNLI is the inference task:
 # on KLUE-NLI a bert-tiny stays at chance (0.33-0.38) from either start, whatever the fine-tuning settings
 # (BENCHMARKS.md); ``--set tasks=...`` adds it (or removes any task).
 DEFAULT_TASKS = ["nsmc", "kornli", "korsts", "klue-ner"]
-PREMISE_GROUPED = {"klue-nli", "kornli"}  # NLI files: a premise comes with several hypotheses
 
 
 @dataclass
@@ -148,63 +203,14 @@ def _groups_for(groups: list[list], rows: int, seed: int = 0) -> int:
     return n
 
 
-def _tsv_rows(path: Path) -> tuple[str, list[str]]:
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    return lines[0], [ln for ln in lines[1:] if ln.strip()]
-
-
-def _ner_blocks(path: Path) -> tuple[str, list[str]]:
-    """KLUE-NER: the file's '## ' preamble, and one block per sentence ('## guid' line + 'char<TAB>tag' rows)."""
-    text = path.read_text(encoding="utf-8")
-    blocks = [b for b in text.split("\n\n") if b.strip()]
-    first = blocks[0].split("\n")
-    # the preamble lines precede the first sentence's own '## guid<TAB>...' line
-    k = next(i for i, ln in enumerate(first) if ln.startswith("## ") and "\t" in ln)
-    preamble = "".join(ln + "\n" for ln in first[:k])
-    blocks[0] = "\n".join(first[k:])
-    return preamble, [b.strip("\n") for b in blocks]
-
-
-def _nli_pair(task: str, row: Any) -> tuple[str, str]:
-    """(premise, hypothesis) of a KLUE-NLI JSON record or a KorNLI TSV row."""
-    if task == "klue-nli":
-        return row["premise"], row["hypothesis"]
-    premise, hypothesis = row.rstrip("\n").split("\t")[:2]
-    return premise, hypothesis
-
-
-def texts_of(task: str, part: list) -> list[list[str]]:
+def texts_of(task: Task, part: list) -> list[list[str]]:
     """The unlabelled text of a part of a task file, as documents (lists of sentences)."""
-    if task == "nsmc":
-        return [[r.rstrip("\n").split("\t")[1]] for r in part]
-    if task == "korsts":
-        return [r.rstrip("\n").split("\t")[5:7] for r in part]
-    if task in PREMISE_GROUPED:  # a premise with all its hypotheses is one document
-        docs: dict[str, list[str]] = {}
-        for premise, hypothesis in (_nli_pair(task, r) for r in part):
-            docs.setdefault(premise, [premise]).append(hypothesis)
-        return list(docs.values())
-    if task == "klue-ner":  # the sentence, from its 'char<TAB>tag' rows
-        return [["".join(ln.rsplit("\t", 1)[0] for ln in b.split("\n")[1:])] for b in part]
-    raise ValueError(task)
-
-
-def read_rows(task: str, path: Path) -> tuple[str, list]:
-    """(the text before the rows, the rows) of a task file or part, in the file's own format."""
-    if task == "klue-nli":  # a JSON list of records
-        return "", json.loads(path.read_text(encoding="utf-8"))
-    if task == "klue-ner":  # '## ' preamble, then sentence blocks
-        return _ner_blocks(path)
-    return _tsv_rows(path)  # header line, then a row per line
-
-
-def rows_text(task: str, header: str, rows: list) -> str:
-    """A part as read_rows reads it back."""
-    if task == "klue-nli":
-        return json.dumps(rows, ensure_ascii=False, indent=1) + "\n"
-    if task == "klue-ner":
-        return header + "\n\n".join(rows) + "\n\n"
-    return header + "".join(rows)
+    if not task.by_premise:
+        return [task.layout.sentences(r) for r in part]
+    docs: dict[str, list[str]] = {}  # a premise with all its hypotheses is one document
+    for premise, hypothesis in map(task.layout.sentences, part):
+        docs.setdefault(premise, [premise]).append(hypothesis)
+    return list(docs.values())
 
 
 def write_parts(data: Path, task: Task, eval_rows: int, out: Path) -> tuple[Path, Path, list[list[str]], list[str]]:
@@ -212,20 +218,20 @@ def write_parts(data: Path, task: Task, eval_rows: int, out: Path) -> tuple[Path
     src = data / task.file
     suffix = "".join(src.suffixes[-1:])
     train_f, eval_f = out / f"{task.name}-train{suffix}", out / f"{task.name}-eval{suffix}"
-    header, rows = read_rows(task.name, src)
-    if task.name in PREMISE_GROUPED:  # a premise comes with several hypotheses: all of them go to one part
+    header, rows = task.layout.read(src)
+    if task.by_premise:  # all the hypotheses of a premise go to one part
         by_premise: dict[str, list] = {}
         for r in rows:
-            by_premise.setdefault(_nli_pair(task.name, r)[0], []).append(r)
+            by_premise.setdefault(task.layout.sentences(r)[0], []).append(r)
         groups = list(by_premise.values())
     else:
         groups = [[r] for r in rows]
     tr_g, ev_g = _split(groups, _groups_for(groups, eval_rows))
     tr, ev = [r for g in tr_g for r in g], [r for g in ev_g for r in g]
     for f, part in ((train_f, tr), (eval_f, ev)):
-        f.write_text(rows_text(task.name, header, part), encoding="utf-8")
-    held = [s.strip() for doc in texts_of(task.name, ev) for s in doc]
-    return train_f, eval_f, texts_of(task.name, tr), held
+        f.write_text(task.layout.write(header, part), encoding="utf-8")
+    held = [s.strip() for doc in texts_of(task, ev) for s in doc]
+    return train_f, eval_f, texts_of(task, tr), held
 
 
 def write_pretraining_text(docs_by_task: dict[str, list[list[str]]], held: set[str], out: Path) -> dict[str, Any]:

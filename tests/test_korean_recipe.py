@@ -98,14 +98,14 @@ def test_nli_parts_keep_each_premise_whole_in_the_files_own_format(recipe, tmp_p
     spec = recipe.replace(recipe.TASKS[task], file="nli.tsv")
     out = tmp_path_factory.mktemp("parts")
     train_f, eval_f, docs, held = recipe.write_parts(src, spec, eval_rows, out)
-    parts = [recipe.read_rows(task, f)[1] for f in (train_f, eval_f)]
+    parts = [spec.layout.read(f)[1] for f in (train_f, eval_f)]
     key = (lambda r: json.dumps(r, sort_keys=True)) if task == "klue-nli" else str
     assert sorted(map(key, parts[0] + parts[1])) == sorted(map(key, rows))
     premise = (lambda r: r["premise"]) if task == "klue-nli" else (lambda r: r.split("\t")[0])
     assert not {premise(r) for r in parts[0]} & {premise(r) for r in parts[1]}
     assert len(parts[1]) >= min(eval_rows, len(rows))
-    assert sorted(s for d in docs for s in d[1:]) == sorted(h for p, h in (recipe._nli_pair(task, r) for r in parts[0]))
-    assert set(held) == {s for p, h in (recipe._nli_pair(task, r) for r in parts[1]) for s in (p, h)}
+    assert sorted(s for d in docs for s in d[1:]) == sorted(h for p, h in map(spec.layout.sentences, parts[0]))
+    assert set(held) == {s for p, h in map(spec.layout.sentences, parts[1]) for s in (p, h)}
 
 
 def test_tasks_are_chosen_by_name_and_an_unknown_one_stops_before_anything_is_written(recipe, tmp_path, capsys):
@@ -163,7 +163,7 @@ def test_quick_recipe_end_to_end(recipe, data_dir, tmp_path):
         read = {Path(d["path"]).name.split("-")[-1].split(".")[0]: d["read"] for d in r["data"]}
         assert read["train"] + read["eval"] == rows[task], (task, read)
         assert eval_rows <= read["eval"] <= eval_rows + (2 if task == "kornli" else 0), (task, read)
-    nli = [recipe.read_rows("kornli", out / "tasks" / f"kornli-{part}.tsv")[1] for part in ("train", "eval")]
+    nli = [recipe.TASKS["kornli"].layout.read(out / "tasks" / f"kornli-{part}.tsv")[1] for part in ("train", "eval")]
     assert not {r.split("\t")[0] for r in nli[0]} & {r.split("\t")[0] for r in nli[1]}
     # the pretraining learnt: held-out MLM loss fell well below where it started
     assert report["pretraining"]["eval_mlm_loss"] < report["pretraining_start"]["eval_mlm_loss"] - 1.0
@@ -174,7 +174,8 @@ def test_quick_recipe_end_to_end(recipe, data_dir, tmp_path):
     pretrain_lines = {ln for f in (out / "pretrain-text").iterdir() for ln in f.read_text(encoding="utf-8").splitlines()}
     for task in report["tasks"]:
         eval_f = next((out / "tasks").glob(f"{task['name']}-eval.*"))
-        for doc in recipe.texts_of(task["name"], recipe.read_rows(task["name"], eval_f)[1]):
+        spec = recipe.TASKS[task["name"]]
+        for doc in recipe.texts_of(spec, spec.layout.read(eval_f)[1]):
             assert not {" ".join(s.split()) for s in doc} & pretrain_lines, task["name"]
     png = (out / "korean-recipe.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
