@@ -116,6 +116,11 @@ def test_transformers_gives_the_same_logits(tiny_dir, data_dir, tmp_path):
         theirs = transformers.AutoModelForSequenceClassification.from_pretrained(str(out)).eval()
     with torch.no_grad():
         assert torch.allclose(ours(**batch).logits, theirs(**batch).logits, atol=1e-5)
+        # and end to end in transformers: its own tokenizer gives the pair its segment ids
+        hf_batch = transformers.AutoTokenizer.from_pretrained(str(out))(
+            ["A man is playing.", "Rain"], ["Someone plays.", "Sun is out today"], padding=True, return_tensors="pt")
+        assert torch.equal(hf_batch["token_type_ids"], batch["token_type_ids"])
+        assert torch.allclose(ours(**batch).logits, theirs(**hf_batch).logits, atol=1e-5)
     assert theirs.config.id2label == {0: "0", 1: "1"}
 
 

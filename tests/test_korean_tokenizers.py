@@ -143,6 +143,23 @@ def test_any_text_roundtrips_through_byte_fallback(text, readme_tok, bpe_tok):
         assert bpe.decode(enc.ids) == text
 
 
+_HF: dict[Path, object] = {}
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=st.text(max_size=40), second=st.text(min_size=1, max_size=40))  # transformers reads "" as no pair
+def test_any_pair_encodes_the_same_in_transformers(first, second, readme_tok):
+    """A sentence pair (NLI, STS) through AutoTokenizer: the ids, the second segment's type ids and the mask are
+    plmkit's own, so a model fine-tuned on pairs sees in transformers what it saw in plmkit."""
+    transformers = pytest.importorskip("transformers")
+    if readme_tok not in _HF:
+        _HF[readme_tok] = transformers.AutoTokenizer.from_pretrained(readme_tok)
+    ours = load_tokenizer_cached(readme_tok)(first, second, return_tensors=None)
+    theirs = _HF[readme_tok](first, second)
+    for key in ("input_ids", "token_type_ids", "attention_mask"):
+        assert list(theirs[key]) == list(ours[key][0]), key
+
+
 _LOADED: dict[Path, object] = {}
 
 

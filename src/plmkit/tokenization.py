@@ -222,6 +222,15 @@ class Tokenizer:
         """A content hash of the tokenizer (stable across saves): data prepared with it records this."""
         return hashlib.sha256(self.backend.to_str().encode("utf-8")).hexdigest()[:16]
 
+    def model_input_names(self) -> list[str]:
+        """What a model takes from this tokenizer, as ``transformers`` names them: ``token_type_ids`` only where a
+        pair's second segment gets its own type id (BERT and ALBERT kinds, not RoBERTa's)."""
+        names = self.init_kwargs.get("model_input_names")
+        if names is not None:
+            return list(names)
+        segments = set(self.backend.encode("a", "b").type_ids)
+        return ["input_ids", "token_type_ids", "attention_mask"] if len(segments) > 1 else ["input_ids", "attention_mask"]
+
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write ``tokenizer.json``, ``tokenizer_config.json`` and ``special_tokens_map.json`` (+ vocab files)."""
         folder = Path(path)
@@ -237,6 +246,10 @@ class Tokenizer:
             "model_max_length": self.model_max_length or 1_000_000_000_000_000_019_884_624_838_656,
             "clean_up_tokenization_spaces": False,
         }
+        if "model_input_names" not in cfg and cfg["tokenizer_class"] == "PreTrainedTokenizerFast":
+            # The generic class returns no token_type_ids in transformers 5: a BERT pair would reach the model as
+            # one segment. Name them wherever tokenizer.json gives the second segment its own type id.
+            cfg["model_input_names"] = self.model_input_names()
         (folder / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         (folder / "special_tokens_map.json").write_text(json.dumps(specials, indent=2, ensure_ascii=False) + "\n",
                                                          encoding="utf-8")
