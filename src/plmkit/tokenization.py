@@ -743,8 +743,6 @@ def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int, lowercase:
     }
     if kind == "unigram":
         init["plmkit"]["byte_fallback"] = byte_fallback
-    if kind == "bpe":
-        init["model_input_names"] = ["input_ids", "attention_mask"]  # RoBERTa has no segment ids
     return Tokenizer(backend, KIND_SPECIALS[kind], kind=kind, init_kwargs=init)
 
 
