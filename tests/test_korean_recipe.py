@@ -116,7 +116,10 @@ def test_tasks_are_chosen_by_name_and_an_unknown_one_stops_before_anything_is_wr
     with pytest.raises(SystemExit) as stop:
         recipe.main(["--data", str(tmp_path), "--out", str(out), "--split-only", "--set", "tasks=nsmc,klue-nil"])
     assert "klue-nil" in str(stop.value) and "klue-nli" in str(stop.value) and not out.exists()
-    for bad in ("seeds=1,a", "pretrain_steps=1e3"):  # a value of the wrong kind: the option named, no traceback
+    with pytest.raises(SystemExit) as stop:  # the task-adaptive phase's tasks are checked the same way
+        recipe.main(["--data", str(tmp_path), "--out", str(out), "--split-only", "--set", "adapt_tasks=korsts,kornil"])
+    assert "adapt_tasks" in str(stop.value) and "kornil" in str(stop.value) and not out.exists()
+    for bad in ("seeds=1,a", "pretrain_steps=1e3", "bf16=maybe"):  # a value of the wrong kind: the option named, no traceback
         with pytest.raises(SystemExit) as stop:
             recipe.main(["--data", str(tmp_path), "--out", str(out), "--split-only", "--set", bad])
         assert stop.value.code == 2 and f"--set {bad}" in capsys.readouterr().err and not out.exists()
@@ -167,6 +170,20 @@ def test_quick_recipe_end_to_end(recipe, data_dir, tmp_path):
     assert not {r.split("\t")[0] for r in nli[0]} & {r.split("\t")[0] for r in nli[1]}
     # the pretraining learnt: held-out MLM loss fell well below where it started
     assert report["pretraining"]["eval_mlm_loss"] < report["pretraining_start"]["eval_mlm_loss"] - 1.0
+    # the task-adaptive phase continued the general model (its MLM starts where the general one ended, far below
+    # a fresh model's) on the pair tasks' text with MLM + NSP, and lowered the MLM loss; the starts come from it
+    adapt = report["adaptation"]
+    assert adapt["tasks"] == ["korsts", "kornli"] and adapt["step"] == report["recipe"]["adapt_steps"]
+    assert adapt["start"]["eval_mlm_loss"] < report["pretraining_start"]["eval_mlm_loss"] - 1.0
+    assert adapt["eval_mlm_loss"] < adapt["start"]["eval_mlm_loss"] and "eval_nsp_accuracy" in adapt
+    for init in ("scratch", "pretrained"):
+        assert json.loads((out / f"finetune/korsts-{init}/metrics.json").read_text())["model"] == str(out / f"model-{init}")
+    assert (out / "model-general" / "config.json").exists()
+    # KorSTS trains on its whole training part, the other tasks on the recipe's first finetune_train examples
+    for task, r in by_task.items():
+        used = json.loads((out / "finetune" / f"{task}-pretrained" / "metrics.json").read_text())["train_examples"]
+        read = next(d["read"] for d in r["data"] if "-train." in d["path"])
+        assert used == (read if task == "korsts" else min(read, report["recipe"]["finetune_train"])), (task, used)
     # fine-tuning learnt: a model that learnt anything separates positive from negative reviews (200 pretraining
     # steps leave the pretrained start weaker than a fresh one, so quick asserts no gain: BENCHMARKS.md)
     assert max(by_task["nsmc"]["scratch"]["mean"], by_task["nsmc"]["pretrained"]["mean"]) > 0.6
