@@ -10,13 +10,15 @@ The recipe, every step a ``plmkit`` command (run here as subprocesses, exactly a
    premises with their hypotheses, KorSTS sentence pairs, KLUE-NER sentences; one sentence per line,
    a blank line between documents) beside the shared Korean corpora (``corpora/ko``).
 3. ``plmkit tokenizer train --kind unigram --cased`` (byte fallback: never ``[UNK]``) on both.
-4. ``plmkit prepare`` both; ``plmkit pretrain --preset bert-tiny`` with the English demo's recipe (MLM
+4. ``plmkit prepare`` both; ``plmkit pretrain --preset bert-mini`` with the English demo's recipe (MLM
    alone, 20% masked, dynamic masking over full sentences, rows of 16 tokens, 256 a step) for a fixed
    number of STEPS (not minutes, so the result does not depend on the machine's load); ``plmkit export``.
+   Then the task-adaptive phase: ``plmkit pretrain --init`` on the sentence-pair tasks' training text
+   (KorSTS, KorNLI) with MLM + NSP on 64-token segment pairs, and ``plmkit export`` again.
 5. The scratch twin: the same architecture (the exported ``config.json``) with random weights and the
    same tokenizer (``plmkit.PlmModel(config).save_pretrained``).
 6. ``plmkit finetune`` NSMC, KorNLI, KorSTS and KLUE-NER from both, with the same settings and
-   seeds, each scored on its validation part.
+   seeds (KorSTS on its whole training part), each scored on its validation part.
 7. The table (task, metric, scratch mean ± spread, pretrained mean ± spread, gain), ``report.json``
    and ``korean-recipe.png`` (one panel per task: a dot per seed, the means as bars).
 
