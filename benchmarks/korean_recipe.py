@@ -489,16 +489,21 @@ def run(data: Path, out: Path, recipe: Recipe, quick: bool, reuse: bool = False)
         _log(format_table([row]).splitlines()[-1])
 
     # 7. report
-    curve = [json.loads(ln) for ln in (out / "pretrain" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    def curve_of(run_dir: Path) -> list[dict[str, Any]]:
+        return [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+
+    def at_end(phase_summary: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in phase_summary.items() if k in ("step", "tokens_seen") or k.startswith("eval_")}
+
+    curve = curve_of(out / "pretrain")
     report = {
         "quick": quick, "recipe": asdict(recipe), "tasks": [asdict(t) for t in tasks], "machine": started_on,
         "pretraining_text": text_counts, "prepared": prep,
-        "pretraining": {k: v for k, v in summary.items() if k in ("step", "tokens_seen") or k.startswith("eval_")},
+        "pretraining": at_end(summary),
         "pretraining_start": next((c for c in curve if "eval_mlm_loss" in c), None),
         "adaptation": None if adaptation is None else {
-            "tasks": adapt_tasks, "start": next((json.loads(ln) for ln in (out / "pretrain-adapt" / "metrics.jsonl")
-                                                 .read_text(encoding="utf-8").splitlines() if "eval_mlm_loss" in ln), None),
-            **{k: v for k, v in adaptation.items() if k in ("step", "tokens_seen") or k.startswith("eval_")}},
+            "tasks": adapt_tasks, **at_end(adaptation),
+            "start": next((c for c in curve_of(out / "pretrain-adapt") if "eval_mlm_loss" in c), None)},
         "results": results, "timings_s": timings, "total_s": round(sum(timings.values()), 1),
         "load_average_at_end": os.getloadavg(),
     }
@@ -527,6 +532,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not args.data:
         ap.error("give --data or set PLMKIT_DATA to the shared data folder")
+    from plmkit.config import parse_value
+
     recipe = Recipe.quick() if args.quick else Recipe()
     for item in args.set:
         key, _, value = item.partition("=")
@@ -536,10 +543,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if key == "seeds":
                 value = [int(s) for s in value.split(",")]
-            elif kind is bool:
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            elif kind is bool:  # the spellings plmkit's own --set takes
+                if not isinstance(value := parse_value(value), bool):
                     raise ValueError(value)
-                value = value.lower() in ("true", "1", "yes")
             elif key in ("tasks", "adapt_tasks"):
                 value = [s.strip() for s in value.split(",") if s.strip()]
             else:
